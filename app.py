@@ -1,0 +1,74 @@
+"""union-bot web application: `create_app()` wires settings, database, bot core, adapters and pages.
+
+`python app.py` starts a development server on http://127.0.0.1:5000 (the sandbox chat is at /sandbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, redirect, url_for
+from sqlalchemy import text
+
+from bot.adapters import sandbox
+from bot.clock import Clock
+from bot.core import Bot
+from config import INSTANCE, load_settings
+from handlers import router
+from models import Database
+
+
+def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = None) -> Flask:
+    settings = load_settings(overrides)
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__, instance_path=str(INSTANCE))
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.APP_ENV == "production",
+        MAX_CONTENT_LENGTH=5 * 1024 * 1024,
+        TESTING=settings.APP_ENV == "test",
+    )
+    if settings.DATABASE_URL.startswith("sqlite:///"):
+        INSTANCE.mkdir(exist_ok=True)
+    db = Database(settings.DATABASE_URL)
+    bot = Bot(settings, db, router, clock or Clock(settings.tz))
+    bot.senders["sandbox"] = sandbox.SandboxSender(db)
+    app.extensions["bot"] = bot
+    app.extensions["db"] = db
+
+    app.register_blueprint(sandbox.bp)
+    _register_optional(app)
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("sandbox.page") if settings.SANDBOX_ENABLED else "/admin/")
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return jsonify(status="error", database="unreachable"), 503
+        return jsonify(status="ok", database="ok")
+
+    from cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_optional(app: Flask) -> None:
+    """Blueprints of the console, the API and the platforms (each registers itself if configured)."""
+    from admin import init_app as init_admin
+    from api import init_app as init_api
+
+    init_admin(app)
+    init_api(app)
+
+
+if __name__ == "__main__":
+    create_app().run(host="127.0.0.1", port=5000, debug=False)

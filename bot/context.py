@@ -1,0 +1,102 @@
+"""What a handler gets: the message, the member, the open transaction, and ways to answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bot.message import Card, IncomingMessage, Outgoing, Text
+from bot.permissions import can
+from models.member import Member
+from models.messaging import Dialog
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+
+
+@dataclass
+class Context:
+    bot: Bot
+    session: Session
+    msg: IncomingMessage
+    member: Member | None
+    args: str = ""
+    dialog: Dialog | None = None
+    replies: list[Outgoing] = field(default_factory=list)
+    handler_name: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.msg.text
+
+    @property
+    def clock(self):
+        return self.bot.clock
+
+    @property
+    def settings(self):
+        return self.bot.settings
+
+    def reply(self, message: Outgoing | str) -> None:
+        self.replies.append(Text(message) if isinstance(message, str) else message)
+
+    def card(self, title: str, lines: list[str], buttons=()) -> None:
+        self.replies.append(Card(title, list(lines), list(buttons)))
+
+    def can(self, permission: str) -> bool:
+        return self.member is not None and can(self.member.roles, permission)
+
+    def notify(self, member: Member, message: Outgoing | str, key: str) -> bool:
+        """Push a private message to another member through the outbox (once per key)."""
+        out = Text(message) if isinstance(message, str) else message
+        return self.bot.notify_member(self.session, member, out, key)
+
+    # dialogs ---------------------------------------------------------------------------------------------
+    def start_dialog(self, name: str, step: str, data: dict[str, Any] | None = None) -> Dialog:
+        self.end_dialog()
+        self.dialog = Dialog(
+            platform=self.msg.platform,
+            chat_id=self.msg.chat_id,
+            user_id=self.msg.user_id,
+            name=name,
+            step=step,
+            data=data or {},
+            expires_at=self._expiry(),
+            updated_at=self.clock.now(),
+        )
+        self.session.add(self.dialog)
+        self.session.flush()
+        return self.dialog
+
+    def advance(self, step: str, **data: Any) -> None:
+        """Move the active dialog to `step`, merging `data` into its state and renewing the timeout."""
+        assert self.dialog is not None, "no active dialog"
+        self.dialog.step = step
+        self.dialog.data = {**self.dialog.data, **data}
+        self.dialog.expires_at = self._expiry()
+        self.dialog.updated_at = self.clock.now()
+
+    def end_dialog(self) -> None:
+        self.session.execute(
+            delete(Dialog).where(
+                Dialog.platform == self.msg.platform,
+                Dialog.chat_id == self.msg.chat_id,
+                Dialog.user_id == self.msg.user_id,
+            )
+        )
+        self.dialog = None
+
+    def _expiry(self):
+        return self.clock.now() + timedelta(minutes=self.settings.DIALOG_TIMEOUT_MINUTES)
+
+
+def active_dialog(session: Session, msg: IncomingMessage) -> Dialog | None:
+    return session.scalar(
+        select(Dialog).where(
+            Dialog.platform == msg.platform, Dialog.chat_id == msg.chat_id, Dialog.user_id == msg.user_id
+        )
+    )

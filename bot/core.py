@@ -1,0 +1,271 @@
+"""The platform-neutral bot: dedupe, identity, dialog or route, handler, outbox — in one transaction.
+
+Commit, then acknowledge: `Bot.handle` returns only after the inbound row, the handler's effects and its
+replies (as outbox rows) are committed together. A crash before that leaves nothing, so the platform's retry
+is processed afresh; a retry after it hits the unique key and is acknowledged without running again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from bot import outbox
+from bot.clock import Clock
+from bot.context import Context, active_dialog
+from bot.message import IncomingMessage, Outgoing, Text
+from bot.router import Router, is_cancel
+from config import Settings
+from models.base import Database
+from models.member import Member, PlatformIdentity, member_for_identity
+from models.messaging import InboundMessage
+
+log = logging.getLogger(__name__)
+
+SORRY = "抱歉，系统出了点问题，您的消息已记录，工作人员会尽快处理。可以稍后再试一次。"
+
+
+@dataclass
+class HandleResult:
+    duplicate: bool = False
+    ignored: bool = False
+    deferred: bool = False
+    failed: bool = False
+    inbound_id: int | None = None
+    handler: str | None = None
+    replies: list[Outgoing] = field(default_factory=list)
+
+
+class Bot:
+    def __init__(self, settings: Settings, db: Database, router: Router, clock: Clock | None = None):
+        self.settings = settings
+        self.db = db
+        self.router = router
+        self.clock = clock or Clock(settings.tz)
+        self.senders: dict[str, outbox.Sender] = {}
+        self.metrics_hook = None  # set by the metrics module: f(platform, handler, seconds)
+
+    # inbound -----------------------------------------------------------------------------------------------
+    def handle(self, msg: IncomingMessage, defer: bool = False) -> HandleResult:
+        """Process one delivery. `defer=True` only records it for the worker (work too slow for the deadline)."""
+        if msg.is_group and not msg.mentioned and msg.action is None and msg.event is None:
+            return HandleResult(ignored=True)  # members talk among themselves; we act only when addressed
+        started = time.perf_counter()
+        try:
+            with self.db.transaction() as s:
+                inbound_id = self._record(s, msg, "received" if defer else "processing")
+                if inbound_id is None:
+                    return HandleResult(duplicate=True)
+                if defer:
+                    return HandleResult(deferred=True, inbound_id=inbound_id)
+                result = self._run(s, msg, inbound_id)
+        except DBAPIError:
+            raise  # the database is unreachable: answer 5xx so the platform retries later
+        except Exception:
+            log.exception("handler failed for inbound %s/%s", msg.platform, msg.message_id[:16])
+            result = self._record_failure(msg)
+        if self.metrics_hook:
+            self.metrics_hook(msg.platform, result.handler or "-", time.perf_counter() - started)
+        return result
+
+    def process_pending(self, limit: int = 50) -> int:
+        """Run deferred inbound rows (status 'received'), oldest first; each in its own transaction."""
+        done = 0
+        for _ in range(limit):
+            with self.db.transaction() as s:
+                q = (
+                    select(InboundMessage)
+                    .where(InboundMessage.status == "received")
+                    .order_by(InboundMessage.id)
+                )
+                if not self.db.is_sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                row = s.scalar(q.limit(1))
+                if row is None:
+                    break
+                msg = IncomingMessage.from_envelope(row.envelope)
+                try:
+                    with s.begin_nested():
+                        self._run(s, msg, row.id)
+                except DBAPIError:
+                    raise
+                except Exception as exc:
+                    log.exception("deferred inbound %s failed", row.id)
+                    row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
+                    self._enqueue_replies(s, msg, [Text(SORRY)])
+            done += 1
+        return done
+
+    def _record(self, s: Session, msg: IncomingMessage, status: str) -> int | None:
+        values: dict[str, Any] = dict(
+            platform=msg.platform,
+            dedupe_key=msg.message_id[:255],
+            chat_type=str(msg.chat_type),
+            chat_id=msg.chat_id,
+            user_id=msg.user_id,
+            status=status,
+            envelope=msg.envelope(),
+            received_at=self.clock.now(),
+        )
+        ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(InboundMessage)
+        stmt = ins.values(**values).on_conflict_do_nothing(index_elements=["platform", "dedupe_key"])
+        return s.execute(stmt.returning(InboundMessage.id)).scalar()
+
+    def _record_failure(self, msg: IncomingMessage) -> HandleResult:
+        """The handler crashed: its effects are rolled back, but the message is kept and the member told."""
+        with self.db.transaction() as s:
+            inbound_id = self._record(s, msg, "failed")
+            if inbound_id is None:
+                return HandleResult(duplicate=True)
+            s.execute(
+                update(InboundMessage).where(InboundMessage.id == inbound_id).values(error="handler raised")
+            )
+            replies: list[Outgoing] = [Text(SORRY)]
+            self._enqueue_replies(s, msg, replies)
+        return HandleResult(failed=True, inbound_id=inbound_id, replies=replies)
+
+    def _run(self, s: Session, msg: IncomingMessage, inbound_id: int) -> HandleResult:
+        member = member_for_identity(s, msg.platform, msg.user_id)
+        if member is not None and not member.active:
+            member = None
+        ctx = Context(bot=self, session=s, msg=msg, member=member)
+        self._dispatch(ctx)
+        s.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == inbound_id)
+            .values(status="done", handler=ctx.handler_name, processed_at=self.clock.now())
+        )
+        self._enqueue_replies(s, msg, ctx.replies)
+        return HandleResult(inbound_id=inbound_id, handler=ctx.handler_name, replies=list(ctx.replies))
+
+    def _dispatch(self, ctx: Context) -> None:
+        msg, router = ctx.msg, self.router
+        dialog = active_dialog(ctx.session, msg)
+        if dialog is not None and dialog.expires_at <= self.clock.now():
+            ctx.session.delete(dialog)
+            ctx.session.flush()
+            dialog = None
+            if msg.action is None and msg.event is None:
+                ctx.reply("上一次的操作已超时结束，请重新开始。")
+                if is_cancel(msg.text):
+                    ctx.handler_name = "dialog_expired"
+                    return
+        if msg.event is not None:
+            func = router.events.get(msg.event)
+            ctx.handler_name = f"event:{msg.event}"
+            if func:
+                func(ctx)
+            return
+        if msg.action is not None:
+            name = str(msg.action.get("do", ""))
+            ctx.handler_name = f"action:{name}"
+            func = router.actions.get(name)
+            if func is None:
+                ctx.reply("这个按钮已失效，请发送“帮助”查看可以做什么。")
+            elif ctx.member is None:
+                router.events["unbound"](ctx)
+            else:
+                func(ctx)
+            return
+        if dialog is not None:
+            ctx.dialog = dialog
+            ctx.handler_name = f"dialog:{dialog.name}"
+            if is_cancel(msg.text):
+                ctx.end_dialog()
+                ctx.reply("好的，已取消。需要时再找我。")
+                return
+            router.dialogs[dialog.name](ctx)
+            return
+        if not msg.text:
+            return
+        matches = router.matches(msg.text)
+        if not matches:
+            ctx.handler_name = "fallback"
+            router.events["fallback"](ctx)
+            return
+        top = matches[0]
+        rivals = [m for m in matches[1:] if m.score == top.score and m.route.name != top.route.name]
+        if rivals:
+            ctx.handler_name = "ambiguous"
+            options = [top, *rivals]
+            lines = [f"{i}. {m.route.help or m.route.name}" for i, m in enumerate(options, 1)]
+            ctx.reply(
+                "您是想办哪一件事？\n" + "\n".join(lines) + "\n请说得具体一点，例如“报名 3”或“我的报名”。"
+            )
+            return
+        route = top.route
+        ctx.handler_name = route.name
+        ctx.args = top.args
+        if ctx.member is None and not route.public:
+            router.events["unbound"](ctx)
+            return
+        if msg.is_group and not route.group_ok:
+            ctx.reply("这件事涉及个人信息，请私聊我办理（点我的头像发消息即可）。")
+            return
+        route.func(ctx)
+
+    def _enqueue_replies(self, s: Session, msg: IncomingMessage, replies: list[Outgoing]) -> None:
+        kind, target = ("chat", msg.chat_id) if msg.is_group else ("user", msg.user_id)
+        context = {"in_reply_to": msg.message_id, **(msg.raw.get("reply") or {})}
+        for i, out in enumerate(replies):
+            outbox.enqueue(
+                s,
+                platform=msg.platform,
+                target_kind=kind,
+                target_id=target,
+                message=out,
+                key=f"reply:{msg.platform}:{msg.message_id}:{i}",
+                context=context,
+                now=self.clock.now(),
+            )
+
+    # outbound ----------------------------------------------------------------------------------------------
+    def notify_member(self, s: Session, member: Member, message: Outgoing, key: str) -> bool:
+        """Queue a private message to a member on the platform they were last seen on; False if unreachable."""
+        idents = [i for i in member.identities if not i.unreachable and i.platform in self.senders]
+        if not idents:
+            idents = list(
+                s.scalars(
+                    select(PlatformIdentity).where(
+                        PlatformIdentity.member_id == member.id, PlatformIdentity.unreachable.is_(False)
+                    )
+                )
+            )
+            idents = [i for i in idents if i.platform in self.senders]
+        if not idents:
+            return False
+        ident = max(idents, key=lambda i: i.id)
+        outbox.enqueue(
+            s,
+            platform=ident.platform,
+            target_kind="user",
+            target_id=ident.platform_user_id,
+            message=message,
+            key=key,
+            member_id=member.id,
+            now=self.clock.now(),
+        )
+        return True
+
+    def notify_chat(self, s: Session, platform: str, chat_id: str, message: Outgoing, key: str) -> bool:
+        return outbox.enqueue(
+            s,
+            platform=platform,
+            target_kind="chat",
+            target_id=chat_id,
+            message=message,
+            key=key,
+            now=self.clock.now(),
+        )
+
+
+def member_by_id(s: Session, member_id: int) -> Member | None:
+    return s.get(Member, member_id)

@@ -1,0 +1,40 @@
+"""Who may do what: one table, checked in one place for chat handlers, the console and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# permission -> roles that hold it. "admin" holds everything.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "console.login": frozenset(
+        {"clerk", "branch_chair", "chair", "proposal_reviewer", "hardship_reviewer", "admin"}
+    ),
+    "members.view": frozenset({"clerk", "chair", "branch_chair"}),
+    "members.edit": frozenset({"clerk", "chair"}),
+    "members.roles": frozenset({"clerk", "chair"}),
+    "members.import": frozenset({"clerk", "chair"}),
+    "activities.create": frozenset({"clerk", "chair", "branch_chair", "group_leader"}),
+    "activities.manage_all": frozenset({"clerk", "chair"}),
+    "activities.proxy_signup": frozenset({"group_leader", "branch_chair", "clerk", "chair"}),
+    "proposals.review": frozenset({"proposal_reviewer", "chair"}),
+    "proposals.report": frozenset({"proposal_reviewer", "chair", "clerk"}),
+    "cases.review": frozenset({"hardship_reviewer", "chair"}),
+    "cases.verify": frozenset({"branch_chair"}),
+    "cases.audit": frozenset({"chair"}),
+    "care.manage": frozenset({"clerk", "chair", "branch_chair", "group_leader"}),
+    "greetings.manage": frozenset({"clerk", "chair"}),
+    "meetings.manage": frozenset({"clerk", "chair"}),
+    "outbox.view": frozenset({"clerk", "chair"}),
+    "staff.manage": frozenset(),
+    "api.tokens": frozenset(),
+}
+
+
+def can(roles: Iterable[str], permission: str) -> bool:
+    roles = set(roles)
+    if "admin" in roles:
+        return True
+    try:
+        return bool(roles & PERMISSIONS[permission])
+    except KeyError:
+        raise KeyError(f"unknown permission {permission!r}") from None

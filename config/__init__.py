@@ -1,0 +1,129 @@
+"""Settings read from the environment and an optional `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+class ConfigError(RuntimeError):
+    """Raised with a message that names the bad variable, so start-up fails readably."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    APP_ENV: str = "development"
+    DATABASE_URL: str = f"sqlite:///{INSTANCE / 'union-bot.db'}"
+    TIMEZONE: str = "Asia/Shanghai"
+    SECRET_KEY: str = "dev-secret-key-change-me"
+    DATA_KEY: str = ""
+    DATA_KEY_OLD: str = ""
+    SANDBOX_ENABLED: bool | None = None
+    UNION_NAME: str = "示例医院工会"
+    BOT_NAME: str = "工会小助手"
+    DIALOG_TIMEOUT_MINUTES: int = 30
+    BIND_MAX_ATTEMPTS: int = 5
+    OUTBOX_MAX_ATTEMPTS: int = 8
+    LOG_LEVEL: str = "INFO"
+
+    WECOM_CORP_ID: str = ""
+    WECOM_AGENT_ID: str = ""
+    WECOM_SECRET: str = ""
+    WECOM_TOKEN: str = ""
+    WECOM_AES_KEY: str = ""
+    WECOM_API_BASE: str = "https://qyapi.weixin.qq.com"
+    WECOM_AIBOT_TOKEN: str = ""
+    WECOM_AIBOT_AES_KEY: str = ""
+
+    FEISHU_APP_ID: str = ""
+    FEISHU_APP_SECRET: str = ""
+    FEISHU_VERIFICATION_TOKEN: str = ""
+    FEISHU_ENCRYPT_KEY: str = ""
+    FEISHU_API_BASE: str = "https://open.feishu.cn"
+
+    @field_validator("APP_ENV")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        if v not in {"development", "test", "production"}:
+            raise ValueError("must be development, test or production")
+        return v
+
+    @field_validator("TIMEZONE")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("DATA_KEY", "DATA_KEY_OLD")
+    @classmethod
+    def _fernet_key(cls, v: str) -> str:
+        if v:
+            try:
+                raw = base64.urlsafe_b64decode(v.encode())
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("must be a url-safe base64 Fernet key (32 bytes)") from exc
+            if len(raw) != 32:
+                raise ValueError("must be a url-safe base64 Fernet key (32 bytes)")
+        return v
+
+    @field_validator("WECOM_AES_KEY", "WECOM_AIBOT_AES_KEY")
+    @classmethod
+    def _aes_key(cls, v: str) -> str:
+        if v and len(v) != 43:
+            raise ValueError("EncodingAESKey must be 43 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.SANDBOX_ENABLED is None:
+            self.SANDBOX_ENABLED = self.APP_ENV != "production"
+        if self.APP_ENV == "production":
+            if self.SANDBOX_ENABLED:
+                raise ValueError("SANDBOX_ENABLED must be off when APP_ENV=production")
+            if self.SECRET_KEY.startswith("dev-") or len(self.SECRET_KEY) < 32:
+                raise ValueError("SECRET_KEY must be a random string of at least 32 characters in production")
+            if not self.DATA_KEY:
+                raise ValueError("DATA_KEY is required in production")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.TIMEZONE)
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return bool(self.WECOM_CORP_ID and self.WECOM_SECRET and self.WECOM_TOKEN and self.WECOM_AES_KEY)
+
+    @property
+    def wecom_aibot_enabled(self) -> bool:
+        return bool(self.WECOM_AIBOT_TOKEN and self.WECOM_AIBOT_AES_KEY)
+
+    @property
+    def feishu_enabled(self) -> bool:
+        return bool(self.FEISHU_APP_ID and self.FEISHU_APP_SECRET)
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings; a bad value raises ConfigError naming the variable and the problem."""
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "configuration"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,10 @@
+"""Feature handlers. Each module registers its functions on the shared router when imported."""
+
+from bot.router import Router
+
+router = Router()
+
+# Importing the modules registers their handlers (order matters only for the fallback menu).
+from handlers import help, members  # noqa: E402,F401
+
+__all__ = ["router"]

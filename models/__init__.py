@@ -1,0 +1,25 @@
+"""SQLAlchemy 2.0 typed models. Importing this package registers every table on Base.metadata."""
+
+from models.base import Base, Database, UTCDateTime, utcnow
+from models.member import Branch, Group, Member, MemberRole, PlatformIdentity
+from models.messaging import Chat, Dialog, InboundMessage, OutboxMessage, SandboxMessage
+from models.staff import ApiToken, StaffAccount
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Branch",
+    "Chat",
+    "Database",
+    "Dialog",
+    "Group",
+    "InboundMessage",
+    "Member",
+    "MemberRole",
+    "OutboxMessage",
+    "PlatformIdentity",
+    "SandboxMessage",
+    "StaffAccount",
+    "UTCDateTime",
+    "utcnow",
+]
