@@ -1,0 +1,82 @@
+"""Normalisation of what members type: full-width forms, punctuation, numerals, @-mentions, dates."""
+
+from datetime import date
+
+import pytest
+
+from bot.normalize import cn_to_int, first_int, normalize, parse_date
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("报名４", "报名4"),
+        ("ＡＢＣ　１２３", "ABC 123"),
+        ("乒乓球　+1！", "乒乓球 +1!"),
+        ("好的，谢谢。", "好的,谢谢."),
+        ("“秋游”（带家属）", '"秋游"(带家属)'),
+        ("报名三号", "报名3号"),
+        ("报名第四个", "报名4个"),
+        ("报名 四号活动", "报名 4号活动"),
+        ("秋游带两人", "秋游带2人"),
+        ("第十二个", "12个"),
+        ("代报名 3 张三 李四", "代报名 3 张三 李四"),  # names keep their numerals
+        ("  多个   空格\t和\n换行 ", "多个 空格 和 换行"),
+        ("\u200b报名\ufeff1", "报名1"),
+    ],
+)
+def test_normalize(raw, expected):
+    assert normalize(raw) == expected
+
+
+def test_mention_of_the_bot_is_stripped_anywhere():
+    assert normalize("@工会小助手 报名 3", ("工会小助手",)) == "报名 3"
+    assert normalize("报名 3 @工会小助手", ("工会小助手",)) == "报名 3"
+    assert normalize("@RobotA hello robot") == "hello robot"  # a leading mention of any name
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("十", 10),
+        ("十二", 12),
+        ("二十五", 25),
+        ("两百", 200),
+        ("一百零五", 105),
+        ("二零二七", 2027),
+        ("7", 7),
+        ("张", None),
+        ("", None),
+    ],
+)
+def test_cn_to_int(text, value):
+    assert cn_to_int(text) == value
+
+
+def test_first_int():
+    assert first_int("报名 12 带2人") == 12
+    assert first_int("没有数字") is None
+
+
+TODAY = date(2026, 11, 25)  # a Wednesday
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("今天", TODAY),
+        ("明天的活动", date(2026, 11, 26)),
+        ("后天", date(2026, 11, 27)),
+        ("周六的羽毛球赛", date(2026, 11, 28)),
+        ("星期一", date(2026, 11, 30)),
+        ("下周三", date(2026, 12, 2)),
+        ("12月5日", date(2026, 12, 5)),
+        ("１２月５号", date(2026, 12, 5)),
+        ("1月3日", date(2027, 1, 3)),  # already past this year: next year
+        ("2027-01-03", date(2027, 1, 3)),
+        ("2月30日", None),
+        ("随便", None),
+    ],
+)
+def test_parse_date(text, expected):
+    assert parse_date(text, TODAY) == expected
