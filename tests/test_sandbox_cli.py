@@ -1,0 +1,15 @@
+"""The terminal sandbox goes through the same core as the page."""
+
+from tests.conftest import add_member
+
+
+def test_sandbox_cli_chat(app, bot):
+    add_member(bot, name="赵敏", employee_no="30001")
+    result = app.test_cli_runner().invoke(args=["sandbox", "chat", "--member", "30001"], input="我的信息\n帮助\n")
+    assert result.exit_code == 0, result.output
+    assert "工号：30001" in result.output and "赵敏您好" in result.output
+
+
+def test_sandbox_cli_unknown_member(app):
+    result = app.test_cli_runner().invoke(args=["sandbox", "chat", "--member", "nobody"], input="")
+    assert result.exit_code != 0 and "没有工号" in result.output
