@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Flask, jsonify, redirect, url_for
-from sqlalchemy import text
+from flask import Flask, redirect, url_for
 
+from bot import observability
 from bot.adapters import sandbox
 from bot.clock import Clock
 from bot.core import Bot
@@ -21,7 +20,7 @@ from models import Database
 
 def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = None) -> Flask:
     settings = load_settings(overrides)
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    observability.configure_logging(settings.LOG_LEVEL, json_logs=settings.APP_ENV == "production")
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
@@ -39,21 +38,13 @@ def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = No
     app.extensions["bot"] = bot
     app.extensions["db"] = db
 
+    observability.init_app(app, db)
     app.register_blueprint(sandbox.bp)
     _register_optional(app)
 
     @app.get("/")
     def index():
         return redirect(url_for("sandbox.page") if settings.SANDBOX_ENABLED else "/admin/")
-
-    @app.get("/healthz")
-    def healthz():
-        try:
-            with db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return jsonify(status="error", database="unreachable"), 503
-        return jsonify(status="ok", database="ok")
 
     from cli import register_cli
 

@@ -22,6 +22,7 @@ from bot import outbox
 from bot.clock import Clock
 from bot.context import Context, active_dialog
 from bot.message import IncomingMessage, Outgoing, Text
+from bot.observability import HANDLER_SECONDS, MESSAGES
 from bot.router import Router, is_cancel
 from config import Settings
 from models.base import Database
@@ -51,7 +52,6 @@ class Bot:
         self.router = router
         self.clock = clock or Clock(settings.tz)
         self.senders: dict[str, outbox.Sender] = {}
-        self.metrics_hook = None  # set by the metrics module: f(platform, handler, seconds)
 
     # inbound -----------------------------------------------------------------------------------------------
     def handle(self, msg: IncomingMessage, defer: bool = False) -> HandleResult:
@@ -72,8 +72,8 @@ class Bot:
         except Exception:
             log.exception("handler failed for inbound %s/%s", msg.platform, msg.message_id[:16])
             result = self._record_failure(msg)
-        if self.metrics_hook:
-            self.metrics_hook(msg.platform, result.handler or "-", time.perf_counter() - started)
+        MESSAGES.labels(msg.platform, result.handler or "-").inc()
+        HANDLER_SECONDS.labels(msg.platform).observe(time.perf_counter() - started)
         return result
 
     def process_pending(self, limit: int = 50) -> int:
@@ -166,8 +166,8 @@ class Bot:
             return
         if msg.action is not None:
             name = str(msg.action.get("do", ""))
-            ctx.handler_name = f"action:{name}"
             func = router.actions.get(name)
+            ctx.handler_name = f"action:{name}" if func else "action:unknown"  # payloads are user-controlled
             if func is None:
                 ctx.reply("这个按钮已失效，请发送“帮助”查看可以做什么。")
             elif ctx.member is None:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.message import Outgoing
+from bot.observability import DELIVERY_FAILURES
 from models.messaging import OutboxMessage
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class SendResult:
     error: str | None = None
     retry_after: float | None = None  # seconds the platform asked us to wait (rate limits)
     permanent: bool = False  # the target can never receive it (left the company, bot removed ...)
+    code: str | None = None  # the platform's error code, for metrics
 
 
 class Sender(Protocol):
@@ -117,7 +119,9 @@ def deliver_due(bot: Bot, limit: int = 50, platform: str | None = None) -> int:
             result = sender.send(row) if sender else SendResult(False, f"no sender for {row.platform}")
         except Exception as exc:  # a sender bug or network error must not lose the row
             log.warning("outbox %s: send raised %s", row.id, type(exc).__name__)
-            result = SendResult(False, f"{type(exc).__name__}: {exc}"[:500])
+            result = SendResult(False, f"{type(exc).__name__}: {exc}"[:500], code="exception")
+        if not result.ok:
+            DELIVERY_FAILURES.labels(row.platform, result.code or "error").inc()
         _record(bot, row, result)
         sent += result.ok
     return sent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 
 def register_cli(app: Flask) -> None:
@@ -13,6 +13,9 @@ def register_cli(app: Flask) -> None:
     for group in (worker.db_cli, worker.worker_cli):
         app.cli.add_command(group)
     for extra in _extra_commands():
+        if not isinstance(extra, click.Group) and not getattr(extra.callback, "_unionbot_ctx", False):
+            extra.callback = with_appcontext(extra.callback)  # plain commands need the app too
+            extra.callback._unionbot_ctx = True  # type: ignore[attr-defined]
         app.cli.add_command(extra)
 
 

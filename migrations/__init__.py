@@ -19,3 +19,13 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_head(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+def current_matches_head(engine) -> bool:
+    """True when the database's Alembic revision is the newest one in migrations/versions."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config(str(engine.url))).get_heads())
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads()) == heads
