@@ -54,6 +54,9 @@ def small_talk(ctx: Context) -> None:
 
 @router.event("fallback")
 def fallback(ctx: Context) -> None:
+    if ctx.member is None:
+        router.events["unbound"](ctx)  # nothing can be done for a stranger before binding
+        return
     if ctx.msg.is_group:
         ctx.reply("没太明白。@我 发送“帮助”可以看看我能做什么。")
         return

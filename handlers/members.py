@@ -16,6 +16,7 @@ ASK = (
     "（也可以用手机号后4位代替姓名，例如：10086 1234；发送“取消”退出）"
 )
 WINDOW = timedelta(hours=24)
+_LABELS = re.compile(r"工号|姓名|名字|手机号?码?|电话|后\d位|尾号|我是|我叫")
 _TOKEN = re.compile(r"[A-Za-z]*\d[A-Za-z0-9-]*|[\u4e00-\u9fa5·]{2,10}")
 
 
@@ -37,19 +38,17 @@ def bind_step(ctx: Context) -> None:
         ctx.end_dialog()
         ctx.reply("尝试次数过多，请24小时后再试，或联系工会干事帮您绑定。")
         return
-    tokens = _TOKEN.findall(ctx.text)
+    tokens = _TOKEN.findall(_LABELS.sub(" ", ctx.text))
     numbers = [t for t in tokens if any(c.isdigit() for c in t)]
     names = [t for t in tokens if not any(c.isdigit() for c in t)]
     if not numbers or (not names and len(numbers) < 2):
         ctx.reply("请按“工号 姓名”的格式发送，例如：10086 张三")
         return
-    employee_no, proof = numbers[0], (names[0] if names else numbers[1])
-    member = ctx.session.scalar(
-        select(Member).where(Member.employee_no == employee_no, Member.active.is_(True))
-    )
-    ok = member is not None and (
-        proof == member.name or (len(proof) == 4 and proof.isdigit() and proof == member.phone_tail)
-    )
+    tails = [n for n in numbers[1:] if len(n) == 4 and n.isdigit()]
+    proofs = set(names[:1] + tails[:1])  # one guess of each kind per attempt: no spraying names in one message
+    employee_no = numbers[0]
+    member = ctx.session.scalar(select(Member).where(Member.employee_no == employee_no, Member.active.is_(True)))
+    ok = member is not None and bool(proofs & {member.name, member.phone_tail} - {""})
     if ok and _taken_by_other(ctx, member):
         ctx.end_dialog()
         ctx.reply("这个工号已经绑定了另一个账号。如需更换，请联系工会干事。")
