@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 from datetime import date
@@ -16,8 +17,35 @@ from models import Base, Branch, Group, Member
 from models.member import link_identity
 from models.messaging import SandboxMessage
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _ids = itertools.count(1)
+
+
+def _private_postgres_database(base_url: str | None) -> str | None:
+    """A database of this test process's own on the server, so parallel workers never share tables."""
+    if not base_url:
+        return None
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base_url)
+    name = f"{url.database}_ub_{os.getpid()}"
+    admin = create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+
+    def drop():
+        eng = create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        eng.dispose()
+
+    atexit.register(drop)
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _private_postgres_database(os.environ.get("TEST_POSTGRES_URL"))
 
 
 def make_app(url: str, **overrides):

@@ -1,7 +1,5 @@
 """The Alembic migrations build the schema from empty, and agree with the models (no pending autogenerate diff)."""
 
-import os
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,13 +8,14 @@ from sqlalchemy import MetaData
 from migrations import upgrade_head
 from models import Base
 from models.base import make_engine
+from tests.conftest import POSTGRES_URL
 
-URLS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_POSTGRES_URL") else [])
+URLS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 
 
 @pytest.mark.parametrize("kind", URLS)
 def test_migrations_match_models(kind, tmp_path):
-    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" else os.environ["TEST_POSTGRES_URL"]
+    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" else POSTGRES_URL
     engine = make_engine(url)
     if kind == "postgres":
         meta = MetaData()
