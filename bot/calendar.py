@@ -232,11 +232,17 @@ def lunar_of(day: date) -> tuple[int, int, int, bool]:
     return ld.get_year(), abs(ld.get_month()), ld.get_day(), ld.get_lunar_month().is_leap()
 
 
+@lru_cache(maxsize=1024)
+def lunar_month_days(lunar_year: int, month: int) -> int:
+    """Days in the ordinary month `month` of a lunar year (29 or 30)."""
+    return LunarMonth.from_ym(lunar_year, month).get_day_count()
+
+
 # birthdays ---------------------------------------------------------------------------------------------------
 def lunar_birthday_in(lunar_year: int, month: int, day: int) -> date:
     """The ordinary month `month` of `lunar_year` (a leap-month birthday is kept in the ordinary month);
     day 30 in a 29-day month becomes 29."""
-    day = min(day, LunarMonth.from_ym(lunar_year, month).get_day_count())
+    day = min(day, lunar_month_days(lunar_year, month))
     return lunar_to_solar(lunar_year, month, day)
 
 

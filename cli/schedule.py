@@ -1,0 +1,102 @@
+"""`flask --app app schedule run|preview|status`: the scheduler process and what it will send."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from cli import bot
+
+schedule_cli = AppGroup("schedule", help="定时任务：生日/节日祝福、会议与活动提醒")
+
+
+@schedule_cli.command("run")
+@click.option("--holder", default=None, help="Lease holder name (default host:pid).")
+def run(holder: str | None) -> None:
+    """Run the scheduler (one process; extra copies wait for the lease)."""
+    from bot.scheduler import build_scheduler
+
+    sched = build_scheduler(current_app._get_current_object(), holder=holder, blocking=True)
+    click.echo(
+        f"scheduler started as {sched.runner.lease.holder}; jobs: {', '.join(j.id for j in sched.get_jobs())}"
+    )
+    try:
+        sched.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        sched.runner.lease.release()
+
+
+@schedule_cli.command("once")
+def once() -> None:
+    """Run the catch-up pass once (if this process gets the lease) and exit."""
+    from bot.scheduler import JobRunner
+
+    runner = JobRunner(bot())
+    ok = runner.catch_up()
+    runner.lease.release()
+    click.echo(
+        f"ran: {', '.join(runner.runs) or '-'}" if ok else "another scheduler holds the lease; nothing run"
+    )
+
+
+def _parse(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2027-01-01") from None
+
+
+@schedule_cli.command("preview")
+@click.option("--from", "start", required=True, help="First day, e.g. 2027-01-01")
+@click.option("--to", "end", required=True, help="Last day, e.g. 2027-12-31")
+def preview(start: str, end: str) -> None:
+    """List every greeting and reminder that would go out between two dates, when, to how many members."""
+    from bot import calendar as cal
+    from handlers.greetings import preview_greetings
+    from handlers.meetings import preview_meetings
+
+    b = bot()
+    first, last = _parse(start), _parse(end)
+    if last < first:
+        raise click.BadParameter("--to is before --from")
+    rows: list[tuple[datetime, str, str, int]] = [
+        (p.when, p.kind, p.what, p.recipients) for p in preview_greetings(b, first, last)
+    ]
+    rows += [(at.replace(tzinfo=None), k, w, n) for at, k, w, n in preview_meetings(b, first, last)]
+    rows.sort(key=lambda r: r[0])
+    total = 0
+    for when, kind, what, n in rows:
+        total += n
+        click.echo(f"{when:%Y-%m-%d %a %H:%M}  {kind:<8}  {n:>6}人  {what}")
+    click.echo(f"共 {len(rows)} 次发送，合计 {total} 人次（{b.settings.TIMEZONE} 时间）。")
+    for year in range(first.year, last.year + 1):
+        if not cal.holiday_data_known(year):
+            click.echo(
+                f"注意：节假日数据缺少 {year} 年，调到工作日的祝福按周一至周五推算（chinesecalendar 未收录）。"
+            )
+
+
+@schedule_cli.command("status")
+def status() -> None:
+    """Who holds the scheduler lease, and the holiday-data warning if any."""
+    from bot import calendar as cal
+    from bot.scheduler import Lease
+
+    b = bot()
+    cur = Lease(b.db).current()
+    if cur is None or not cur[0]:
+        click.echo("no scheduler has run yet")
+    else:
+        state = "active" if cur[1] > b.clock.now() else "expired"
+        click.echo(f"lease: {cur[0]} until {b.clock.fmt(cur[1])} ({state})")
+    warning = cal.holiday_data_warning(b.clock.today())
+    if warning:
+        click.echo(warning)
+
+
+commands = [schedule_cli]

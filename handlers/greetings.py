@@ -1,0 +1,543 @@
+"""Birthday and festival greetings: the scheduled run, its preview, and the members' opt-out by chat.
+
+Catch-up rules (what a run after downtime still sends) — one per kind:
+* birthday greeting: on the birthday (or the working day it was moved to), from the send time (default 09:00)
+  until `catchup_until` (default 20:00) local time. Missed the whole day: not sent later (no belated wishes).
+* milestone-birthday notice to the branch chair: from the send time of the day before the birthday until
+  `catchup_until` on the birthday itself (a late notice still lets the chair bring a gift).
+* festival greeting: like birthdays — its day (or the working day before when `shift_to_workday`), send time
+  until `catchup_until`.
+Each greeting is an outbox row keyed by the occasion (``birthday:{member}:{date}``, ``festival:{code}:{date}:
+{member}``, ``milestone_notice:{member}:{date}``), so a run repeated every minute, twice, or by two schedulers
+sends it once. The key holds the occasion's real date, so moving it to a working day never sends it twice.
+
+Opt-out (不要生日祝福) applies to birthday greetings and milestone notices; festival greetings go to their
+audience. Inactive members (left the union) get nothing; retirees are included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from bot import calendar as cal
+from bot import outbox
+from bot.context import Context
+from bot.message import Text
+from handlers import router
+from models.greeting import (
+    Festival,
+    GreetingConfig,
+    config,
+    ensure_seeded,
+    render,
+    run_row,
+    template_text,
+)
+from models.member import Member, MemberRole
+from models.messaging import Chat
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 1000  # WeCom message/send: touser takes up to 1,000 ids
+
+
+def _hm(text: str, default: time) -> time:
+    try:
+        h, m = (int(x) for x in text.split(":"))
+        return time(h, m)
+    except (ValueError, AttributeError):
+        return default
+
+
+@dataclass
+class Window:
+    send: time
+    until: time
+
+    @classmethod
+    def of(cls, cfg: GreetingConfig) -> Window:
+        return cls(_hm(cfg.send_time, time(9)), _hm(cfg.catchup_until, time(20)))
+
+    def open(self, local: datetime) -> bool:
+        return self.send <= local.time() < self.until
+
+
+# which occasions are due on a day ---------------------------------------------------------------------------
+def occasion_days(send_day: date, shift: bool) -> list[date]:
+    """Occasion dates whose greeting goes out on `send_day`: the day itself, and — when greetings move to the
+    last working day before — the non-working days that follow it."""
+    if not shift:
+        return [send_day]
+    if not cal.is_workday(send_day):
+        return []
+    days, d = [send_day], send_day + timedelta(days=1)
+    while not cal.is_workday(d) and len(days) < 20:
+        days.append(d)
+        d += timedelta(days=1)
+    return days
+
+
+def birthday_members(session: Session, days: list[date]) -> Iterator[tuple[Member, date]]:
+    """Active members whose celebrated birthday is one of `days` (lunar ones through the day's lunar year)."""
+    if not days:
+        return
+    solar_md = {(d.month, d.day) for d in days}
+    if any(d.month == 2 and d.day == 28 for d in days):
+        solar_md.add((2, 29))
+    lunar_md: dict[tuple[int, int], date] = {}
+    for d in days:
+        ly, lm, ld, leap = cal.lunar_of(d)
+        if leap:
+            continue  # leap-month birthdays are celebrated in the ordinary month
+        lunar_md[(lm, ld)] = d
+        if ld == 29 and cal.lunar_month_days(ly, lm) == 29:
+            lunar_md[(lm, 30)] = d  # day 30 in a 29-day month falls on day 29
+    rows = session.scalars(
+        select(Member)
+        .where(Member.active.is_(True))
+        .where(Member.birthday.is_not(None) | Member.lunar_birth_month.is_not(None))
+        .options(selectinload(Member.identities))
+        .execution_options(yield_per=2000)
+    )
+    for m in rows:
+        lunar = cal.lunar_birth(m)
+        if lunar is not None:
+            hit = lunar_md.get((lunar[0], lunar[1]))
+            if hit is not None:
+                yield m, hit
+        elif m.birthday is not None and (m.birthday.month, m.birthday.day) in solar_md:
+            for day in days:
+                if cal.solar_birthday_in(day.year, m.birthday) == day:
+                    yield m, day
+                    break
+
+
+def festivals_on(session: Session, days: list[date]) -> list[tuple[Festival, date]]:
+    out = []
+    for f in session.scalars(select(Festival).where(Festival.enabled.is_(True)).order_by(Festival.id)):
+        for day in days:
+            try:
+                if cal.date_for_rule(f.rule, day.year) == day:
+                    out.append((f, day))
+            except (cal.RuleError, ValueError):
+                log.warning("festival %s has a bad rule %r", f.code, f.rule)
+    return out
+
+
+def festival_send_day(f: Festival, day: date) -> date:
+    return cal.last_workday_on_or_before(day) if f.shift_to_workday else day
+
+
+# the run ------------------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    birthdays: int = 0
+    milestone_notices: int = 0
+    festival_private: int = 0
+    festival_chats: int = 0
+    skipped_opt_out: int = 0
+    unreachable: int = 0
+    already: int = 0
+
+
+def run_greetings(bot: Bot, now: datetime) -> RunStats:
+    """Queue today's birthday and festival greetings that are due and not yet queued. Safe to call every minute."""
+    stats = RunStats()
+    local = now.astimezone(bot.clock.tz)
+    today = local.date()
+    with bot.db.transaction() as s:
+        ensure_seeded(s)
+        cfg = config(s)
+        window = Window.of(cfg)
+        if window.open(local):
+            _birthdays(bot, s, cfg, today, now, stats)
+            _festivals(bot, s, cfg, today, now, stats)
+        if cfg.milestone_notice:
+            # day-ahead notices: tomorrow's milestones from send time today; today's too (late) until the window ends
+            if local.time() >= window.send:
+                _milestone_notices(bot, s, cfg, today + timedelta(days=1), now, stats)
+            if window.open(local):
+                _milestone_notices(bot, s, cfg, today, now, stats)
+    return stats
+
+
+def _queue_member(bot: Bot, s: Session, member: Member, text: str, key: str, now: datetime) -> str:
+    """'queued' | 'already' | 'unreachable'."""
+    idents = [i for i in member.identities if not i.unreachable and i.platform in bot.senders]
+    if not idents:
+        return "unreachable"
+    ident = max(idents, key=lambda i: i.id)
+    added = outbox.enqueue(
+        s,
+        platform=ident.platform,
+        target_kind="user",
+        target_id=ident.platform_user_id,
+        message=Text(text),
+        key=key,
+        member_id=member.id,
+        now=now,
+    )
+    return "queued" if added else "already"
+
+
+def _count(stats: RunStats, run, outcome: str, field_name: str) -> None:
+    if outcome == "queued":
+        run.queued += 1
+        setattr(stats, field_name, getattr(stats, field_name) + 1)
+    elif outcome == "already":
+        run.already += 1
+        stats.already += 1
+    else:
+        run.unreachable += 1
+        stats.unreachable += 1
+
+
+def _birthdays(
+    bot: Bot, s: Session, cfg: GreetingConfig, today: date, now: datetime, stats: RunStats
+) -> None:
+    days = occasion_days(today, cfg.birthday_shift_to_workday)
+    plain, milestone = template_text(s, "birthday"), template_text(s, "birthday_milestone")
+    runs = {}
+    for member, day in birthday_members(s, days):
+        run = runs.get(day) or runs.setdefault(day, run_row(s, "birthday", "birthday", day, now))
+        if member.greeting_opt_out:
+            run.skipped_opt_out += 1
+            stats.skipped_opt_out += 1
+            continue
+        text = render(milestone if cal.is_milestone(cal.age_on(member, day)) else plain, name=member.name)
+        _count(
+            stats, run, _queue_member(bot, s, member, text, f"birthday:{member.id}:{day}", now), "birthdays"
+        )
+
+
+def _milestone_notices(
+    bot: Bot, s: Session, cfg: GreetingConfig, day: date, now: datetime, stats: RunStats
+) -> None:
+    """Tell the member's branch chair(s) about a milestone birthday on `day` (sent the day before)."""
+    tpl = template_text(s, "milestone_notice")
+    chairs_of: dict[int | None, list[Member]] = {}
+    run = None
+    for member, bday in birthday_members(s, [day]):
+        if member.greeting_opt_out or not cal.is_milestone(cal.age_on(member, bday)):
+            continue
+        if member.branch_id not in chairs_of:
+            chairs_of[member.branch_id] = list(
+                s.scalars(
+                    select(Member)
+                    .join(MemberRole)
+                    .where(
+                        MemberRole.role == "branch_chair",
+                        Member.active.is_(True),
+                        Member.branch_id == member.branch_id,
+                    )
+                    .options(selectinload(Member.identities))
+                )
+            )
+        run = run or run_row(s, "milestone_notice", "birthday", bday, now)
+        text = render(
+            tpl,
+            name=member.name,
+            date=f"{bday.month}月{bday.day}日",
+            branch=member.branch.name if member.branch else "未分配分会",
+        )
+        for chair in chairs_of[member.branch_id]:
+            if chair.id == member.id:
+                continue
+            key = f"milestone_notice:{member.id}:{bday}:{chair.id}"
+            _count(stats, run, _queue_member(bot, s, chair, text, key, now), "milestone_notices")
+
+
+def _festivals(
+    bot: Bot, s: Session, cfg: GreetingConfig, today: date, now: datetime, stats: RunStats
+) -> None:
+    horizon = [today + timedelta(days=i) for i in range(0, 20)]
+    for f, day in festivals_on(s, horizon):
+        if festival_send_day(f, day) != today:
+            continue
+        run = run_row(s, "festival", f.code, day, now)
+        if f.delivery in ("private", "both"):
+            _festival_private(bot, s, cfg, f, day, now, run, stats)
+        if f.delivery in ("group", "both"):
+            text = render(f.template, name="各位会员")
+            for chat in s.scalars(select(Chat).where(Chat.unreachable.is_(False)).order_by(Chat.id)):
+                if chat.platform not in bot.senders:
+                    continue
+                added = bot.notify_chat(
+                    s, chat.platform, chat.chat_id, Text(text), f"festival:{f.code}:{day}:chat:{chat.id}"
+                )
+                _count(stats, run, "queued" if added else "already", "festival_chats")
+
+
+def audience_members(s: Session, audience: str, day: date) -> Iterator[Member]:
+    q = (
+        select(Member)
+        .where(Member.active.is_(True))
+        .options(selectinload(Member.identities))
+        .order_by(Member.id)
+        .execution_options(yield_per=2000)
+    )
+    if audience == "women":
+        q = q.where(Member.gender == "女")
+    elif audience == "retirees":
+        q = q.where(Member.retired.is_(True))
+    elif audience == "delegates":
+        q = q.where(Member.is_delegate.is_(True))
+    for m in s.scalars(q):
+        if cal.in_audience(m, audience, day):
+            yield m
+
+
+def _festival_private(
+    bot: Bot, s: Session, cfg: GreetingConfig, f: Festival, day: date, now: datetime, run, stats: RunStats
+) -> None:
+    personal = "{name}" in f.template
+    if personal or not cfg.batch_private:
+        for m in audience_members(s, f.audience, day):
+            text = render(f.template, name=m.name)
+            outcome = _queue_member(bot, s, m, text, f"festival:{f.code}:{day}:{m.id}", now)
+            _count(stats, run, outcome, "festival_private")
+        return
+    # Identical text for everyone: one outbox row per platform and 1,000 recipients, payload {"batch": [ids]}.
+    by_platform: dict[str, list[str]] = defaultdict(list)
+    for m in audience_members(s, f.audience, day):
+        idents = [i for i in m.identities if not i.unreachable and i.platform in bot.senders]
+        if not idents:
+            run.unreachable += 1
+            stats.unreachable += 1
+            continue
+        ident = max(idents, key=lambda i: i.id)
+        by_platform[ident.platform].append(ident.platform_user_id)
+    for platform, ids in by_platform.items():
+        for n, start in enumerate(range(0, len(ids), BATCH_MAX)):
+            chunk = ids[start : start + BATCH_MAX]
+            added = outbox.enqueue(
+                s,
+                platform=platform,
+                target_kind="user",
+                target_id=f"batch:{len(chunk)}",
+                message={"type": "text", "text": f.template, "batch": chunk},
+                key=f"festival:{f.code}:{day}:batch:{platform}:{n}",
+                now=now,
+            )
+            _count(stats, run, "queued" if added else "already", "festival_private")
+
+
+# preview -------------------------------------------------------------------------------------------------------
+@dataclass
+class Planned:
+    when: datetime  # local
+    kind: str
+    what: str
+    recipients: int
+
+
+def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
+    """Every greeting that would go out between start and end (inclusive), with its recipient count."""
+    out: list[Planned] = []
+    with bot.db.transaction() as s:
+        ensure_seeded(s)
+    with bot.db.Session() as s:
+        cfg = config(s)
+        send = Window.of(cfg).send
+        shift, notices = cfg.birthday_shift_to_workday, cfg.milestone_notice
+        members = list(
+            s.scalars(select(Member).where(Member.active.is_(True)).options(selectinload(Member.identities)))
+        )
+        chats = s.scalars(select(Chat).where(Chat.unreachable.is_(False))).all()
+        festivals = list(s.scalars(select(Festival).where(Festival.enabled.is_(True))))
+        s.expunge_all()
+    per_day: dict[date, list[Member]] = defaultdict(list)
+    milestones: dict[date, int] = defaultdict(int)
+    for m in members:
+        if m.greeting_opt_out:
+            continue
+        for bday in cal.birthdays_in_range(m, start, end + timedelta(days=1)):
+            send_day = cal.last_workday_on_or_before(bday) if shift else bday
+            if start <= send_day <= end:
+                per_day[send_day].append(m)
+            if cal.is_milestone(cal.age_on(m, bday)) and start <= bday - timedelta(days=1) <= end:
+                milestones[bday - timedelta(days=1)] += 1
+    for day, ms in per_day.items():
+        out.append(Planned(datetime.combine(day, send), "生日祝福", "、".join(x.name for x in ms[:5]) + (
+            f" 等{len(ms)}人" if len(ms) > 5 else ""), len(ms)))  # fmt: skip
+    for day, n in milestones.items():
+        if cfg.milestone_notice:
+            out.append(
+                Planned(
+                    datetime.combine(day, send), "逢十生日提醒", f"{n}位会员明天逢十生日（通知分会主席）", n
+                )
+            )
+    for f in festivals:
+        for year in range(start.year, end.year + 2):
+            try:
+                day = cal.date_for_rule(f.rule, year)
+            except (cal.RuleError, ValueError):
+                continue
+            if day is None:
+                continue
+            send_day = festival_send_day(f, day)
+            if not start <= send_day <= end:
+                continue
+            n = sum(1 for m in members if cal.in_audience(m, f.audience, day)) if f.delivery != "group" else 0
+            label = {"private": "私聊", "group": "群发", "both": "私聊+群发"}.get(f.delivery, f.delivery)
+            what = f"{f.name}（{cal.AUDIENCES.get(f.audience, f.audience)}，{label}"
+            what += f"，{len(chats)}个群）" if f.delivery != "private" else "）"
+            out.append(Planned(datetime.combine(send_day, send), "节日祝福", what, n))
+    out.sort(key=lambda p: (p.when, p.kind))
+    return out
+
+
+# chat: opt-out / opt-in / lunar birthday ------------------------------------------------------------------
+@router.handler(
+    "不要生日祝福",
+    "别发生日祝福",
+    "关掉生日提醒",
+    "关闭生日祝福",
+    "取消生日祝福",
+    "不用发生日祝福",
+    "不要发生日祝福",
+    group_ok=False,
+)
+def opt_out(ctx: Context) -> None:
+    """不要生日祝福：不再收到生日祝福"""
+    m = ctx.member
+    assert m is not None
+    m.greeting_opt_out = True
+    ctx.reply("好的，以后不再给您发生日祝福。想恢复时发送“开启生日祝福”即可。")
+
+
+@router.handler(
+    "开启生日祝福",
+    "打开生日祝福",
+    "恢复生日祝福",
+    "生日祝福还是发吧",
+    "还是发生日祝福",
+    "要生日祝福",
+    group_ok=False,
+)
+def opt_in(ctx: Context) -> None:
+    """开启生日祝福：恢复生日祝福"""
+    m = ctx.member
+    assert m is not None
+    m.greeting_opt_out = False
+    ctx.reply(f"好的，生日祝福已开启。{_birthday_line(m)}")
+
+
+def _birthday_line(m: Member) -> str:
+    if m.birthday_is_lunar and m.lunar_birth_month:
+        return f"您登记的是农历{'闰' if m.lunar_birth_leap else ''}{m.lunar_birth_month}月{m.lunar_birth_day}日。"
+    if m.birthday:
+        return f"您登记的生日是{m.birthday.month}月{m.birthday.day}日。"
+    return "花名册里还没有您的生日，请联系工会干事登记。"
+
+
+_LUNAR = re.compile(
+    r"(闰)?\s*(正|冬|腊|十一|十二|十|[一二三四五六七八九]|1[0-2]|[1-9])\s*月\s*(初[一二三四五六七八九十]|[二三]十|廿[一二三四五六七八九]|二十[一二三四五六七八九]|十[一二三四五六七八九]|[1-9]\d?)\s*[日号]?"
+)
+_CN = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+_MONTHS = {"正": 1, "冬": 11, "腊": 12, "十一": 11, "十二": 12, "十": 10}
+
+
+def parse_lunar(text: str) -> tuple[int, int, bool] | None:
+    """'腊月三十' / '闰二月十五' / '8月15' -> (month, day, leap)."""
+    m = _LUNAR.search(text)
+    if not m:
+        return None
+    leap, mon, day = bool(m.group(1)), m.group(2), m.group(3)
+    month = _MONTHS.get(mon) or _CN.get(mon) or int(mon)
+    if day.isdigit():
+        d = int(day)
+    elif day.startswith("初"):
+        d = _CN[day[1]]
+    elif day in ("二十", "三十"):
+        d = 20 if day == "二十" else 30
+    elif day.startswith("廿"):
+        d = 20 + _CN[day[1]]
+    elif day.startswith("二十"):
+        d = 20 + _CN[day[2]]
+    else:  # 十X
+        d = 10 + _CN[day[1]]
+    if not (1 <= month <= 12 and 1 <= d <= 30):
+        return None
+    return month, d, leap
+
+
+@router.handler("我按农历过生日", "按农历过生日", "农历生日", "过农历生日", group_ok=False)
+def lunar_birthday(ctx: Context) -> None:
+    """我按农历过生日：把生日祝福改按农历发送"""
+    m = ctx.member
+    assert m is not None
+    given = parse_lunar(ctx.args)
+    if given:
+        _set_lunar(ctx, m, given)
+        return
+    hint = ""
+    if m.birthday:
+        _, lm, ld, leap = cal.lunar_of(m.birthday)
+        hint = f"\n按花名册的出生日期推算是农历{'闰' if leap else ''}{lm}月{ld}日，对的话回复“对”。"
+        ctx.start_dialog("lunar_birthday", "ask", {"guess": [lm, ld, leap]})
+    else:
+        ctx.start_dialog("lunar_birthday", "ask", {})
+    ctx.reply(
+        "好的，请告诉我您的农历生日，例如：腊月初八、八月十五、闰二月十五。" + hint + "\n（发送“取消”退出）"
+    )
+
+
+@router.handler("我按公历过生日", "按公历过生日", "按阳历过生日", "我按阳历过生日", group_ok=False)
+def solar_birthday(ctx: Context) -> None:
+    """我按公历过生日：生日祝福按公历日期发送"""
+    m = ctx.member
+    assert m is not None
+    m.birthday_is_lunar = False
+    ctx.reply("好的，生日祝福改按公历发送。" + _birthday_line(m))
+
+
+@router.dialog("lunar_birthday")
+def lunar_birthday_step(ctx: Context) -> None:
+    m = ctx.member
+    assert m is not None and ctx.dialog is not None
+    guess = ctx.dialog.data.get("guess")
+    text = ctx.text.strip()
+    if guess and text in ("对", "是", "是的", "对的", "没错", "好", "确认"):
+        _set_lunar(ctx, m, (guess[0], guess[1], bool(guess[2])))
+        ctx.end_dialog()
+        return
+    given = parse_lunar(text)
+    if given is None:
+        ctx.reply("没看懂这个日期，请写成“腊月初八”或“8月15”这样的格式；发送“取消”退出。")
+        return
+    _set_lunar(ctx, m, given)
+    ctx.end_dialog()
+
+
+def _set_lunar(ctx: Context, m: Member, given: tuple[int, int, bool]) -> None:
+    month, day, leap = given
+    m.birthday_is_lunar, m.lunar_birth_month, m.lunar_birth_day, m.lunar_birth_leap = True, month, day, leap
+    today = ctx.clock.today()
+    ly = cal.lunar_of(today)[0]
+    nxt = cal.birthday_on(m, ly)
+    if nxt is not None and nxt < today:
+        nxt = cal.birthday_on(m, ly + 1)
+    note = ""
+    if leap:
+        note = "闰月生日按当年的正常月份过（每年一次）。"
+    elif day == 30:
+        note = "当月只有29天的年份，在廿九发祝福。"
+    when = f"今年的农历生日在公历{nxt.month}月{nxt.day}日。" if nxt else ""
+    ctx.reply(f"已记下：农历{'闰' if leap else ''}{month}月{day}日。{note}{when}到时给您送上祝福！")
+
+
+def holiday_warning(bot: Bot) -> str | None:
+    """For the console: the holiday calendar's gap, if any (chinesecalendar does not know the year yet)."""
+    return cal.holiday_data_warning(bot.clock.today())

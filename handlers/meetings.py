@@ -1,0 +1,427 @@
+"""Meetings: invitations with 参加 / 请假 (buttons and text), reminders, changes, cancellation, congress quorum.
+
+Catch-up rules:
+* invitation: queued in the transaction that creates the meeting (no scheduler involved).
+* reminders (default 1 day and 1 hour before, `GreetingConfig.meeting_reminder_minutes` or per meeting): sent by
+  the minute scan while the meeting has not started; after downtime only the most recent due reminder goes out
+  (never the 1-day one an hour before the meeting, never any once the meeting has started). Recipients: invitees
+  who said 参加 or have not answered.
+* quorum warning (职代会: confirmed delegates not more than two thirds): to the clerks from 24 hours before until
+  the start, once.
+* change / cancellation notices: queued in the transaction that makes the change, once per version.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from bot.context import Context
+from bot.message import Button, Card, Text
+from handlers import router
+from models.greeting import config
+from models.meeting import KINDS, RSVP_LABELS, Meeting, MeetingInvite, quorum, resolve_attendees
+from models.member import Member, MemberRole
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+
+DEFAULT_REMINDERS = (1440, 60)
+EXCUSE_WORDS = ("请假", "去不了", "来不了", "不能参加", "参加不了", "到不了", "不参加", "没法参加", "不去")
+WEEKDAY_NAMES = "一二三四五六日"
+
+
+# building blocks ----------------------------------------------------------------------------------------------
+def _fmt(bot: Bot, dt: datetime) -> str:
+    loc = bot.clock.local(dt)
+    return f"{loc.month}月{loc.day}日（周{WEEKDAY_NAMES[loc.weekday()]}）{loc:%H:%M}"
+
+
+def invitation_card(bot: Bot, meeting: Meeting) -> Card:
+    lines = [f"时间：{_fmt(bot, meeting.starts_at)}", f"地点：{meeting.place or '另行通知'}"]
+    if meeting.agenda:
+        lines.append(f"议程：{meeting.agenda}")
+    if meeting.rsvp_deadline:
+        lines.append(f"请于{_fmt(bot, meeting.rsvp_deadline)}前回复。")
+    lines.append(f"也可以直接回复“参加 {meeting.id}”或“请假 {meeting.id} 原因”。")
+    return Card(
+        f"会议通知：{meeting.title}",
+        lines,
+        [
+            Button("参加", {"do": "rsvp", "meeting": meeting.id, "answer": "attend"}),
+            Button("请假", {"do": "rsvp", "meeting": meeting.id, "answer": "excused"}, style="default"),
+        ],
+    )
+
+
+def create_meeting(
+    session: Session,
+    bot: Bot,
+    *,
+    title: str,
+    starts_at: datetime,
+    attendees: dict[str, Any],
+    kind: str = "其他",
+    place: str = "",
+    agenda: str = "",
+    rsvp_deadline: datetime | None = None,
+    reminder_minutes: list[int] | None = None,
+    created_by: Member | None = None,
+    send: bool = True,
+) -> Meeting:
+    """Create a meeting, invite the members `attendees` resolves to, and queue the invitation cards."""
+    if kind not in KINDS:
+        raise ValueError(f"会议类型应为：{'、'.join(KINDS)}")
+    meeting = Meeting(
+        title=title,
+        kind=kind,
+        starts_at=starts_at,
+        place=place,
+        agenda=agenda,
+        attendees=attendees,
+        rsvp_deadline=rsvp_deadline,
+        reminder_minutes=reminder_minutes,
+        created_by_id=created_by.id if created_by else None,
+        created_at=bot.clock.now(),
+        status="scheduled",
+        version=1,
+    )
+    session.add(meeting)
+    for m in resolve_attendees(session, attendees):
+        meeting.invites.append(MeetingInvite(member=m, rsvp="none"))
+    session.flush()
+    if send:
+        send_invitations(session, bot, meeting)
+    return meeting
+
+
+def send_invitations(session: Session, bot: Bot, meeting: Meeting) -> int:
+    card = invitation_card(bot, meeting)
+    return sum(
+        bot.notify_member(session, inv.member, card, f"meeting:{meeting.id}:invite:{inv.member_id}")
+        for inv in meeting.invites
+    )
+
+
+def change_meeting(session: Session, bot: Bot, meeting: Meeting, **changes: Any) -> int:
+    """Change time/place/agenda; everyone invited is told (once per version)."""
+    for k, v in changes.items():
+        if k not in {"title", "starts_at", "place", "agenda", "rsvp_deadline"}:
+            raise ValueError(f"cannot change {k}")
+        setattr(meeting, k, v)
+    meeting.version += 1
+    card = invitation_card(bot, meeting)
+    card = Card(f"会议变更：{meeting.title}", ["会议信息有变化，请以此为准：", *card.lines], card.buttons)
+    return sum(
+        bot.notify_member(
+            session, inv.member, card, f"meeting:{meeting.id}:v{meeting.version}:{inv.member_id}"
+        )
+        for inv in meeting.invites
+    )
+
+
+def cancel_meeting(session: Session, bot: Bot, meeting: Meeting, reason: str = "") -> int:
+    meeting.status, meeting.cancel_reason = "cancelled", reason or None
+    text = f"会议取消通知：原定{_fmt(bot, meeting.starts_at)}的“{meeting.title}”已取消。"
+    if reason:
+        text += f"原因：{reason}。"
+    return sum(
+        bot.notify_member(session, inv.member, Text(text), f"meeting:{meeting.id}:cancel:{inv.member_id}")
+        for inv in meeting.invites
+    )
+
+
+def record_rsvp(bot: Bot, invite: MeetingInvite, answer: str, reason: str | None = None) -> str:
+    """Apply an answer; returns the reply text (refusals say what to do instead)."""
+    meeting, now = invite.meeting, bot.clock.now()
+    if meeting.status == "cancelled":
+        return f"“{meeting.title}”已取消，不用回复了。"
+    if meeting.starts_at <= now:
+        return f"“{meeting.title}”已经开始或结束，回执不能再改了。"
+    if meeting.rsvp_deadline and meeting.rsvp_deadline < now and invite.rsvp != "none":
+        return f"“{meeting.title}”的回执已截止，如需变更请直接联系会务干事。"
+    invite.rsvp, invite.answered_at = answer, now
+    invite.reason = ((reason or "").strip()[:200] or None) if answer == "excused" else None
+    when = _fmt(bot, meeting.starts_at)
+    if answer == "attend":
+        return f"已登记：您参加“{meeting.title}”，{when}，{meeting.place or '地点另行通知'}。会前会提醒您。"
+    tail = f"（原因：{invite.reason}）" if invite.reason else ""
+    return f"已为您请假：“{meeting.title}”{tail}。如果又能参加了，回复“参加 {meeting.id}”。"
+
+
+# scheduled: reminders and quorum warnings ----------------------------------------------------------------------
+def reminder_offsets(session: Session, meeting: Meeting) -> list[int]:
+    if meeting.reminder_minutes:
+        return sorted({int(x) for x in meeting.reminder_minutes if int(x) > 0}, reverse=True)
+    raw = config(session).meeting_reminder_minutes or ""
+    vals = sorted({int(x) for x in re.findall(r"\d+", raw) if int(x) > 0}, reverse=True)
+    return vals or list(DEFAULT_REMINDERS)
+
+
+def _offset_label(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        return "明天" if minutes == 1440 else f"{minutes // 1440}天后"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}小时后"
+    return f"{minutes}分钟后"
+
+
+def send_meeting_reminders(bot: Bot, now: datetime) -> int:
+    """Reminders and quorum warnings that are due now (called by the minute scan)."""
+    queued = 0
+    with bot.db.transaction() as s:
+        horizon = now + timedelta(days=8)
+        meetings = s.scalars(
+            select(Meeting)
+            .where(Meeting.status == "scheduled", Meeting.starts_at > now, Meeting.starts_at <= horizon)
+            .options(selectinload(Meeting.invites).selectinload(MeetingInvite.member))
+        ).all()
+        for meeting in meetings:
+            offsets = reminder_offsets(s, meeting)
+            due = [o for o in offsets if now >= meeting.starts_at - timedelta(minutes=o)]
+            if due:
+                o = min(due)  # only the most recent reminder that is due (no stale "tomorrow" an hour before)
+                text = (
+                    f"会议提醒：“{meeting.title}”{_offset_label(o)}开始——{_fmt(bot, meeting.starts_at)}，"
+                    f"{meeting.place or '地点另行通知'}。"
+                )
+                for inv in meeting.invites:
+                    if inv.rsvp == "excused" or not inv.member.active:
+                        continue
+                    extra = "" if inv.rsvp == "attend" else f"您还没有回复，能来请回复“参加 {meeting.id}”。"
+                    queued += bot.notify_member(
+                        s, inv.member, Text(text + extra), f"meeting:{meeting.id}:remind:{o}:{inv.member_id}"
+                    )
+            if meeting.is_congress and now >= meeting.starts_at - timedelta(days=1):
+                queued += _quorum_warning(s, bot, meeting)
+    return queued
+
+
+def _quorum_warning(s: Session, bot: Bot, meeting: Meeting) -> int:
+    confirmed, total, needed = quorum(meeting)
+    if not total or confirmed >= needed:
+        return 0
+    text = (
+        f"法定人数预警：“{meeting.title}”将于{_fmt(bot, meeting.starts_at)}召开，"
+        f"目前确认参加的代表 {confirmed}/{total} 人，需超过三分之二（至少 {needed} 人），还差 {needed - confirmed} 人。"
+        f"发送“会议回执 {meeting.id}”查看名单。"
+    )
+    return sum(
+        bot.notify_member(s, clerk, Text(text), f"meeting:{meeting.id}:quorum:{clerk.id}")
+        for clerk in _clerks(s, meeting)
+    )
+
+
+def _clerks(s: Session, meeting: Meeting) -> list[Member]:
+    q = select(Member).join(MemberRole).where(MemberRole.role == "clerk", Member.active.is_(True))
+    people = {m.id: m for m in s.scalars(q)}
+    if meeting.created_by_id and meeting.created_by_id not in people:
+        creator = s.get(Member, meeting.created_by_id)
+        if creator is not None:
+            people[creator.id] = creator
+    return list(people.values())
+
+
+def preview_meetings(bot: Bot, start, end) -> list[tuple[datetime, str, str, int]]:
+    """(local time, kind, what, recipients) for every reminder between start and end dates (for the CLI)."""
+    out = []
+    with bot.db.Session() as s:
+        for meeting in s.scalars(select(Meeting).where(Meeting.status == "scheduled")):
+            for o in reminder_offsets(s, meeting):
+                at = bot.clock.local(meeting.starts_at - timedelta(minutes=o))
+                if start <= at.date() <= end:
+                    n = sum(1 for i in meeting.invites if i.rsvp != "excused")
+                    out.append((at, "会议提醒", f"{meeting.title}（{_offset_label(o)}开始）", n))
+            if meeting.is_congress:
+                at = bot.clock.local(meeting.starts_at - timedelta(days=1))
+                if start <= at.date() <= end:
+                    out.append(
+                        (at, "法定人数检查", f"{meeting.title}（不足时提醒干事）", len(_clerks(s, meeting)))
+                    )
+    return out
+
+
+# chat ---------------------------------------------------------------------------------------------------------
+def _upcoming_invites(ctx: Context) -> list[MeetingInvite]:
+    assert ctx.member is not None
+    return list(
+        ctx.session.scalars(
+            select(MeetingInvite)
+            .join(Meeting)
+            .where(
+                MeetingInvite.member_id == ctx.member.id,
+                Meeting.status == "scheduled",
+                Meeting.starts_at > ctx.clock.now(),
+            )
+            .order_by(Meeting.starts_at)
+        )
+    )
+
+
+_KIND_WORDS = {
+    "职代会": ("职代会", "代表大会", "职工代表"),
+    "工会委员会": ("委员会",),
+    "小组长会议": ("小组长", "组长会"),
+}
+
+
+def _pick(ctx: Context, invites: list[MeetingInvite], text: str) -> list[MeetingInvite]:
+    """Narrow the member's invitations by a meeting number, kind words or a weekday in the text."""
+    num = re.search(r"(?<![周期])\b(\d{1,6})\b", text) or re.search(r"(\d{1,6})", text)
+    if num:
+        mid = int(num.group(1))
+        return [i for i in invites if i.meeting_id == mid]
+    picked = invites
+    for kind, words in _KIND_WORDS.items():
+        if any(w in text for w in words):
+            picked = [i for i in picked if i.meeting.kind == kind or any(w in i.meeting.title for w in words)]
+    if "例会" in text:
+        picked = [i for i in picked if "例会" in i.meeting.title or i.meeting.kind != "职代会"]
+    wd = re.search(r"(?:周|星期|礼拜)([一二三四五六日天])", text)
+    if wd:
+        want = WEEKDAY_NAMES.index(wd.group(1).replace("天", "日"))
+        picked = [i for i in picked if ctx.clock.local(i.meeting.starts_at).weekday() == want]
+    return picked
+
+
+def _reason(text: str) -> str:
+    text = re.sub(r"\d+", " ", text)
+    for w in (*EXCUSE_WORDS, "会议", "那天", "因为", "要", "，", ",", "。"):
+        text = text.replace(w, " ")
+    return re.sub(r"\s+", " ", text).strip(" ：:;；")
+
+
+@router.handler(
+    "参加会议",
+    "会议请假",
+    "请假",
+    "我到",
+    "能到",
+    "出席",
+    "去不了",
+    "来不了",
+    "参加不了",
+    "不能参加",
+    "到不了",
+    patterns=(r"^参加\s*\d+", r"^参加$"),
+    group_ok=True,
+)
+def meeting_rsvp(ctx: Context) -> None:
+    """参加 5 / 请假 5 原因：回复会议通知"""
+    text = ctx.text
+    excused = any(w in text for w in EXCUSE_WORDS)
+    invites = _upcoming_invites(ctx)
+    if not invites:
+        ctx.reply("您目前没有需要回复的会议通知。查看会议请发送“我的会议”。")
+        return
+    picked = _pick(ctx, invites, ctx.args if ctx.args else text)
+    if not picked:
+        picked = _pick(ctx, invites, text)
+    if len(picked) != 1:
+        lines = [f"{i.meeting_id}. {i.meeting.title} {_fmt(ctx.bot, i.meeting.starts_at)}（{RSVP_LABELS[i.rsvp]}）"
+                 for i in (picked or invites)]  # fmt: skip
+        ctx.reply(
+            "您是指哪一个会议？\n"
+            + "\n".join(lines)
+            + "\n请回复“参加 编号”或“请假 编号 原因”，例如“请假 5 值班”。"
+        )
+        return
+    inv = picked[0]
+    if excused:
+        reason = _reason(ctx.args if ctx.args else text)
+        ctx.reply(record_rsvp(ctx.bot, inv, "excused", reason))
+        if not reason and inv.rsvp == "excused":
+            ctx.start_dialog("meeting_excuse", "reason", {"invite": inv.id})
+            ctx.reply("方便的话请说一下请假原因（如“值班”），或回复“跳过”。")
+    else:
+        ctx.reply(record_rsvp(ctx.bot, inv, "attend"))
+
+
+@router.action("rsvp")
+def rsvp_button(ctx: Context) -> None:
+    assert ctx.member is not None and ctx.msg.action is not None
+    action = ctx.msg.action
+    inv = ctx.session.scalar(
+        select(MeetingInvite).where(
+            MeetingInvite.meeting_id == int(action.get("meeting", 0)),
+            MeetingInvite.member_id == ctx.member.id,
+        )
+    )
+    if inv is None:
+        ctx.reply("您不在这个会议的邀请名单里。如有疑问请联系会务干事。")
+        return
+    answer = "excused" if action.get("answer") == "excused" else "attend"
+    ctx.reply(record_rsvp(ctx.bot, inv, answer))
+    if answer == "excused" and inv.rsvp == "excused" and not inv.reason:
+        ctx.start_dialog("meeting_excuse", "reason", {"invite": inv.id})
+        ctx.reply("方便的话请说一下请假原因（如“值班”），或回复“跳过”。")
+
+
+@router.dialog("meeting_excuse")
+def excuse_reason(ctx: Context) -> None:
+    assert ctx.dialog is not None
+    inv = ctx.session.get(MeetingInvite, ctx.dialog.data.get("invite"))
+    ctx.end_dialog()
+    text = ctx.text.strip()
+    if inv is None or text in ("跳过", "不用", "没有", "无"):
+        ctx.reply("好的。")
+        return
+    inv.reason = text[:200]
+    ctx.reply(f"已记下请假原因：{inv.reason}。")
+
+
+@router.handler("我的会议", "会议通知", "有什么会", "开会", group_ok=False)
+def my_meetings(ctx: Context) -> None:
+    """我的会议：查看要参加的会议和回执"""
+    invites = _upcoming_invites(ctx)
+    if not invites:
+        ctx.reply("近期没有邀请您参加的会议。")
+        return
+    lines = [
+        f"{i.meeting_id}. {i.meeting.title} {_fmt(ctx.bot, i.meeting.starts_at)} {i.meeting.place}（{RSVP_LABELS[i.rsvp]}）"
+        for i in invites
+    ]
+    ctx.reply("您的会议：\n" + "\n".join(lines) + "\n回复“参加 编号”或“请假 编号 原因”。")
+
+
+@router.handler("会议回执", "会议人数", "法定人数", "到会人数", group_ok=False)
+def meeting_count(ctx: Context) -> None:
+    """会议回执 5：查看回执和职代会法定人数（干事）"""
+    if not ctx.can("meetings.manage"):
+        ctx.reply("会议回执只有会务干事可以查看。想看自己的会议请发送“我的会议”。")
+        return
+    num = re.search(r"\d+", ctx.args)
+    q = select(Meeting).where(Meeting.status == "scheduled", Meeting.starts_at > ctx.clock.now())
+    meeting = (
+        ctx.session.get(Meeting, int(num.group()))
+        if num
+        else ctx.session.scalar(q.order_by(Meeting.starts_at).limit(1))
+    )
+    if meeting is None:
+        ctx.reply("没有找到这个会议，请发送“会议回执 编号”，例如“会议回执 5”。")
+        return
+    ctx.reply(meeting_summary(ctx.bot, meeting))
+
+
+def meeting_summary(bot: Bot, meeting: Meeting) -> str:
+    counts = {k: 0 for k in RSVP_LABELS}
+    excused = []
+    for inv in meeting.invites:
+        counts[inv.rsvp] += 1
+        if inv.rsvp == "excused":
+            excused.append(f"{inv.member.name}{'（' + inv.reason + '）' if inv.reason else ''}")
+    lines = [
+        f"{meeting.title}（{meeting.kind}）{_fmt(bot, meeting.starts_at)}",
+        f"邀请 {len(meeting.invites)} 人：参加 {counts['attend']}，请假 {counts['excused']}，未回复 {counts['none']}",
+    ]
+    if meeting.is_congress:
+        confirmed, total, needed = quorum(meeting)
+        ok = "已达到" if confirmed >= needed else f"还差 {needed - confirmed} 人"
+        lines.append(f"代表确认参加 {confirmed}/{total}，法定人数需超过三分之二（{needed} 人）：{ok}")
+    if excused:
+        lines.append("请假：" + "、".join(excused))
+    return "\n".join(lines)
