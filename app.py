@@ -59,6 +59,9 @@ def _register_optional(app: Flask) -> None:
 
     init_admin(app)
     init_api(app)
+    from bot.adapters import wecom  # WeCom: /wecom/callback, /wecom/aibot, sender (only when configured)
+
+    wecom.init_app(app, app.extensions["bot"])
 
 
 if __name__ == "__main__":

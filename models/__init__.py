@@ -24,3 +24,4 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)

@@ -1,0 +1,363 @@
+"""WeCom outbound: the access token shared through the database, the API client and the outbox sender.
+
+- Token: `gettoken`, cached in `wecom_access_token` (one row per app, shared by every worker) until 5 minutes
+  before `expires_in`; on 40014 / 42001 / 41001 the token is dropped and fetched again ONCE, then the call is
+  retried once. The token and the secret never appear in logs or in stored errors (`scrub`).
+- Sender: private replies through `message/send` (text, or `template_card` button_interaction for cards),
+  AI-bot replies through the message's `response_url` (once, within the hour; several replies to one message
+  are merged into that one use), group chats through the chat's webhook (消息推送) or `appchat/send`.
+- Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
+  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent),
+  60020 (IP not trusted) fails with a Chinese explanation for staff.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bot.adapters.wecom import PLATFORM, encode_key
+from bot.message import Card, Text, payload_to_outgoing
+from bot.outbox import SendResult
+from models.member import PlatformIdentity
+from models.messaging import Chat, OutboxMessage
+from models.wecom import WecomAccessToken
+
+log = logging.getLogger(__name__)
+
+TOKEN_MARGIN = timedelta(minutes=5)
+TOKEN_ERRORS = {40014, 42001, 41001}
+RATE_ERRORS = {45009, 45033}
+PER_MEMBER_PER_MINUTE = 30
+PER_WEBHOOK_PER_MINUTE = 20
+RESPONSE_URL_TTL = timedelta(minutes=55)  # WeCom says one hour; keep a margin for clocks and queues
+TEXT_BYTES = 2048
+MARKDOWN_BYTES = 4096
+TITLE_CHARS = 26
+SUBTITLE_CHARS = 112
+BUTTON_CHARS = 10
+IP_NOT_TRUSTED = (
+    "企业微信拒绝了本服务器的IP（错误60020）。请管理员登录企业微信管理后台 → 应用管理 → 本应用 → "
+    "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
+)
+_SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
+
+
+class WeComError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def scrub(text: str) -> str:
+    """Remove credentials (token, secret, webhook key, response code) from a text bound for logs or the DB."""
+    return _SECRET_PARAMS.sub(r"\1=***", text)
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """Cut to `limit` UTF-8 bytes, ending with "…" when something was removed."""
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    room = limit - len("…".encode())
+    out = text.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return out + "…"
+
+
+def cut_chars(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class WeComClient:
+    """Calls the WeCom API of the self-built app with the shared token; one refresh on an expired token."""
+
+    def __init__(self, settings, db, clock, http: requests.Session | None = None, timeout: float = 10.0):
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.http = http or requests.Session()
+        self.timeout = timeout
+        self.base = settings.WECOM_API_BASE.rstrip("/")
+        self.app_key = f"{settings.WECOM_CORP_ID}:{settings.WECOM_AGENT_ID}"
+
+    # token -----------------------------------------------------------------------------------------------
+    def token(self, force: bool = False) -> str:
+        now = self.clock.now()
+        if not force:
+            with self.db.Session() as s:
+                row = s.scalar(select(WecomAccessToken).where(WecomAccessToken.app_key == self.app_key))
+                if row is not None and row.expires_at - TOKEN_MARGIN > now:
+                    return row.access_token
+        data = self._get(
+            "/cgi-bin/gettoken",
+            {"corpid": self.settings.WECOM_CORP_ID, "corpsecret": self.settings.WECOM_SECRET},
+        )
+        if data.get("errcode"):
+            raise WeComError(int(data["errcode"]), str(data.get("errmsg", "")))
+        token = str(data["access_token"])
+        expires = now + timedelta(seconds=int(data.get("expires_in", 7200)))
+        with self.db.transaction() as s:
+            ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(
+                WecomAccessToken
+            )
+            values = dict(app_key=self.app_key, access_token=token, expires_at=expires, updated_at=now)
+            s.execute(
+                ins.values(**values).on_conflict_do_update(
+                    index_elements=["app_key"],
+                    set_=dict(access_token=token, expires_at=expires, updated_at=now),
+                )
+            )
+        log.info("wecom: fetched a new access token (valid %ss)", data.get("expires_in", 7200))
+        return token
+
+    def _drop(self, token: str) -> None:
+        """Forget a token WeCom refused, unless another worker already replaced it."""
+        with self.db.transaction() as s:
+            s.execute(
+                update(WecomAccessToken)
+                .where(WecomAccessToken.app_key == self.app_key, WecomAccessToken.access_token == token)
+                .values(expires_at=self.clock.now() - timedelta(seconds=1))
+            )
+
+    # calls -----------------------------------------------------------------------------------------------
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        resp = self.http.get(self.base + path, params=params, timeout=self.timeout)
+        resp.raise_for_status()
+        return resp.json()
+
+    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with the token; refreshed and retried exactly once when WeCom says it expired."""
+        token = self.token()
+        for attempt in range(2):
+            resp = self.http.post(
+                self.base + path, params={"access_token": token}, json=payload, timeout=self.timeout
+            )
+            resp.raise_for_status()
+            data = resp.json()
+            if int(data.get("errcode") or 0) in TOKEN_ERRORS and attempt == 0:
+                self._drop(token)
+                token = self.token(force=True)
+                continue
+            return data
+        return data
+
+    def post_url(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST to a full URL that carries its own credential (webhook key, response_url)."""
+        resp = self.http.post(url, json=payload, timeout=self.timeout)
+        resp.raise_for_status()
+        try:
+            return resp.json()
+        except ValueError:
+            return {"errcode": 0}
+
+
+def card_json(card: Card, task_id: str) -> dict[str, Any] | None:
+    """A `button_interaction` template card, or None when the card has no usable buttons."""
+    buttons = []
+    for i, b in enumerate(card.buttons[:6]):
+        key = encode_key(i, b.action)
+        if key is None:
+            log.warning("wecom: button %r dropped, its action does not fit in 1024 bytes", b.label)
+            continue
+        style = {"primary": 1, "default": 2, "danger": 3}.get(b.style, 1)
+        buttons.append({"text": cut_chars(b.label, BUTTON_CHARS), "style": style, "key": key})
+    if not buttons:
+        return None
+    body: dict[str, Any] = {
+        "card_type": "button_interaction",
+        "main_title": {"title": cut_chars(card.title, TITLE_CHARS)},
+        "task_id": task_id,
+        "button_list": buttons,
+    }
+    if card.lines:
+        body["sub_title_text"] = cut_chars("\n".join(card.lines), SUBTITLE_CHARS)
+    return body
+
+
+def as_text(payload: dict[str, Any]) -> str:
+    out = payload_to_outgoing(payload)
+    return out.as_text() if isinstance(out, Card) else out.text
+
+
+class WeComSender:
+    """`Sender` for the outbox (platform "wecom")."""
+
+    def __init__(self, bot, http: requests.Session | None = None):
+        self.bot = bot
+        self.settings = bot.settings
+        self.db = bot.db
+        self.client = WeComClient(bot.settings, bot.db, bot.clock, http=http)
+
+    def send(self, row: OutboxMessage) -> SendResult:
+        try:
+            return self._send(row)
+        except WeComError as exc:
+            return self._from_code(exc.code, scrub(str(exc)), row)
+        except (requests.RequestException, ValueError) as exc:
+            return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500])
+
+    def _send(self, row: OutboxMessage) -> SendResult:
+        if self._already_sent(row):
+            return SendResult(True)  # merged into an earlier reply to the same message
+        ctx = row.context or {}
+        url = ctx.get("response_url")
+        if url and self._fresh(ctx):
+            return self._send_response_url(row, url)
+        if row.target_kind == "chat":
+            return self._send_chat(row)
+        return self._send_user(row)
+
+    # private chats ---------------------------------------------------------------------------------------
+    def _send_user(self, row: OutboxMessage) -> SendResult:
+        if not self.settings.wecom_enabled:
+            return SendResult(
+                False, "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送", permanent=True
+            )
+        wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
+        if wait:
+            return SendResult(False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait)
+        msg: dict[str, Any] = {"touser": row.target_id, "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
+        out = payload_to_outgoing(row.payload)
+        card = card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) else None
+        if card is not None:
+            msg.update(msgtype="template_card", template_card=card)
+        else:
+            text = out.as_text() if isinstance(out, Card) else out.text
+            msg.update(msgtype="text", text={"content": cut_bytes(text, TEXT_BYTES)})
+        data = self.client.post("/cgi-bin/message/send", msg)
+        code = int(data.get("errcode") or 0)
+        invalid = str(data.get("invaliduser") or "")
+        if code == 81013 or (row.target_id in invalid.split("|")):
+            self._mark_unreachable(row.target_id)
+            return SendResult(
+                False, "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达", permanent=True
+            )
+        return self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
+
+    def _mark_unreachable(self, user_id: str) -> None:
+        with self.db.transaction() as s:
+            s.execute(
+                update(PlatformIdentity)
+                .where(PlatformIdentity.platform == PLATFORM, PlatformIdentity.platform_user_id == user_id)
+                .values(unreachable=True)
+            )
+
+    # group chats -----------------------------------------------------------------------------------------
+    def _send_chat(self, row: OutboxMessage) -> SendResult:
+        with self.db.Session() as s:
+            chat = s.scalar(select(Chat).where(Chat.platform == PLATFORM, Chat.chat_id == row.target_id))
+            webhook = chat.webhook_url if chat is not None else None
+        text = as_text(row.payload)
+        if webhook:
+            wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
+            if wait:
+                return SendResult(False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait)
+            data = self.client.post_url(
+                webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
+            )
+            return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
+        if not self.settings.wecom_enabled:
+            return SendResult(
+                False, "该群没有配置消息推送地址（webhook），也没有自建应用，无法发到群里", permanent=True
+            )
+        data = self.client.post(
+            "/cgi-bin/appchat/send",
+            {"chatid": row.target_id, "msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}},
+        )
+        return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
+
+    # AI bot replies --------------------------------------------------------------------------------------
+    def _fresh(self, ctx: dict[str, Any]) -> bool:
+        try:
+            received = datetime.fromisoformat(str(ctx.get("received")))
+        except ValueError:
+            return False
+        return self.bot.clock.now() - received < RESPONSE_URL_TTL
+
+    def _send_response_url(self, row: OutboxMessage, url: str) -> SendResult:
+        """One use of the response_url carries every reply queued for the same message (merged)."""
+        in_reply_to = (row.context or {}).get("in_reply_to")
+        siblings: list[OutboxMessage] = []
+        if in_reply_to:
+            prefix = f"reply:{PLATFORM}:{in_reply_to}:"
+            with self.db.Session() as s:
+                siblings = list(
+                    s.scalars(
+                        select(OutboxMessage)
+                        .where(
+                            OutboxMessage.platform == PLATFORM,
+                            OutboxMessage.id != row.id,
+                            OutboxMessage.status.in_(("pending", "sending")),
+                            OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
+                        )
+                        .order_by(OutboxMessage.id)
+                    )
+                )
+        out = payload_to_outgoing(row.payload)
+        card = (
+            card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) and not siblings else None
+        )
+        if card is not None:
+            body: dict[str, Any] = {"msgtype": "template_card", "template_card": card}
+        else:
+            texts = [as_text(r.payload) for r in [row, *siblings]]
+            body = {
+                "msgtype": "markdown",
+                "markdown": {"content": cut_bytes("\n\n".join(texts), MARKDOWN_BYTES)},
+            }
+        data = self.client.post_url(url, body)
+        result = self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
+        if result.ok and siblings:
+            now = self.bot.clock.now()
+            with self.db.transaction() as s:
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([r.id for r in siblings]))
+                    .values(status="sent", sent_at=now, lease_until=None, last_error=f"merged into #{row.id}")
+                )
+        return result
+
+    def _already_sent(self, row: OutboxMessage) -> bool:
+        with self.db.Session() as s:
+            return s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id)) == "sent"
+
+    # shared ----------------------------------------------------------------------------------------------
+    def _rate_wait(self, row: OutboxMessage, limit: int) -> float:
+        """Seconds to wait so this target stays under `limit` messages per minute (0: send now)."""
+        now = self.bot.clock.now()
+        with self.db.Session() as s:
+            recent = s.scalar(
+                select(func.count(OutboxMessage.id)).where(
+                    OutboxMessage.platform == PLATFORM,
+                    OutboxMessage.target_kind == row.target_kind,
+                    OutboxMessage.target_id == row.target_id,
+                    OutboxMessage.status == "sent",
+                    OutboxMessage.sent_at > now - timedelta(minutes=1),
+                )
+            )
+        return 60.0 if (recent or 0) >= limit else 0.0
+
+    def _from_code(self, code: int, errmsg: str, row: OutboxMessage) -> SendResult:
+        if code == 0:
+            return SendResult(True)
+        if code in RATE_ERRORS:
+            return SendResult(False, f"企业微信限流（{code}），一分钟后重试", retry_after=60)
+        if code == 60020:
+            log.warning("wecom: 60020 — the server IP is not in the app's 企业可信IP")
+            return SendResult(False, IP_NOT_TRUSTED, retry_after=600)
+        if code in TOKEN_ERRORS:
+            return SendResult(False, f"企业微信凭证无效（{code}），请检查 WECOM_SECRET")
+        if code in (40001, 40013):
+            return SendResult(
+                False, f"企业微信企业ID或Secret错误（{code}），请检查 WECOM_CORP_ID / WECOM_SECRET"
+            )
+        return SendResult(False, f"企业微信返回错误 {code}: {errmsg}"[:500])
+
+
+__all__ = ["WeComClient", "WeComError", "WeComSender", "card_json", "cut_bytes", "scrub", "Text"]

@@ -1,0 +1,133 @@
+"""A local fake of the WeCom API (qyapi) for tests: werkzeug on 127.0.0.1:<free port> in a thread.
+
+It hands out tokens, checks them, records every call (`calls`, `sent(path)`), and can be scripted:
+`fail_next(path, errcode, **extra)` answers the next call on `path` with that error (e.g. 45009, 60020),
+`expire_tokens(code)` makes every token handed out so far answer `code` (42001 or 40014),
+`invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import defaultdict, deque
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+class FakeWeCom:
+    def __init__(self, corp_id: str = "wwcorp", secret: str = "app-secret"):
+        self.corp_id = corp_id
+        self.secret = secret
+        self.calls: list[dict[str, Any]] = []
+        self.valid_tokens: set[str] = set()
+        self.expired: dict[str, int] = {}
+        self.invalid_users: set[str] = set()
+        self.used_response_codes: set[str] = set()
+        self.scripted: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.port = self._server.server_port
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # control ---------------------------------------------------------------------------------------------
+    def start(self) -> FakeWeCom:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, path: str, errcode: int, errmsg: str = "scripted", **extra: Any) -> None:
+        self.scripted[path].append({"errcode": errcode, "errmsg": errmsg, **extra})
+
+    def expire_tokens(self, code: int = 42001) -> None:
+        with self._lock:
+            for t in self.valid_tokens:
+                self.expired[t] = code
+            self.valid_tokens.clear()
+
+    def sent(self, path: str = "/cgi-bin/message/send") -> list[dict[str, Any]]:
+        """Bodies of successful calls on `path`."""
+        return [c["json"] for c in self.calls if c["path"] == path and c["ok"]]
+
+    def count(self, path: str) -> int:
+        return sum(1 for c in self.calls if c["path"] == path)
+
+    def webhook_url(self, key: str = "hook") -> str:
+        return f"{self.base}/cgi-bin/webhook/send?key={key}"
+
+    def response_url(self, code: str) -> str:
+        return f"{self.base}/cgi-bin/aibot/response?response_code={code}"
+
+    # server ----------------------------------------------------------------------------------------------
+    def _wsgi(self, environ, start_response):
+        req = Request(environ)
+        body = req.get_data()
+        data = json.loads(body) if body else None
+        answer = self._answer(req.path, dict(req.args), data)
+        with self._lock:
+            self.calls.append(
+                {"path": req.path, "args": dict(req.args), "json": data, "ok": answer.get("errcode", 0) == 0}
+            )
+        resp = Response(json.dumps(answer, ensure_ascii=False), mimetype="application/json")
+        return resp(environ, start_response)
+
+    def _answer(self, path: str, args: dict[str, str], data: Any) -> dict[str, Any]:
+        with self._lock:
+            if path == "/cgi-bin/gettoken":
+                if self.scripted[path]:
+                    return self.scripted[path].popleft()
+                if args.get("corpid") != self.corp_id or args.get("corpsecret") != self.secret:
+                    return {"errcode": 40001, "errmsg": "invalid credential"}
+                token = f"tok-{next(self._counter)}"
+                self.valid_tokens.add(token)
+                return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+            if path == "/cgi-bin/webhook/send":
+                if self.scripted[path]:
+                    return self.scripted[path].popleft()
+                return {"errcode": 0, "errmsg": "ok"}
+            if path == "/cgi-bin/aibot/response":
+                code = args.get("response_code", "")
+                if self.scripted[path]:
+                    return self.scripted[path].popleft()
+                if code in self.used_response_codes:
+                    return {"errcode": 40029, "errmsg": "response_code already used"}
+                self.used_response_codes.add(code)
+                return {"errcode": 0, "errmsg": "ok"}
+            token = args.get("access_token", "")
+            if token in self.expired:
+                return {"errcode": self.expired[token], "errmsg": "access_token expired"}
+            if token not in self.valid_tokens:
+                return {"errcode": 40014, "errmsg": "invalid access_token"}
+            if self.scripted[path]:
+                return self.scripted[path].popleft()
+            if path == "/cgi-bin/message/send":
+                users = set(str(data.get("touser", "")).split("|"))
+                bad = users & self.invalid_users
+                if bad and bad == users:
+                    return {
+                        "errcode": 81013,
+                        "errmsg": "user & party & tag all invalid",
+                        "invaliduser": "|".join(bad),
+                    }
+                return {
+                    "errcode": 0,
+                    "errmsg": "ok",
+                    "invaliduser": "|".join(bad),
+                    "msgid": f"m{next(self._counter)}",
+                    "response_code": f"rc{next(self._counter)}",
+                }
+            if path in (
+                "/cgi-bin/appchat/send",
+                "/cgi-bin/menu/create",
+                "/cgi-bin/message/update_template_card",
+            ):
+                return {"errcode": 0, "errmsg": "ok"}
+            return {"errcode": 404, "errmsg": f"fake has no {path}"}

@@ -1,0 +1,627 @@
+"""WeCom adapter: official vectors, hostile requests, every event type, the sender against the fake API."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import outbox
+from bot.adapters import wecom
+from bot.adapters.wecom_api import cut_bytes, scrub
+from bot.message import Button, Card, Text
+from models.member import PlatformIdentity, link_identity
+from models.messaging import Chat, InboundMessage, OutboxMessage
+from models.wecom import WecomAccessToken
+from tests.conftest import add_member, make_app
+from tests.fake_wecom import FakeWeCom
+from tests.wecom_helpers import (
+    AGENT_ID,
+    CORP_ID,
+    aibot_request,
+    aibot_text,
+    app_request,
+    decrypt_reply,
+    event_xml,
+    settings_for,
+    text_xml,
+)
+
+VECTOR_A = dict(
+    WECOM_TOKEN="hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
+    WECOM_AES_KEY="6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
+    WECOM_CORP_ID="ww1436e0e65a779aee",
+    WECOM_SECRET="s",
+)
+VECTOR_B = dict(
+    WECOM_TOKEN="QDG6eK",
+    WECOM_AES_KEY="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+    WECOM_CORP_ID="wx5823bf96d3bd56c7",
+    WECOM_SECRET="s",
+)
+A_GET = dict(
+    msg_signature="012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb",
+    timestamp="1476416373",
+    nonce="47744683",
+    echostr="fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA==",
+)
+A_POST = dict(
+    msg_signature="0c3914025cb4b4d68103f6bfc8db550f79dcf48e", timestamp="1476422779", nonce="1597212914"
+)
+A_ENCRYPT = (
+    "Kl7kjoSf6DMD1zh7rtrHjFaDapSCkaOnwu3bqLc5tAybhhMl9pFeK8NslNPVdMwmBQTNoW4mY7AIjeLvEl3NyeTkAgGzBhzTtRLNshw2AEew+kkY"
+    "cD+Fq72Kt00fT0WnN87hGrW8SqGc+NcT3mu87Ha3dz1pSDi6GaUA6A0sqfde0VJPQbZ9U+3JWcoD4Z5jaU0y9GSh010wsHF8KZD24YhmZH4ch4"
+    "Ka7ilEbjbfvhKkNL65HHL0J6EYJIZUC2pFrdkJ7MhmEbU2qARR4iQHE7wy24qy0cRX3Mfp6iELcDNfSsPGjUQVDGxQDCWjayJOpcwocugux082"
+    "f49HKYg84EpHSGXAyh+/oxwaWbvL6aSDPOYuPDGOCI8jmnKiypE+"
+)
+B_GET = dict(
+    msg_signature="5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
+    timestamp="1409659589",
+    nonce="263014780",
+    echostr="P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ==",
+)
+B_POST = dict(
+    msg_signature="477715d11cdb4164915debcba66cb864d751f3e6", timestamp="1409659813", nonce="1372623149"
+)
+B_ENCRYPT = (
+    "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3"
+    "TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5g"
+    "sijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQ"
+    "Uax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAVe0lXdQ2YoyyH2uy"
+    "PIGHBZZIs2pDBS8R07+qN+E7Q=="
+)
+
+
+@pytest.fixture
+def fake():
+    server = FakeWeCom().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wapp(tmp_path, fake):
+    app = make_app(f"sqlite:///{tmp_path / 'wecom.db'}", **settings_for(fake))
+    yield app
+    app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def wbot(wapp):
+    return wapp.extensions["bot"]
+
+
+@pytest.fixture
+def wclient(wapp):
+    return wapp.test_client()
+
+
+def post_app(client, inner: str):
+    query, body = app_request(inner)
+    return client.post(f"/wecom/callback?{query}", data=body, content_type="text/xml")
+
+
+def post_aibot(client, payload: dict):
+    query, body = aibot_request(payload)
+    return client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+
+
+def deliver(bot) -> int:
+    return outbox.drain(bot, platform="wecom")
+
+
+def texts_to(fake, user: str) -> list[str]:
+    out = []
+    for body in fake.sent():
+        if body["touser"] == user:
+            out.append(
+                body["text"]["content"]
+                if body["msgtype"] == "text"
+                else body["template_card"]["main_title"]["title"]
+            )
+    return out
+
+
+def inbound_count(bot) -> int:
+    with bot.db.Session() as s:
+        return s.scalar(select(func.count(InboundMessage.id)))
+
+
+def vector_app(tmp_path, vector):
+    return make_app(f"sqlite:///{tmp_path / 'vec.db'}", **vector)
+
+
+# --- official test vectors -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "vector,get,expected",
+    [(VECTOR_A, A_GET, "1288432023552776189"), (VECTOR_B, B_GET, "1616140317555161061")],
+)
+def test_url_verification_official_vectors(tmp_path, vector, get, expected):
+    app = vector_app(tmp_path, vector)
+    resp = app.test_client().get("/wecom/callback?" + urlencode(get))
+    assert resp.status_code == 200
+    assert resp.get_data(as_text=True) == expected
+    bad = dict(get, msg_signature="0" * 40)
+    assert app.test_client().get("/wecom/callback?" + urlencode(bad)).status_code == 403
+    app.extensions["db"].dispose()
+
+
+@pytest.mark.parametrize(
+    "vector,post,encrypt,agent,user,text,msg_id",
+    [
+        (VECTOR_A, A_POST, A_ENCRYPT, "1000002", "ChenJiaShun", "你好", "1456453720"),
+        (VECTOR_B, B_POST, B_ENCRYPT, "218", "mycreate", "hello", "4561255354251345929"),
+    ],
+)
+def test_message_official_vectors(tmp_path, vector, post, encrypt, agent, user, text, msg_id):
+    app = vector_app(tmp_path, vector)
+    body = (
+        f"<xml><ToUserName><![CDATA[{vector['WECOM_CORP_ID']}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{encrypt}]]></Encrypt><AgentID><![CDATA[{agent}]]></AgentID></xml>"
+    )
+    client = app.test_client()
+    resp = client.post("/wecom/callback?" + urlencode(post), data=body, content_type="text/xml")
+    assert resp.status_code == 200 and resp.get_data() == b""
+    bot = app.extensions["bot"]
+    with bot.db.Session() as s:
+        row = s.scalar(select(InboundMessage))
+        assert (row.platform, row.dedupe_key, row.user_id, row.chat_type) == (
+            "wecom",
+            msg_id,
+            user,
+            "private",
+        )
+        assert row.envelope["text"] == text
+        replies = list(s.scalars(select(OutboxMessage)))
+    assert len(replies) == 1 and "工号" in replies[0].payload["text"]  # a stranger is asked who they are
+    # The platform retries the same delivery: acknowledged, processed once.
+    assert (
+        client.post("/wecom/callback?" + urlencode(post), data=body, content_type="text/xml").status_code
+        == 200
+    )
+    assert inbound_count(bot) == 1
+    app.extensions["db"].dispose()
+
+
+def test_wrong_corp_id_is_refused(tmp_path):
+    app = vector_app(tmp_path, dict(VECTOR_A, WECOM_CORP_ID="wwSomeoneElse"))
+    body = f"<xml><Encrypt><![CDATA[{A_ENCRYPT}]]></Encrypt></xml>"
+    resp = app.test_client().post("/wecom/callback?" + urlencode(A_POST), data=body, content_type="text/xml")
+    assert resp.status_code == 403
+    assert inbound_count(app.extensions["bot"]) == 0
+    get = app.test_client().get("/wecom/callback?" + urlencode(A_GET))
+    assert get.status_code == 403
+    app.extensions["db"].dispose()
+
+
+# --- hostile and broken requests -----------------------------------------------------------------------
+def test_forged_truncated_and_hostile_requests_get_4xx(wclient, wbot):
+    query, body = app_request(text_xml("u1", "帮助"))
+    forged = query.replace("msg_signature=", "msg_signature=0")
+    assert wclient.post(f"/wecom/callback?{forged}", data=body).status_code == 403
+    assert wclient.post("/wecom/callback", data=body).status_code == 400  # no signature at all
+    assert wclient.post(f"/wecom/callback?{query}", data=body[: len(body) // 2]).status_code == 400
+    assert wclient.post(f"/wecom/callback?{query}", data=b"\xff\xfe<xml/>").status_code == 400
+    assert wclient.post(f"/wecom/callback?{query}", data="").status_code == 400
+    laughs = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + "".join(
+            f'<!ENTITY lol{i} "{"&lol" + str(i - 1) + ";" if i else "&lol;"}' * 10 + '">' for i in range(9)
+        )
+        + "]><xml><Encrypt>&lol8;</Encrypt></xml>"
+    )
+    started = time.perf_counter()
+    assert wclient.post(f"/wecom/callback?{query}", data=laughs).status_code == 400
+    assert time.perf_counter() - started < 1
+    huge = "<xml><Encrypt>" + "A" * 70_000 + "</Encrypt></xml>"
+    assert wclient.post(f"/wecom/callback?{query}", data=huge).status_code == 413
+    many_cdata = "<![CDATA[" * 7000
+    assert wclient.post(f"/wecom/callback?{query}", data=many_cdata).status_code == 400
+    # A genuine signature over garbage that is not AES output.
+    from wechatpy.crypto import _get_signature
+
+    ts, nonce, enc = "1", "2", "bm90IGFlcw=="
+    sig = _get_signature(wecom_token(), ts, nonce, enc)
+    resp = wclient.post(
+        "/wecom/callback?" + urlencode({"msg_signature": sig, "timestamp": ts, "nonce": nonce}),
+        data=f"<xml><Encrypt>{enc}</Encrypt></xml>",
+    )
+    assert resp.status_code == 400
+    assert wclient.post("/wecom/aibot?" + query, data="not json").status_code == 400
+    assert wclient.post("/wecom/aibot?" + query, data='{"encrypt": "x"}').status_code == 403
+    assert inbound_count(wbot) == 0
+
+
+def wecom_token() -> str:
+    from tests.wecom_helpers import TOKEN
+
+    return TOKEN
+
+
+def test_decrypted_xml_with_doctype_is_refused(wclient, wbot):
+    inner = '<!DOCTYPE x [<!ENTITY a "b">]><xml><FromUserName>u1</FromUserName><MsgType>text</MsgType></xml>'
+    assert post_app(wclient, inner).status_code == 400
+    assert inbound_count(wbot) == 0
+
+
+def test_user_text_containing_markup_in_cdata_is_fine(wclient, wbot):
+    assert post_app(wclient, text_xml("u1", "<!DOCTYPE> 是什么 <?php")).status_code == 200
+    assert inbound_count(wbot) == 1
+
+
+def test_not_configured_means_not_found(client):
+    assert client.get("/wecom/callback").status_code == 404
+    assert client.post("/wecom/aibot", data="{}").status_code == 404
+
+
+# --- events --------------------------------------------------------------------------------------------
+def test_event_types(wclient, wbot, fake):
+    member = add_member(wbot, name="王芳", employee_no="20001")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "wangfang")
+    assert post_app(wclient, event_xml("wangfang", "enter_agent")).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "click", "MENU_HELP")).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "click", "MENU_MY_INFO", ts=1)).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "subscribe")).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "LOCATION")).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "click", "UNKNOWN_KEY")).status_code == 200
+    image = text_xml("wangfang", "x").replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>")
+    assert post_app(wclient, image).status_code == 200
+    deliver(wbot)
+    got = texts_to(fake, "wangfang")
+    assert len(got) == 3
+    assert "欢迎使用" in got[0]
+    assert "王芳您好" in got[1]
+    assert "工号：20001" in got[2]
+
+
+def test_menu_keys_map_to_texts():
+    keys = [k for _, subs in wecom.MENU for k, _, _ in subs]
+    assert len(wecom.MENU) <= 3 and all(len(subs) <= 5 for _, subs in wecom.MENU)
+    labels = {label for _, subs in wecom.MENU for _, label, _ in subs}
+    assert {"活动报名", "我要提案", "困难帮扶", "帮助"} <= labels and any(
+        top == "我的" for top, _ in wecom.MENU
+    )
+    assert set(keys) == set(wecom.MENU_TEXT)
+
+
+def test_string_msgid_is_opaque(wclient, wbot):
+    assert (
+        post_app(wclient, text_xml("u9", "你好", msg_id="CAIQg/PKxgYY2sC9tpuAgAMg9/zKaw==")).status_code
+        == 200
+    )
+    with wbot.db.Session() as s:
+        assert s.scalar(select(InboundMessage.dedupe_key)) == "CAIQg/PKxgYY2sC9tpuAgAMg9/zKaw=="
+
+
+def test_key_encoding_round_trip():
+    action = {"do": "signup", "activity": 12, "note": "中文"}
+    key = wecom.encode_key(3, action)
+    assert len(key.encode()) <= 1024 and wecom.decode_key(key) == action
+    assert wecom.encode_key(0, {"do": "x", "blob": "长" * 400}) is None
+    assert wecom.decode_key("garbage") is None and wecom.decode_key("1|[1]") is None
+
+
+# --- card clicks (template_card_event) and update_button -----------------------------------------------
+@pytest.fixture
+def test_action():
+    from handlers import router
+
+    def _signup(ctx):
+        if ctx.msg.action.get("full"):
+            ctx.reply("抱歉，名额已满。")
+            return
+        ctx.reply(f"报名成功：活动 {ctx.msg.action['activity']}")
+
+    router.actions["_wecom_test_signup"] = _signup
+    yield "_wecom_test_signup"
+    router.actions.pop("_wecom_test_signup", None)
+
+
+def test_card_click_runs_action_flips_button_and_dedupes(wclient, wbot, fake, test_action):
+    wecom.DONE_LABELS[test_action] = "已报名"
+    member = add_member(wbot, name="李雷", employee_no="20002")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
+    key = wecom.encode_key(0, {"do": test_action, "activity": 7})
+    click = event_xml(
+        "lilei", "template_card_event", key, ts=1700000000, TaskId="ub_1_1", CardType="button_interaction"
+    )
+    resp = post_app(wclient, click)
+    assert resp.status_code == 200
+    reply = decrypt_reply(resp.get_data())
+    assert reply["MsgType"] == "update_button" and reply["Button"]["ReplaceName"] == "已报名"
+    assert reply["ToUserName"] == "lilei" and reply["FromUserName"] == CORP_ID
+    again = post_app(wclient, click)  # WeCom retries the same click
+    assert again.status_code == 200 and again.get_data() == b""
+    deliver(wbot)
+    assert texts_to(fake, "lilei") == ["报名成功：活动 7"]
+    # A refused action leaves the button clickable.
+    full = wecom.encode_key(0, {"do": test_action, "activity": 8, "full": True})
+    resp = post_app(wclient, event_xml("lilei", "template_card_event", full, TaskId="ub_2_1"))
+    assert resp.get_data() == b""
+    wecom.DONE_LABELS.pop(test_action)
+
+
+def test_card_click_from_stranger_asks_to_bind(wclient, wbot, fake, test_action):
+    key = wecom.encode_key(0, {"do": test_action, "activity": 7})
+    resp = post_app(wclient, event_xml("nobody", "template_card_event", key, TaskId="t1"))
+    assert resp.get_data() == b""
+    deliver(wbot)
+    assert "工号" in texts_to(fake, "nobody")[0]
+
+
+# --- sender against the fake API -----------------------------------------------------------------------
+def enqueue(bot, target: str, message, key: str, kind: str = "user", context=None):
+    with bot.db.transaction() as s:
+        outbox.enqueue(
+            s,
+            platform="wecom",
+            target_kind=kind,
+            target_id=target,
+            message=message,
+            key=key,
+            context=context,
+            now=bot.clock.now(),
+        )
+
+
+def statuses(bot) -> list[tuple[str, str | None]]:
+    with bot.db.Session() as s:
+        return [(r.status, r.last_error) for r in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+
+
+def test_token_cached_in_db_and_shared(wbot, fake, wapp):
+    for i in range(3):
+        enqueue(wbot, "u1", Text(f"m{i}"), f"k{i}")
+    assert deliver(wbot) == 3
+    assert fake.count("/cgi-bin/gettoken") == 1
+    with wbot.db.Session() as s:
+        row = s.scalar(select(WecomAccessToken))
+        assert row.access_token == "tok-1" and row.expires_at > wbot.clock.now() + timedelta(hours=1)
+    # Another worker (a second sender on the same database) uses the same token.
+    from bot.adapters.wecom_api import WeComSender
+
+    other = WeComSender(wbot)
+    assert other.client.token() == "tok-1" and fake.count("/cgi-bin/gettoken") == 1
+    # Shortly before expiry it is fetched again.
+    wbot.clock.offset = timedelta(seconds=7200 - 200)
+    enqueue(wbot, "u1", Text("later"), "k-later")
+    deliver(wbot)
+    assert fake.count("/cgi-bin/gettoken") == 2
+
+
+@pytest.mark.parametrize("code", [42001, 40014])
+def test_expired_token_refreshed_once(wbot, fake, code):
+    enqueue(wbot, "u1", Text("one"), "k1")
+    deliver(wbot)
+    fake.expire_tokens(code)
+    enqueue(wbot, "u1", Text("two"), "k2")
+    assert deliver(wbot) == 1
+    assert fake.count("/cgi-bin/gettoken") == 2
+    assert texts_to(fake, "u1") == ["one", "two"]
+
+
+def test_persistent_token_error_does_not_loop(wbot, fake):
+    enqueue(wbot, "u1", Text("one"), "k1")
+    for _ in range(5):
+        fake.fail_next("/cgi-bin/message/send", 42001)
+    # every token handed out is refused: one refresh, then the row waits for a later attempt
+    fake.fail_next("/cgi-bin/gettoken", 0, access_token="tok-x", expires_in=7200)
+    deliver(wbot)
+    assert fake.count("/cgi-bin/gettoken") <= 2
+    assert fake.count("/cgi-bin/message/send") == 2
+    status, error = statuses(wbot)[0]
+    assert status == "pending" and "tok-" not in (error or "")
+
+
+def test_rate_limit_45009_retried_later_and_delivered_once(wbot, fake):
+    enqueue(wbot, "u1", Text("hello"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 45009, "api freq out of limit")
+    assert deliver(wbot) == 0
+    assert statuses(wbot)[0][0] == "pending"
+    assert deliver(wbot) == 0  # not due yet
+    wbot.clock.offset = timedelta(seconds=61)
+    assert deliver(wbot) == 1
+    deliver(wbot)
+    assert texts_to(fake, "u1") == ["hello"]
+
+
+def test_invaliduser_marks_identity_unreachable(wbot, fake):
+    member = add_member(wbot, name="赵六", employee_no="20003")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "gone")
+    fake.invalid_users.add("gone")
+    enqueue(wbot, "gone", Text("hi"), "k1")
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "dead"
+    with wbot.db.Session() as s:
+        assert s.scalar(
+            select(PlatformIdentity.unreachable).where(PlatformIdentity.platform_user_id == "gone")
+        )
+    assert fake.count("/cgi-bin/message/send") == 1
+
+
+def test_untrusted_ip_explained(wbot, fake):
+    enqueue(wbot, "u1", Text("hi"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 60020, "not allow to access from your ip")
+    deliver(wbot)
+    status, error = statuses(wbot)[0]
+    assert status == "pending" and "企业可信IP" in error
+
+
+def test_thirty_per_member_per_minute(wbot, fake):
+    for i in range(32):
+        enqueue(wbot, "busy", Text(f"m{i}"), f"k{i}")
+    deliver(wbot)
+    assert len(texts_to(fake, "busy")) == 30
+    wbot.clock.offset = timedelta(seconds=61)
+    deliver(wbot)
+    assert len(texts_to(fake, "busy")) == 32
+
+
+def test_card_rendered_as_template_card_and_long_text_cut(wbot, fake):
+    card = Card(
+        "一个非常非常非常非常非常非常非常非常非常长的活动标题需要截断",
+        ["时间：周六", "地点：礼堂"],
+        [Button(f"按钮{i}", {"do": "signup", "activity": i}) for i in range(8)],
+    )
+    enqueue(wbot, "u1", card, "card")
+    enqueue(wbot, "u1", Text("长" * 3000), "long")
+    deliver(wbot)
+    card_body, text_body = fake.sent()
+    tc = card_body["template_card"]
+    assert card_body["msgtype"] == "template_card" and tc["card_type"] == "button_interaction"
+    assert card_body["agentid"] == int(AGENT_ID)
+    assert len(tc["button_list"]) == 6 and len({b["key"] for b in tc["button_list"]}) == 6
+    assert wecom.decode_key(tc["button_list"][2]["key"]) == {"do": "signup", "activity": 2}
+    assert len(tc["main_title"]["title"]) <= 26 and tc["main_title"]["title"].endswith("…")
+    assert tc["sub_title_text"] == "时间：周六\n地点：礼堂" and tc["task_id"].startswith("ub_")
+    content = text_body["text"]["content"]
+    assert len(content.encode()) <= 2048 and content.endswith("…")
+
+
+def test_group_chat_via_webhook_and_appchat(wbot, fake):
+    with wbot.db.transaction() as s:
+        s.add(Chat(platform="wecom", chat_id="wrHOOK", title="心内科", webhook_url=fake.webhook_url("k1")))
+    enqueue(wbot, "wrHOOK", Card("活动", ["周六"], [Button("报名", {"do": "signup"})]), "g1", kind="chat")
+    enqueue(wbot, "wrAPP", Text("通知"), "g2", kind="chat")
+    deliver(wbot)
+    assert fake.sent("/cgi-bin/webhook/send")[0]["text"]["content"] == "活动\n周六\n【报名】"
+    assert fake.sent("/cgi-bin/appchat/send")[0] == {
+        "chatid": "wrAPP",
+        "msgtype": "text",
+        "text": {"content": "通知"},
+    }
+    assert "key=" not in repr(statuses(wbot))
+
+
+def test_scrub_and_cut():
+    assert scrub("GET /cgi-bin/gettoken?corpid=a&corpsecret=XYZ&access_token=T") == (
+        "GET /cgi-bin/gettoken?corpid=a&corpsecret=***&access_token=***"
+    )
+    assert cut_bytes("好" * 10, 9) == "好好…"
+    assert cut_bytes("ok", 9) == "ok"
+
+
+def test_network_error_is_retried_without_leaking_token(wbot, fake):
+    enqueue(wbot, "u1", Text("hi"), "k1")
+    deliver(wbot)  # token cached
+    fake.stop()
+    enqueue(wbot, "u1", Text("again"), "k2")
+    deliver(wbot)
+    status, error = statuses(wbot)[1]
+    assert status == "pending" and "tok-1" not in error
+
+
+# --- AI bot --------------------------------------------------------------------------------------------
+def test_aibot_group_message_replies_once_through_response_url(wclient, wbot, fake):
+    member = add_member(wbot, name="韩梅梅", employee_no="20004")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "hanmm")
+    payload = aibot_text(
+        "hanmm", "@工会小助手 帮助", chat_id="wrGROUP", response_url=fake.response_url("rc1")
+    )
+    assert post_aibot(wclient, payload).status_code == 200
+    assert post_aibot(wclient, payload).status_code == 200  # duplicate delivery
+    deliver(wbot)
+    sent = fake.sent("/cgi-bin/aibot/response")
+    assert len(sent) == 1 and "韩梅梅您好" in sent[0]["markdown"]["content"]
+    with wbot.db.Session() as s:
+        inbound = s.scalar(select(InboundMessage))
+        assert (inbound.chat_type, inbound.chat_id, inbound.envelope["text"]) == ("group", "wrGROUP", "帮助")
+        assert s.scalar(select(Chat.chat_id).where(Chat.platform == "wecom")) == "wrGROUP"
+
+
+def test_aibot_merges_several_replies_into_one_use(wbot, fake):
+    ctx = {
+        "in_reply_to": "aibot:M1",
+        "response_url": fake.response_url("rc2"),
+        "received": wbot.clock.now().isoformat(),
+    }
+    for i in range(3):
+        enqueue(wbot, "wrG", Text(f"第{i}条"), f"reply:wecom:aibot:M1:{i}", kind="chat", context=ctx)
+    deliver(wbot)
+    sent = fake.sent("/cgi-bin/aibot/response")
+    assert len(sent) == 1 and sent[0]["markdown"]["content"] == "第0条\n\n第1条\n\n第2条"
+    assert [s for s, _ in statuses(wbot)] == ["sent"] * 3
+
+
+def test_aibot_card_and_click(wclient, wbot, fake, test_action):
+    ctx = {
+        "in_reply_to": "aibot:M2",
+        "response_url": fake.response_url("rc3"),
+        "received": wbot.clock.now().isoformat(),
+    }
+    card = Card("活动 7", ["周六"], [Button("报名", {"do": test_action, "activity": 7})])
+    enqueue(wbot, "wrG", card, "reply:wecom:aibot:M2:0", kind="chat", context=ctx)
+    deliver(wbot)
+    body = fake.sent("/cgi-bin/aibot/response")[0]
+    assert body["msgtype"] == "template_card"
+    key = body["template_card"]["button_list"][0]["key"]
+    member = add_member(wbot, name="李雷", employee_no="20005")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
+    click = {
+        "msgid": "CLICK1",
+        "create_time": 1700000000,
+        "aibotid": "AIBOTID",
+        "chatid": "wrG",
+        "chattype": "group",
+        "from": {"userid": "lilei"},
+        "response_url": fake.response_url("rc4"),
+        "msgtype": "event",
+        "event": {
+            "eventtype": "template_card_event",
+            "template_card_event": {"event_key": key, "task_id": "t"},
+        },
+    }
+    assert post_aibot(wclient, click).status_code == 200
+    deliver(wbot)
+    assert "报名成功：活动 7" in fake.sent("/cgi-bin/aibot/response")[1]["markdown"]["content"]
+
+
+def test_aibot_expired_response_url_falls_back(wbot, fake):
+    old = (wbot.clock.now() - timedelta(hours=2)).isoformat()
+    ctx = {"in_reply_to": "aibot:M3", "response_url": fake.response_url("rc5"), "received": old}
+    enqueue(wbot, "u1", Text("迟到的回复"), "reply:wecom:aibot:M3:0", context=ctx)
+    deliver(wbot)
+    assert fake.count("/cgi-bin/aibot/response") == 0 and texts_to(fake, "u1") == ["迟到的回复"]
+
+
+def test_aibot_events_and_verification(wclient, wbot, fake):
+    from wechatpy.enterprise.crypto import WeChatCrypto
+
+    from tests.wecom_helpers import AIBOT_AES_KEY, AIBOT_TOKEN
+
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    env = wecom.encrypt_json(crypto, {"x": 1}, "n1", "1")
+    # URL check: echostr is the encrypted plaintext with receive id ""
+    from wechatpy.crypto import _get_signature
+    from wechatpy.enterprise.crypto import PrpCrypto
+
+    echo = PrpCrypto(crypto.key).encrypt("echo-123", "").decode()
+    sig = _get_signature(AIBOT_TOKEN, "1", "n", echo)
+    resp = wclient.get(
+        "/wecom/aibot?" + urlencode({"msg_signature": sig, "timestamp": "1", "nonce": "n", "echostr": echo})
+    )
+    assert resp.get_data(as_text=True) == "echo-123"
+    assert env["encrypt"]
+    enter = {
+        "msgid": "E1",
+        "aibotid": "A",
+        "chattype": "single",
+        "from": {"userid": "stranger"},
+        "msgtype": "event",
+        "event": {"eventtype": "enter_chat"},
+        "response_url": fake.response_url("rc6"),
+    }
+    assert post_aibot(wclient, enter).status_code == 200
+    stream = {"msgid": "S1", "from": {"userid": "x"}, "msgtype": "stream", "stream": {"id": "1"}}
+    assert post_aibot(wclient, stream).status_code == 200
+    deliver(wbot)
+    assert "欢迎使用" in fake.sent("/cgi-bin/aibot/response")[0]["markdown"]["content"]
+    assert inbound_count(wbot) == 1
