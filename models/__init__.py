@@ -24,4 +24,5 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+from admin.models import StaffLoginFailure  # noqa: E402, F401  (console login throttle table)
 from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)
