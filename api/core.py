@@ -165,7 +165,6 @@ def authenticate() -> ApiToken:
             raise ApiError(401, "unauthorized")
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
             token.last_used_at = now
-        s.expunge(token)
     return token
 
 
