@@ -5,7 +5,7 @@ from bot.router import Router
 router = Router()
 
 # Importing the modules registers their handlers (order matters only for the fallback menu).
-from handlers import help, members  # noqa: E402,F401
+from handlers import activities, help, members  # noqa: E402,F401
 from handlers import greetings, meetings  # noqa: E402,F401  (issue 8: greetings, meetings)
 
 __all__ = ["router"]

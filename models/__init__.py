@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 typed models. Importing this package registers every table on Base.metadata."""
 
 from models import greeting, meeting  # noqa: F401  (greetings, scheduler lease, meetings)
+from models.activity import Activity, Signup  # noqa: F401
 from models.base import Base, Database, UTCDateTime, utcnow
 from models.member import Branch, Group, Member, MemberRole, PlatformIdentity
 from models.messaging import Chat, Dialog, InboundMessage, OutboxMessage, SandboxMessage

@@ -1,0 +1,1141 @@
+"""活动报名 in chat: list, details, sign up (text, button, group relay list), cancel, mine, organiser lists,
+proxy sign-up by group leaders, check-in, creating an activity through a short dialog, and reminders.
+
+The rules (capacity, duplicates, waitlist order) are enforced by models.activity; this module only talks.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.context import Context
+from bot.message import Button, Card, Text
+from bot.normalize import parse_date
+from handlers import router
+from models.activity import (
+    AUDIENCE_LABELS,
+    STATUS_LABELS,
+    Activity,
+    Signup,
+    active_signup,
+    audience_members,
+    cancel_activity,
+    cancel_signup,
+    check_in,
+    in_audience,
+    open_activities,
+    sign_up,
+    signups_of,
+    waitlist_position,
+)
+from models.member import Member
+from models.messaging import Dialog, OutboxMessage
+
+RELAY_SHOWN = 30  # relay lists longer than this are shortened with a count
+WAIT_SHOWN = 10
+
+# ---- parsing --------------------------------------------------------------------------------------------
+
+_RELATIVES = {"父母": 2, "爸妈": 2}
+_RELATIVE = (
+    r"(爱人|老公|老婆|媳妇|丈夫|妻子|孩子|小孩|儿子|女儿|闺女|家属|家人|妈妈|爸爸|父亲|母亲|父母|爸妈|老伴)"
+)
+_COMPANION_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"(?:带|加|携带|外加)\s*(\d+)\s*(?:个|位|名)?\s*(?:人|家属|家人|亲属|孩子|小孩)?"),
+        lambda m: int(m[1]),
+    ),
+    (re.compile(r"(?<![\d])\+\s*(\d+)"), lambda m: max(int(m[1]) - 1, 0)),  # 接龙 "+2" = two people
+    (re.compile(r"(\d+)\s*(?:个人|人)(?:去|参加|报名)"), lambda m: max(int(m[1]) - 1, 0)),
+    (re.compile(r"我?(?:一|1)个人(?:去|参加)?"), lambda m: 0),
+    (re.compile(r"我?(?:和|跟|带|带上)\s*((?:" + _RELATIVE[1:-1] + r"|[,和及与\s])+)"), None),
+]
+
+
+def parse_companions(text: str) -> tuple[int | None, str]:
+    """How many companions the member brings (None: not said) and the text without that phrase."""
+    for pat, count in _COMPANION_PATTERNS:
+        m = pat.search(text)
+        if not m:
+            continue
+        if count is None:
+            items = [x for x in re.split(r"[,和及与\s]+", m[1]) if x]
+            n = sum(_RELATIVES.get(x, 1) for x in items)
+        else:
+            n = count(m)
+        return n, (text[: m.start()] + " " + text[m.end() :]).strip()
+    return None, text
+
+
+_FILLER = re.compile(
+    r"我要报名|我想报名|我要参加|我想参加|报名名单|取消报名|未报名|代报名|帮我报名|帮我报|帮我取消|"
+    r"还有位置吗?|还有名额吗?|还有位子吗?|几号出发|什么时候出发|截止到什么时候|什么时候截止|几点开始|"
+    r"去不了了?|不去了|不参加了?|退掉|退报|不报了|报名情况|谁还没报|还有谁没报|签到|名单|导出|"
+    r"算我一个|算我1个|我参加|取消|报名|参加|我报|报|活动|详情|比赛|谢谢|麻烦|请|一下|吧|了|呢|吗|啊|呀|哦|"
+    r"临时排班|排班|有事|我们|我|的|[,.!?:;~'\"()\[\]<>]|\s+"
+)
+
+
+def _clean(text: str) -> str:
+    text = _FILLER.sub(" ", text)
+    text = re.sub(r"(?<=[\u4e00-\u9fa5])赛\b", "", text)
+    return re.sub(r"\s+", "", text)
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i : i + 2] for i in range(len(text) - 1)}
+
+
+def match_title(query: str, pool: list[Activity]) -> list[Activity]:
+    """Activities whose title matches `query` loosely (羽毛球 ~ 2026年羽毛球比赛); the best ones only."""
+    q = _clean(query)
+    if not q:
+        return []
+    grams = _bigrams(q)
+    scored: list[tuple[float, Activity]] = []
+    for a in pool:
+        title = re.sub(r"\s+", "", a.title)
+        if q in title or (len(title) >= 2 and title in q):
+            score = 1.0
+        elif grams:
+            score = len(grams & _bigrams(title)) / len(grams)
+        else:
+            score = 0.5 if q in title else 0.0
+        if score >= 0.5:
+            scored.append((score, a))
+    if not scored:
+        return []
+    best = max(score for score, _ in scored)
+    return [a for score, a in scored if score == best]
+
+
+_ID = re.compile(r"(?<![\d.:\-/+])(\d{1,7})(?![\d年月日:点.\-/]|个人|人|位|名)(?:\s*号)?")
+
+
+def parse_id(text: str) -> int | None:
+    m = _ID.search(re.sub(r"算我1个|1个人", " ", text))
+    return int(m[1]) if m else None
+
+
+def resolve(ctx: Context, text: str, pool: list[Activity]) -> tuple[Activity | None, list[Activity]]:
+    """The activity a message refers to: by number (any activity) or by title (within `pool`).
+
+    Returns (activity, []) when clear, (None, candidates) when several match, (None, []) when none does.
+    """
+    n = parse_id(text)
+    if n is not None:
+        a = ctx.session.get(Activity, n)
+        if a is not None:
+            return a, []
+    found = match_title(text, pool)
+    if len(found) == 1:
+        return found[0], []
+    return None, found
+
+
+# ---- rendering --------------------------------------------------------------------------------------------
+
+
+def _when(ctx: Context, a: Activity) -> str:
+    text = ctx.clock.fmt(a.starts_at)
+    if a.ends_at:
+        same_day = ctx.clock.local(a.ends_at).date() == ctx.clock.local(a.starts_at).date()
+        text += "–" + (ctx.clock.local(a.ends_at).strftime("%H:%M") if same_day else ctx.clock.fmt(a.ends_at))
+    return text
+
+
+def _count_line(a: Activity) -> str:
+    if a.capacity is None:
+        return f"已报名 {a.taken} 人（不限名额）"
+    left = a.capacity - a.taken
+    return f"已报名 {a.taken}/{a.capacity} 人，" + (f"还剩 {left} 个名额" if left > 0 else "名额已满")
+
+
+def _audience_text(ctx: Context, a: Activity) -> str:
+    return AUDIENCE_LABELS.get(a.audience_kind, a.audience_kind)
+
+
+def detail_card(ctx: Context, a: Activity) -> Card:
+    s = ctx.session
+    waiting = len(signups_of(s, a.id, ("waitlisted",)))
+    lines = [f"时间：{_when(ctx, a)}"]
+    if a.place:
+        lines.append(f"地点：{a.place}")
+    lines.append(_count_line(a) + (f"，候补 {waiting} 人" if waiting else ""))
+    lines.append(f"报名截止：{ctx.clock.fmt(a.deadline)}")
+    if a.companions_max:
+        lines.append(f"每人可带 {a.companions_max} 位家属（计入名额）")
+    if a.cancel_cutoff_hours:
+        lines.append(f"开始前 {a.cancel_cutoff_hours} 小时内不能取消")
+    lines.append(f"对象：{_audience_text(ctx, a)}")
+    if a.description:
+        lines.append(a.description)
+    buttons: list[Button] = []
+    mine = active_signup(s, a.id, ctx.member.id) if ctx.member else None
+    if a.status == "cancelled":
+        lines.insert(0, "⚠️ 此活动已取消")
+    elif mine is not None:
+        label = STATUS_LABELS[mine.status]
+        if mine.status == "waitlisted":
+            label += f"第 {waitlist_position(s, mine)} 位"
+        lines.append(f"您的状态：{label}" + (f"（带 {mine.companions} 人）" if mine.companions else ""))
+        buttons.append(Button("取消报名", {"do": "cancel_signup", "activity": a.id}, "danger"))
+    elif ctx.clock.now() < a.deadline:
+        full = a.capacity is not None and a.taken >= a.capacity
+        buttons.append(Button("报名候补" if full else "报名", {"do": "signup", "activity": a.id}))
+        lines.append(
+            f"报名请点按钮，或发送“报名 {a.id}”"
+            + (f"（带家属：报名 {a.id} 带1人）" if a.companions_max else "")
+        )
+    return Card(f"【{a.id}】{a.title}", lines, buttons)
+
+
+def relay_text(ctx: Context, a: Activity, headline: str = "") -> str:
+    """The group-chat relay list (接龙): numbered names with companions, confirmed/capacity, the waitlist."""
+    rows = signups_of(ctx.session, a.id)
+    confirmed = [r for r in rows if r.status == "confirmed"]
+    waiting = [r for r in rows if r.status == "waitlisted"]
+    cap = f"/{a.capacity}" if a.capacity is not None else ""
+    out = [headline] if headline else []
+    out.append(f"【接龙】{a.title}（编号 {a.id}）")
+    out.append(f"已报名 {a.taken}{cap} 人")
+
+    def name(r: Signup) -> str:
+        return r.member.name + (f" +{r.companions}" if r.companions else "")
+
+    for i, r in enumerate(confirmed[:RELAY_SHOWN], 1):
+        out.append(f"{i}. {name(r)}")
+    if len(confirmed) > RELAY_SHOWN:
+        out.append(f"……等共 {len(confirmed)} 人（另有 {len(confirmed) - RELAY_SHOWN} 人未列出）")
+    if waiting:
+        out.append(f"候补 {len(waiting)} 人：")
+        for i, r in enumerate(waiting[:WAIT_SHOWN], 1):
+            out.append(f"候补{i}. {name(r)}")
+        if len(waiting) > WAIT_SHOWN:
+            out.append(f"……另有 {len(waiting) - WAIT_SHOWN} 人候补")
+    if a.status == "open" and ctx.clock.now() < a.deadline:
+        out.append(f"接龙请 @我 发送“报名 {a.id}”，截止 {ctx.clock.fmt(a.deadline)}")
+    return "\n".join(out)
+
+
+def _open_list_text(ctx: Context, limit: int = 8) -> str:
+    acts = open_activities(ctx.session, ctx.clock.now(), ctx.member)
+    if not acts:
+        return "目前没有可报名的活动。"
+    lines = [f"【{a.id}】{a.title}（{ctx.clock.fmt(a.starts_at)}）" for a in acts[:limit]]
+    return "目前可报名的活动：\n" + "\n".join(lines)
+
+
+def refusal(ctx: Context, a: Activity, outcome: str) -> str:
+    if outcome == "cancelled":
+        return f"“{a.title}”已取消，不能报名了。\n" + _open_list_text(ctx)
+    if outcome == "started":
+        return f"“{a.title}”已经开始或结束了，不能再报名。\n" + _open_list_text(ctx)
+    if outcome == "deadline":
+        return (
+            f"“{a.title}”的报名已于 {ctx.clock.fmt(a.deadline)} 截止，不能再报名了。"
+            "如有特殊情况请联系活动负责人。"
+        )
+    if outcome == "audience":
+        return (
+            f"“{a.title}”面向{_audience_text(ctx, a)}，您不在这次的报名范围内。"
+            "发送“活动”看看您可以报名的活动。"
+        )
+    if outcome == "companions":
+        if not a.companions_max:
+            return f"“{a.title}”不能携带家属，只能本人报名。请发送“报名 {a.id}”。"
+        return f"“{a.title}”每人最多带 {a.companions_max} 位家属。请重新发送，例如“报名 {a.id} 带{a.companions_max}人”。"
+    if outcome == "full":
+        return (
+            f"很抱歉，“{a.title}”名额已满（{a.taken}/{a.capacity}），本活动不设候补。发送“活动”看看其他活动。"
+        )
+    if outcome == "answers":
+        return f"“{a.title}”需要先回答报名问题，请发送“报名 {a.id}”按提示回答。"
+    return "没能报名，请稍后再试。"
+
+
+def _signed_text(ctx: Context, a: Activity, signup: Signup, position: int | None, who: str = "您") -> str:
+    extra = f"（本人+{signup.companions}位家属）" if signup.companions else ""
+    if signup.status == "waitlisted":
+        return (
+            f"“{a.title}”名额已满，已为{who}登记候补第 {position} 位{extra}。"
+            f"有人取消时按先后顺序递补，递补成功会私信通知。不想候补可发送“取消报名 {a.id}”。"
+        )
+    return (
+        f"报名成功！{who}已报名“{a.title}”{extra}。\n时间：{_when(ctx, a)}"
+        + (f"\n地点：{a.place}" if a.place else "")
+        + f"\n{_count_line(a)}。去不了请发送“取消报名 {a.id}”。"
+    )
+
+
+def _unknown(ctx: Context, candidates: list[Activity], verb: str = "报名") -> None:
+    if candidates:
+        lines = [f"【{a.id}】{a.title}（{ctx.clock.fmt(a.starts_at)}）" for a in candidates[:8]]
+        ctx.reply(
+            Card(
+                f"找到 {len(candidates)} 个相近的活动，您想{verb}哪一个？",
+                [*lines, f"请发送“{verb} 编号”，例如“{verb} {candidates[0].id}”。"],
+                [Button(f"{verb} {a.title}", {"do": "signup", "activity": a.id}) for a in candidates[:4]]
+                if verb == "报名"
+                else [],
+            )
+        )
+        return
+    ctx.reply(f"没找到这个活动。{_open_list_text(ctx)}\n请发送“{verb} 编号”，例如“{verb} 3”。")
+
+
+# ---- members: list, details, sign up, cancel, mine ------------------------------------------------------
+
+
+@router.handler(
+    "活动",
+    "有什么活动",
+    "看看活动",
+    "搞啥活动",
+    "活动列表",
+    "近期活动",
+    "活动报名入口",
+    "还有位置",
+    "还有名额",
+    "还有位子",
+    "几号出发",
+    "什么时候出发",
+    "截止到什么时候",
+    "什么时候截止",
+    menu="活动 — 查看可报名的活动，“报名 3”报名",
+)
+def activities(ctx: Context) -> None:
+    """活动：查看可报名的活动和详情"""
+    now = ctx.clock.now()
+    pool = open_activities(ctx.session, now, ctx.member)
+    a, cands = resolve(ctx, ctx.text, pool) if _clean(ctx.text) or parse_id(ctx.text) else (None, [])
+    if a is not None:
+        ctx.reply(detail_card(ctx, a))
+        return
+    if cands:
+        _unknown(ctx, cands, "活动")
+        return
+    if not pool:
+        ctx.reply("目前没有可报名的活动。有新活动时会通知大家。发送“我的报名”查看已报名的活动。")
+        return
+    lines, buttons = [], []
+    for x in pool[:10]:
+        left = (
+            ""
+            if x.capacity is None
+            else ("（已满，可候补）" if x.taken >= x.capacity else f"（剩{x.capacity - x.taken}）")
+        )
+        lines.append(f"【{x.id}】{x.title} · {ctx.clock.fmt(x.starts_at)}{left}")
+        if len(buttons) < 5:
+            buttons.append(Button(f"报名 {x.title}"[:20], {"do": "signup", "activity": x.id}))
+    lines.append("发送“活动 编号”看详情，“报名 编号”报名，例如“报名 3”。")
+    ctx.reply(Card("可报名的活动", lines, buttons))
+
+
+@router.action("activity")
+def activity_action(ctx: Context) -> None:
+    a = ctx.session.get(Activity, _action_id(ctx))
+    if a is None:
+        _unknown(ctx, [])
+        return
+    ctx.reply(detail_card(ctx, a))
+
+
+def _action_id(ctx: Context) -> int:
+    try:
+        return int((ctx.msg.action or {}).get("activity", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+@router.handler(
+    "报名",
+    "我要报名",
+    "我想报名",
+    "我要参加",
+    "我想参加",
+    "算我一个",
+    "算我1个",
+    "我参加",
+    "我报",
+    patterns=(
+        r"^报\s*\d+",
+        r"^\S+?\s*\+\s*\d+$",
+        r"(?:带|携带)\s*\d+\s*(?:个|位|名)?\s*(?:人|家属|家人|孩子)",
+        r"我?(?:一|1)个人去",
+    ),
+)
+def signup(ctx: Context) -> None:
+    """报名：报名参加活动"""
+    companions, rest = parse_companions(ctx.text)
+    pool = open_activities(ctx.session, ctx.clock.now(), ctx.member)
+    a, cands = resolve(ctx, rest, pool)
+    if a is None:
+        if not _clean(rest) and parse_id(rest) is None and len(pool) == 1 and not cands:
+            cands = pool  # "报名" alone with one open activity: still ask, never guess
+        _unknown(ctx, cands)
+        return
+    _do_signup(ctx, a, companions or 0)
+
+
+@router.action("signup")
+def signup_action(ctx: Context) -> None:
+    a = ctx.session.get(Activity, _action_id(ctx))
+    if a is None:
+        _unknown(ctx, [])
+        return
+    companions = (ctx.msg.action or {}).get("companions", 0)
+    _do_signup(ctx, a, int(companions) if str(companions).isdigit() else 0)
+
+
+def _do_signup(ctx: Context, a: Activity, companions: int, answers: dict[str, Any] | None = None) -> None:
+    member = ctx.member
+    assert member is not None
+    now = ctx.clock.now()
+    existing = active_signup(ctx.session, a.id, member.id)
+    if existing is not None:
+        _already(ctx, a, existing)
+        return
+    if answers is None and a.questions:
+        from models.activity import check_signup
+
+        refused = check_signup(a, member, companions, now)
+        if refused:
+            ctx.reply(refusal(ctx, a, refused))
+            return
+        _ask_questions(ctx, a, companions)
+        return
+    result = sign_up(ctx.session, a, member, now, companions=companions, answers=answers)
+    if result.outcome == "duplicate" and result.signup is not None:
+        _already(ctx, a, result.signup)
+        return
+    if not result.ok:
+        ctx.reply(refusal(ctx, a, result.outcome))
+        return
+    assert result.signup is not None
+    ctx.session.refresh(a)
+    text = _signed_text(ctx, a, result.signup, result.position)
+    if ctx.msg.is_group:
+        ctx.reply(
+            relay_text(
+                ctx,
+                a,
+                f"{member.name}："
+                + ("已报名 ✅" if result.outcome == "confirmed" else f"候补第 {result.position} 位"),
+            )
+        )
+    else:
+        ctx.reply(text)
+
+
+def _already(ctx: Context, a: Activity, existing: Signup) -> None:
+    status = STATUS_LABELS[existing.status]
+    if existing.status == "waitlisted":
+        status += f"第 {waitlist_position(ctx.session, existing)} 位"
+    msg = (
+        f"您已经报名过“{a.title}”了（{status}"
+        + (f"，带 {existing.companions} 人" if existing.companions else "")
+        + f"），不用重复报名。要改人数请先发送“取消报名 {a.id}”再重新报名。"
+    )
+    if ctx.msg.is_group:
+        ctx.reply(relay_text(ctx, a, f"{ctx.member.name}：{msg}" if ctx.member else msg))
+    else:
+        ctx.reply(msg)
+
+
+# questions ---------------------------------------------------------------------------------------------
+
+
+def _question_text(a: Activity, idx: int) -> str:
+    q = a.questions[idx]
+    head = f"“{a.title}”报名问题 {idx + 1}/{len(a.questions)}：{q['label']}"
+    if q.get("options"):
+        opts = "\n".join(f"{i}. {o}" for i, o in enumerate(q["options"], 1))
+        return f"{head}\n{opts}\n请回复序号或选项（发送“取消”放弃报名）。"
+    return f"{head}\n请直接回复（发送“取消”放弃报名）。"
+
+
+def _ask_questions(ctx: Context, a: Activity, companions: int) -> None:
+    data = {"activity": a.id, "companions": companions, "answers": {}, "idx": 0}
+    if not ctx.msg.is_group:
+        ctx.start_dialog("activity_signup", "question", data)
+        ctx.reply(_question_text(a, 0))
+        return
+    # In a group: the questions go to the member's private chat (answers are personal; no @ needed there).
+    s, msg = ctx.session, ctx.msg
+    s.query(Dialog).filter_by(platform=msg.platform, chat_id=msg.user_id, user_id=msg.user_id).delete()
+    s.add(
+        Dialog(
+            platform=msg.platform,
+            chat_id=msg.user_id,
+            user_id=msg.user_id,
+            name="activity_signup",
+            step="question",
+            data=data,
+            expires_at=ctx.clock.now() + timedelta(minutes=ctx.settings.DIALOG_TIMEOUT_MINUTES),
+            updated_at=ctx.clock.now(),
+        )
+    )
+    assert ctx.member is not None
+    ctx.notify(ctx.member, _question_text(a, 0), key=f"activity:{a.id}:questions:{msg.message_id}")
+    ctx.reply(
+        f"{ctx.member.name}，“{a.title}”报名需要回答 {len(a.questions)} 个问题，我已私聊您，请在私聊里回复。"
+    )
+
+
+@router.dialog("activity_signup")
+def signup_dialog(ctx: Context) -> None:
+    assert ctx.dialog is not None
+    data = dict(ctx.dialog.data)
+    a = ctx.session.get(Activity, data["activity"])
+    if a is None or a.status != "open":
+        ctx.end_dialog()
+        ctx.reply("这个活动已取消或不存在了。发送“活动”看看其他活动。")
+        return
+    idx = int(data["idx"])
+    q = a.questions[idx]
+    answer = ctx.text.strip()
+    if q.get("options"):
+        choice = None
+        if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
+            choice = q["options"][int(answer) - 1]
+        else:
+            hits = [o for o in q["options"] if o == answer] or [
+                o for o in q["options"] if answer and (answer in o or o in answer)
+            ]
+            choice = hits[0] if len(hits) == 1 else None
+        if choice is None:
+            ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
+            return
+        answer = choice
+    elif not answer:
+        ctx.reply(_question_text(a, idx))
+        return
+    answers = {**data["answers"], q["key"]: answer}
+    if idx + 1 < len(a.questions):
+        ctx.advance("question", answers=answers, idx=idx + 1)
+        ctx.reply(_question_text(a, idx + 1))
+        return
+    ctx.end_dialog()
+    _do_signup(ctx, a, int(data.get("companions") or 0), answers)
+
+
+# cancel ------------------------------------------------------------------------------------------------
+
+
+def _my_active(ctx: Context) -> list[tuple[Signup, Activity]]:
+    assert ctx.member is not None
+    rows = ctx.session.execute(
+        select(Signup, Activity)
+        .join(Activity, Signup.activity_id == Activity.id)
+        .where(Signup.member_id == ctx.member.id, Signup.status.in_(("confirmed", "waitlisted")))
+        .order_by(Activity.starts_at)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+@router.handler(
+    "取消报名",
+    "帮我取消",
+    "去不了",
+    "不去了",
+    "不参加",
+    "退掉",
+    "退报",
+    "不报了",
+    "取消",
+    menu="取消报名 3 — 取消活动报名",
+    priority=1,
+)
+def cancel(ctx: Context) -> None:
+    """取消报名：取消我的活动报名"""
+    mine = _my_active(ctx)
+    if _not_about_activities(ctx, [a for _, a in mine]):
+        return
+    if not mine:
+        ctx.reply("您目前没有报名任何活动，不需要取消。发送“活动”看看可报名的活动。")
+        return
+    n = parse_id(ctx.text)
+    target: Activity | None = None
+    if n is not None:
+        target = next((a for _, a in mine if a.id == n), None)
+        if target is None:
+            ctx.reply(f"您没有报名编号 {n} 的活动。\n" + _mine_lines(ctx, mine))
+            return
+    else:
+        found = match_title(ctx.text, [a for _, a in mine])
+        if len(found) == 1:
+            target = found[0]
+    if target is None:
+        ctx.reply(
+            Card(
+                "您想取消哪一个活动的报名？",
+                [f"【{a.id}】{a.title}（{STATUS_LABELS[su.status]}）" for su, a in mine]
+                + [f"请发送“取消报名 编号”，例如“取消报名 {mine[0][1].id}”。"],
+                [
+                    Button(f"取消 {a.title}"[:20], {"do": "cancel_signup", "activity": a.id}, "danger")
+                    for _, a in mine[:4]
+                ],
+            )
+        )
+        return
+    _do_cancel(ctx, target)
+
+
+def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
+    """“去不了” also answers meetings: when nothing points at an activity, hand over to the other handler."""
+    if parse_id(ctx.text) is not None or match_title(ctx.text, mine) or re.search("报名|活动", ctx.text):
+        return False
+    rivals = [m for m in router.matches(ctx.text) if m.route.func is not cancel]
+    if not rivals:
+        return False
+    ctx.handler_name, ctx.args = rivals[0].route.name, rivals[0].args
+    rivals[0].route.func(ctx)
+    return True
+
+
+@router.action("cancel_signup")
+def cancel_action(ctx: Context) -> None:
+    a = ctx.session.get(Activity, _action_id(ctx))
+    if a is None:
+        _unknown(ctx, [], "取消报名")
+        return
+    _do_cancel(ctx, a)
+
+
+def _do_cancel(ctx: Context, a: Activity) -> None:
+    assert ctx.member is not None
+    now = ctx.clock.now()
+    res = cancel_signup(ctx.session, a, ctx.member, now)
+    if res.outcome == "not_signed":
+        ctx.reply(f"您没有报名“{a.title}”，不需要取消。")
+        return
+    if res.outcome == "started":
+        ctx.reply(f"“{a.title}”已经开始了，不能再取消。如有问题请联系活动负责人。")
+        return
+    if res.outcome == "cutoff":
+        ctx.reply(
+            f"“{a.title}”开始前 {a.cancel_cutoff_hours} 小时内不能在线取消了"
+            f"（活动 {ctx.clock.fmt(a.starts_at)} 开始）。确实去不了请直接联系活动负责人。"
+        )
+        return
+    notify_promoted(ctx.bot, ctx.session, a, res.promoted or [])
+    ctx.session.refresh(a)
+    text = f"已取消您的“{a.title}”报名。想重新报名可发送“报名 {a.id}”（名额可能已被候补的同事递补）。"
+    if ctx.msg.is_group:
+        ctx.reply(relay_text(ctx, a, f"{ctx.member.name}：已取消报名"))
+    else:
+        ctx.reply(text)
+
+
+def notify_promoted(bot, s, a: Activity, promoted: list[Signup]) -> None:
+    for su in promoted:
+        bot.notify_member(
+            s,
+            su.member,
+            Text(
+                f"好消息！您候补的活动“{a.title}”有名额了，已为您转为正式报名。\n"
+                f"时间：{bot.clock.fmt(a.starts_at)}"
+                + (f"\n地点：{a.place}" if a.place else "")
+                + f"\n去不了请发送“取消报名 {a.id}”，把名额让给其他同事。"
+            ),
+            key=f"activity:{a.id}:promoted:{su.id}",
+        )
+
+
+# mine --------------------------------------------------------------------------------------------------
+
+
+def _mine_lines(ctx: Context, mine: list[tuple[Signup, Activity]]) -> str:
+    lines = []
+    for su, a in mine:
+        status = STATUS_LABELS[su.status]
+        if su.status == "waitlisted":
+            status += f"第{waitlist_position(ctx.session, su)}位"
+        extra = f"，带{su.companions}人" if su.companions else ""
+        lines.append(f"【{a.id}】{a.title} · {ctx.clock.fmt(a.starts_at)} · {status}{extra}")
+    return "您报名的活动：\n" + "\n".join(lines)
+
+
+@router.handler(
+    "我的报名",
+    "我报了啥",
+    "我报了什么",
+    "我的活动",
+    "报名情况",
+    "我报名了吗",
+    "查下我报名",
+    menu="我的报名 — 查看我报名的活动",
+)
+def my_signups(ctx: Context) -> None:
+    """我的报名：查看我报名的活动"""
+    assert ctx.member is not None
+    now = ctx.clock.now()
+    rows = ctx.session.execute(
+        select(Signup, Activity)
+        .join(Activity, Signup.activity_id == Activity.id)
+        .where(Signup.member_id == ctx.member.id, Activity.starts_at > now - timedelta(days=30))
+        .order_by(Activity.starts_at, Signup.id)
+    ).all()
+    if not rows:
+        ctx.reply("您还没有报名任何活动。发送“活动”看看可报名的活动。")
+        return
+    lines = []
+    for su, a in rows:
+        status = STATUS_LABELS[su.status]
+        if a.status == "cancelled":
+            status = "活动已取消"
+        elif su.status == "waitlisted":
+            status += f"第{waitlist_position(ctx.session, su)}位"
+        elif su.checked_in_at:
+            status = "已签到"
+        elif a.starts_at <= now:
+            status = "已结束" if su.status == "confirmed" else status
+        extra = f"，带{su.companions}人" if su.companions else ""
+        lines.append(f"【{a.id}】{a.title} · {ctx.clock.fmt(a.starts_at)} · {status}{extra}")
+    lines.append("取消请发送“取消报名 编号”。")
+    ctx.reply(Card("我的报名", lines))
+
+
+# ---- organisers: list, not answered, proxy sign-up, check-in ---------------------------------------------
+
+
+def scope_of(ctx: Context, a: Activity) -> set[int] | None | bool:
+    """Whose sign-ups this member may see for `a`: None = everyone, a set of member ids, False = nobody."""
+    m = ctx.member
+    if m is None:
+        return False
+    if ctx.can("activities.manage_all") or a.created_by_id == m.id:
+        return None
+    q = None
+    if m.has_role("branch_chair") and m.branch_id:
+        q = select(Member.id).where(Member.branch_id == m.branch_id)
+    elif m.has_role("group_leader") and m.group_id:
+        q = select(Member.id).where(Member.group_id == m.group_id)
+    if q is None:
+        return False
+    return set(ctx.session.scalars(q))
+
+
+def _find_for_organiser(ctx: Context, verb: str) -> Activity | None:
+    pool = list(
+        ctx.session.scalars(
+            select(Activity)
+            .where(Activity.starts_at > ctx.clock.now() - timedelta(days=60))
+            .order_by(Activity.starts_at)
+        )
+    )
+    a, cands = resolve(ctx, ctx.text, pool)
+    if a is None:
+        if cands:
+            lines = [f"【{x.id}】{x.title}" for x in cands[:8]]
+            ctx.reply(f"找到几个相近的活动，请发送“{verb} 编号”：\n" + "\n".join(lines))
+        else:
+            ctx.reply(f"请告诉我是哪个活动，例如“{verb} 3”。\n" + _open_list_text(ctx))
+    return a
+
+
+_DENIED = "只有活动发布人、工会干事和相关小组长/分会主席可以查看名单。发送“我的报名”查看您自己的报名。"
+
+
+@router.handler("报名名单", "名单", "导出", "报名表", menu=None)
+def roster(ctx: Context) -> None:
+    """报名名单 3：组织者查看报名名单"""
+    a = _find_for_organiser(ctx, "报名名单")
+    if a is None:
+        return
+    scope = scope_of(ctx, a)
+    if scope is False:
+        ctx.reply(_DENIED)
+        return
+    rows = [r for r in signups_of(ctx.session, a.id) if scope is None or r.member_id in scope]
+    head = "" if scope is None else "（仅显示您负责范围内的会员）"
+    confirmed = [r for r in rows if r.status == "confirmed"]
+    waiting = [r for r in rows if r.status == "waitlisted"]
+    lines = [f"{_count_line(a)}{head}"]
+    for i, r in enumerate(confirmed[:50], 1):
+        m = r.member
+        extra = f" +{r.companions}" if r.companions else ""
+        answers = " ".join(str(v) for v in (r.answers or {}).values())
+        checked = " ✔签到" if r.checked_in_at else ""
+        proxy = f"（{r.signed_by.name}代报）" if r.signed_by else ""
+        lines.append(
+            f"{i}. {m.name}{extra} {m.group.name if m.group else ''} {answers}{proxy}{checked}".rstrip()
+        )
+    if len(confirmed) > 50:
+        lines.append(f"……另有 {len(confirmed) - 50} 人，完整名单请在管理后台导出 Excel。")
+    if waiting:
+        lines.append(f"候补 {len(waiting)} 人：" + "、".join(r.member.name for r in waiting[:20]))
+    if "导出" in ctx.text or "报名表" in ctx.text:
+        lines.append(f"Excel 报名表请在管理后台“活动”页面导出（/admin/activities/{a.id}/export）。")
+    ctx.reply(Card(f"【{a.id}】{a.title} 报名名单", lines))
+
+
+@router.handler("未报名", "谁还没报", "还有谁没报", "没报名", "谁没报")
+def not_answered(ctx: Context) -> None:
+    """未报名 3：组织者查看还没报名的会员"""
+    a = _find_for_organiser(ctx, "未报名")
+    if a is None:
+        return
+    scope = scope_of(ctx, a)
+    if scope is False:
+        ctx.reply("只有活动发布人、工会干事和小组长/分会主席可以查看谁还没报名。")
+        return
+    answered = set(ctx.session.scalars(select(Signup.member_id).where(Signup.activity_id == a.id)))
+    people = [
+        m
+        for m in audience_members(ctx.session, a)
+        if m.id not in answered and (scope is None or m.id in scope)
+    ]
+    if not people:
+        ctx.reply(f"“{a.title}”：您范围内的会员都已报名或答复过了。")
+        return
+    names = "、".join(m.name for m in people[:60])
+    more = f" 等共 {len(people)} 人" if len(people) > 60 else f"，共 {len(people)} 人"
+    ctx.reply(
+        f"“{a.title}”还没报名的会员：{names}{more}。\n可以发送“代报名 {a.id} 姓名”帮没有手机的同事报名。"
+    )
+
+
+@router.handler("代报名", "代报", "帮组里", menu=None)
+def proxy_signup(ctx: Context) -> None:
+    """代报名 3 张三 李四：小组长帮组员报名"""
+    m = ctx.member
+    assert m is not None
+    if not ctx.can("activities.proxy_signup"):
+        ctx.reply("代报名只有小组长、分会主席和工会干事可以使用。自己报名请发送“报名 编号”。")
+        return
+    n = parse_id(ctx.text)
+    a = ctx.session.get(Activity, n) if n is not None else None
+    if a is None:
+        ctx.reply("请按格式发送：代报名 活动编号 姓名，例如“代报名 3 张三 李四”。\n" + _open_list_text(ctx))
+        return
+    names_part = re.sub(r"代报名|代报|帮组里|报名", " ", ctx.text)
+    names_part = _ID.sub(" ", names_part, count=1)
+    tokens = [t for t in re.split(r"[\s,和]+", names_part) if t and t not in ("的", "给", "帮", "个")]
+    if not tokens:
+        ctx.reply(f"请写上要代报的同事姓名，例如“代报名 {a.id} 张三 李四”。")
+        return
+    if ctx.can("activities.manage_all"):
+        scope_q = select(Member).where(Member.active.is_(True))
+    elif m.has_role("branch_chair") and m.branch_id:
+        scope_q = select(Member).where(Member.active.is_(True), Member.branch_id == m.branch_id)
+    else:
+        scope_q = select(Member).where(Member.active.is_(True), Member.group_id == m.group_id)
+    now = ctx.clock.now()
+    lines = []
+    for tok in tokens[:30]:
+        found = list(ctx.session.scalars(scope_q.where((Member.name == tok) | (Member.employee_no == tok))))
+        if not found:
+            lines.append(f"✗ {tok}：不是您负责范围内的会员（小组长只能代报本组同事）")
+            continue
+        if len(found) > 1:
+            nos = "、".join(f.employee_no for f in found)
+            lines.append(f"? {tok}：有 {len(found)} 位同名（工号 {nos}），请改用工号代报")
+            continue
+        who = found[0]
+        res = sign_up(ctx.session, a, who, now, signed_by=m, require_answers=False)
+        if res.outcome == "confirmed":
+            lines.append(f"✓ {who.name}：已报名")
+        elif res.outcome == "waitlisted":
+            lines.append(f"✓ {who.name}：名额已满，候补第 {res.position} 位")
+        elif res.outcome == "duplicate":
+            lines.append(f"· {who.name}：已经报过名了")
+        else:
+            lines.append(f"✗ {who.name}：" + refusal(ctx, a, res.outcome).split("\n")[0])
+            continue
+        if res.signup is not None and res.ok:
+            ctx.notify(
+                who,
+                f"{m.name}帮您报名了“{a.title}”（{STATUS_LABELS[res.signup.status]}），时间 {ctx.clock.fmt(a.starts_at)}。"
+                f"去不了请发送“取消报名 {a.id}”。",
+                key=f"activity:{a.id}:proxy:{res.signup.id}",
+            )
+    ctx.session.refresh(a)
+    ctx.reply(f"代报名“{a.title}”：\n" + "\n".join(lines) + f"\n{_count_line(a)}")
+
+
+@router.handler("签到", menu=None)
+def checkin(ctx: Context) -> None:
+    """签到 3：活动现场签到"""
+    assert ctx.member is not None
+    now = ctx.clock.now()
+    n = parse_id(ctx.text)
+    if n is not None:
+        a = ctx.session.get(Activity, n)
+    else:
+        mine = [a for su, a in _my_active(ctx) if su.status == "confirmed"]
+        near = [x for x in mine if abs((x.starts_at - now).total_seconds()) < 6 * 3600]
+        a = near[0] if len(near) == 1 else None
+    if a is None:
+        ctx.reply("请发送“签到 活动编号”，例如“签到 3”。")
+        return
+    outcome = check_in(ctx.session, a, ctx.member, now)
+    ctx.reply(
+        {
+            "ok": f"签到成功！欢迎参加“{a.title}”。",
+            "already": f"您已经签到过“{a.title}”了。",
+            "not_signed": f"您没有报名“{a.title}”，无法签到。请联系现场工作人员。",
+            "waitlisted": f"您在“{a.title}”的候补名单上，还没有正式名额，请联系现场工作人员。",
+            "too_early": f"“{a.title}”的签到在开始前 1 小时开放（{ctx.clock.fmt(a.starts_at - timedelta(hours=1))}）。",
+            "too_late": f"“{a.title}”的签到已经结束了。",
+        }[outcome]
+    )
+
+
+@router.handler("取消活动", "撤销活动", menu=None)
+def cancel_whole_activity(ctx: Context) -> None:
+    """取消活动 3：发布人取消整个活动"""
+    n = parse_id(ctx.text)
+    a = ctx.session.get(Activity, n) if n is not None else None
+    if a is None:
+        ctx.reply("请发送“取消活动 编号”，例如“取消活动 3”。")
+        return
+    if not (ctx.can("activities.manage_all") or a.created_by_id == (ctx.member.id if ctx.member else None)):
+        ctx.reply("只有活动发布人或工会干事可以取消活动。要取消自己的报名请发送“取消报名 编号”。")
+        return
+    if a.status == "cancelled":
+        ctx.reply(f"“{a.title}”已经是取消状态了。")
+        return
+    if (ctx.dialog is None) and "确认" not in ctx.text:
+        ctx.reply(
+            Card(
+                f"确定取消整个活动“{a.title}”吗？",
+                [
+                    f"已报名 {a.taken} 人，会私信通知所有报名的同事。此操作不能撤回。",
+                    f"确认请发送“取消活动 {a.id} 确认”。",
+                ],
+            )
+        )
+        return
+    told = announce_cancelled(ctx.bot, ctx.session, a, ctx.clock.now())
+    ctx.reply(f"已取消活动“{a.title}”，已通知 {told} 位报名的同事。")
+
+
+def announce_cancelled(bot, s, a: Activity, now: datetime) -> int:
+    rows = cancel_activity(s, a, now)
+    told = 0
+    for su in rows:
+        told += bot.notify_member(
+            s,
+            su.member,
+            Text(
+                f"通知：您报名的活动“{a.title}”（{bot.clock.fmt(a.starts_at)}）已取消。给您带来不便，敬请谅解。"
+            ),
+            key=f"activity:{a.id}:cancelled:{su.member_id}",
+        )
+    return told
+
+
+# ---- creating an activity through a short dialog -----------------------------------------------------
+
+_STEPS = ("title", "time", "place", "capacity", "deadline", "audience")
+
+
+def _audience_options(ctx: Context) -> list[tuple[str, str, list[int]]]:
+    m = ctx.member
+    assert m is not None
+    opts: list[tuple[str, str, list[int]]] = []
+    if ctx.can("activities.manage_all"):
+        opts += [("全体会员", "all", []), ("女职工", "women", []), ("离退休职工", "retirees", [])]
+    if m.branch_id and (ctx.can("activities.manage_all") or m.has_role("branch_chair")):
+        opts.append((f"本分会（{m.branch.name if m.branch else ''}）", "branches", [m.branch_id]))
+    if m.group_id:
+        opts.append((f"本小组（{m.group.name if m.group else ''}）", "groups", [m.group_id]))
+    return opts
+
+
+_TIME = re.compile(r"(上午|早上|中午|下午|晚上)?\s*(\d{1,2})\s*(?:[:点时])\s*(\d{1,2}|半)?")
+
+
+def parse_when(text: str, today: date) -> tuple[date | None, int, int, bool]:
+    """A local date and time from 12月5日 14:30 / 下周六 9点 / 明天下午3点半; time defaults to 09:00."""
+    day = parse_date(text, today)
+    rest = re.sub(r"\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}[日号]?|\d{1,2}[月/\-.]\d{1,2}[日号]?", " ", text)
+    m = _TIME.search(rest)
+    if not m:
+        return day, 9, 0, False
+    hour = int(m[2])
+    minute = 30 if m[3] == "半" else int(m[3] or 0)
+    if m[1] in ("下午", "晚上") and hour < 12:
+        hour += 12
+    if m[1] == "中午" and hour < 6:
+        hour += 12
+    if hour > 23 or minute > 59:
+        return day, 9, 0, False
+    return day, hour, minute, True
+
+
+def _prompt(step: str, ctx: Context) -> str:
+    if step == "title":
+        return "好的，我们来发布一个活动（随时发送“取消”退出）。\n1/6 活动名称是？例如：乒乓球比赛"
+    if step == "time":
+        return "2/6 什么时候开始？例如：12月5日 14:30、下周六 9点、明天下午3点"
+    if step == "place":
+        return "3/6 在哪里？（没有固定地点发“无”）"
+    if step == "capacity":
+        return "4/6 限多少人？发数字，例如 30；不限人数发“不限”。可带家属就加上，例如“30 每人带1人”。"
+    if step == "deadline":
+        return "5/6 报名截止时间？例如：12月3日 18点；发“默认”为开始前一天 18:00。"
+    opts = _audience_options(ctx)
+    lines = "\n".join(f"{i}. {label}" for i, (label, _, _) in enumerate(opts, 1))
+    return f"6/6 哪些人可以报名？\n{lines}\n请回复序号。"
+
+
+@router.handler("发布活动", "创建活动", "新建活动", "发起活动", "组织活动", "发个活动", group_ok=False)
+def create_start(ctx: Context) -> None:
+    """发布活动：发布一个新活动"""
+    if not ctx.can("activities.create"):
+        ctx.reply("发布活动需要小组长、分会主席或工会干事的权限。想参加活动请发送“活动”。")
+        return
+    ctx.start_dialog("activity_create", "title", {})
+    ctx.reply(_prompt("title", ctx))
+
+
+@router.dialog("activity_create")
+def create_step(ctx: Context) -> None:
+    assert ctx.dialog is not None and ctx.member is not None
+    step, data, text = ctx.dialog.step, dict(ctx.dialog.data), ctx.text.strip()
+    today = ctx.clock.today()
+    if step == "title":
+        if not (2 <= len(text) <= 60):
+            ctx.reply("活动名称请写 2 到 60 个字。\n" + _prompt("title", ctx))
+            return
+        ctx.advance("time", title=text)
+    elif step == "time":
+        day, h, mi, _ = parse_when(text, today)
+        if day is None:
+            ctx.reply("没看懂时间。\n" + _prompt("time", ctx))
+            return
+        starts = ctx.clock.at(day, h, mi)
+        if starts <= ctx.clock.now():
+            ctx.reply("这个时间已经过去了，请发一个将来的时间。\n" + _prompt("time", ctx))
+            return
+        ctx.advance("place", starts_at=starts.isoformat())
+    elif step == "place":
+        ctx.advance("capacity", place="" if text in ("无", "没有", "不填", "跳过") else text[:200])
+    elif step == "capacity":
+        comp, rest = parse_companions(text)
+        rest = re.sub(r"每人|可以|可", "", rest)
+        if "不限" in rest or "无" in rest:
+            cap = None
+        else:
+            m = re.search(r"\d+", rest)
+            if not m or int(m.group()) <= 0:
+                ctx.reply("请发一个人数，或“不限”。\n" + _prompt("capacity", ctx))
+                return
+            cap = int(m.group())
+        ctx.advance("deadline", capacity=cap, companions_max=comp or 0)
+    elif step == "deadline":
+        starts = datetime.fromisoformat(data["starts_at"])
+        if text in ("默认", "好", "可以", "跳过", "开始前一天"):
+            local_day = ctx.clock.local(starts).date() - timedelta(days=1)
+            deadline = ctx.clock.at(local_day, 18, 0)
+            if deadline <= ctx.clock.now():
+                deadline = starts
+        else:
+            day, h, mi, has_time = parse_when(text, today)
+            if day is None:
+                ctx.reply("没看懂截止时间。\n" + _prompt("deadline", ctx))
+                return
+            deadline = ctx.clock.at(day, h, mi) if has_time else ctx.clock.at(day, 23, 59)
+            if deadline > starts:
+                ctx.reply("截止时间不能晚于活动开始时间。\n" + _prompt("deadline", ctx))
+                return
+            if deadline <= ctx.clock.now():
+                ctx.reply("截止时间已经过去了。\n" + _prompt("deadline", ctx))
+                return
+        ctx.advance("audience", deadline=deadline.isoformat())
+        opts = _audience_options(ctx)
+        if len(opts) == 1:  # a group leader publishes for their own group
+            _finish_create(ctx, opts[0])
+            return
+    elif step == "audience":
+        opts = _audience_options(ctx)
+        choice = int(text) if text.isdigit() and 1 <= int(text) <= len(opts) else None
+        if choice is None:
+            hits = [o for o in opts if text and text in o[0]]
+            if len(hits) != 1:
+                ctx.reply("请回复序号。\n" + _prompt("audience", ctx))
+                return
+            _finish_create(ctx, hits[0])
+            return
+        _finish_create(ctx, opts[choice - 1])
+        return
+    assert ctx.dialog is not None
+    ctx.reply(_prompt(ctx.dialog.step, ctx))
+
+
+def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
+    assert ctx.dialog is not None and ctx.member is not None
+    d = ctx.dialog.data
+    a = Activity(
+        title=d["title"],
+        description="",
+        place=d.get("place", ""),
+        starts_at=datetime.fromisoformat(d["starts_at"]),
+        signup_deadline=datetime.fromisoformat(d["deadline"]),
+        capacity=d.get("capacity"),
+        taken=0,
+        seq=0,
+        waitlist_enabled=True,
+        companions_max=int(d.get("companions_max") or 0),
+        questions=[],
+        audience_kind=audience[1],
+        audience_ids=audience[2],
+        status="open",
+        created_by_id=ctx.member.id,
+        created_at=ctx.clock.now(),
+        updated_at=ctx.clock.now(),
+    )
+    ctx.session.add(a)
+    ctx.session.flush()
+    ctx.end_dialog()
+    ctx.reply(
+        f"活动已发布，编号 {a.id}，面向{audience[0]}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
+    )
+    ctx.reply(detail_card(ctx, a))
+
+
+# ---- reminders (called by the scheduler every minute) ---------------------------------------------------
+
+
+def send_activity_reminders(bot, now: datetime | None = None) -> int:
+    """The day before and two hours before the start, a private reminder to each confirmed member (once each)."""
+    now = now or bot.clock.now()
+    queued = 0
+    with bot.db.transaction() as s:
+        acts = s.scalars(
+            select(Activity).where(
+                Activity.status == "open",
+                Activity.starts_at > now,
+                Activity.starts_at <= now + timedelta(hours=24),
+            )
+        ).all()
+        for a in acts:
+            left = a.starts_at - now
+            kind = "2h" if left <= timedelta(hours=2) else "day"
+            for su in signups_of(s, a.id, ("confirmed",)):
+                if kind == "2h" and su.created_at > a.starts_at - timedelta(hours=2):
+                    continue  # signed up inside the window: they know
+                if kind == "day" and su.created_at > a.starts_at - timedelta(hours=24):
+                    continue
+                when = "明天" if bot.clock.local(a.starts_at).date() > bot.clock.local(now).date() else "今天"
+                text = (
+                    f"活动提醒：您报名的“{a.title}”将于{when} {bot.clock.local(a.starts_at):%H:%M} 开始"
+                    + (f"，地点：{a.place}" if a.place else "")
+                    + f"。到场后可发送“签到 {a.id}”签到；去不了请发送“取消报名 {a.id}”。"
+                )
+                key = f"activity:{a.id}:remind:{kind}:{su.member_id}"
+                if s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)):
+                    continue  # already queued by an earlier run
+                queued += bot.notify_member(s, su.member, Text(text), key=key)
+    return queued
+
+
+def in_audience_of(a: Activity, m: Member) -> bool:  # re-exported for the console and the API
+    return in_audience(a, m)

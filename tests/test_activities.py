@@ -1,0 +1,426 @@
+"""Activity sign-up: rules, refusals, companions, questions, waitlist, cut-offs, relay list, export, permissions."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from handlers.activities import match_title, parse_companions, parse_when, send_activity_reminders
+from models.activity import Activity, Signup, export_xlsx, safe_cell, sign_up
+from models.member import Member
+from models.messaging import OutboxMessage
+from tests.conftest import add_member
+
+# 2026-12-01 10:00 Asia/Shanghai
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False) as t:
+        yield t
+
+
+def make_activity(bot, **kw) -> int:
+    starts = kw.pop("starts_at", NOW + timedelta(days=5))
+    with bot.db.transaction() as s:
+        a = Activity(
+            title=kw.pop("title", "乒乓球比赛"),
+            place=kw.pop("place", "职工活动中心"),
+            starts_at=starts,
+            signup_deadline=kw.pop("signup_deadline", starts - timedelta(days=1)),
+            capacity=kw.pop("capacity", 3),
+            taken=0,
+            seq=0,
+            waitlist_enabled=kw.pop("waitlist_enabled", True),
+            companions_max=kw.pop("companions_max", 0),
+            questions=kw.pop("questions", []),
+            audience_kind=kw.pop("audience_kind", "all"),
+            audience_ids=kw.pop("audience_ids", []),
+            status=kw.pop("status", "open"),
+            **kw,
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def signups(bot, aid):
+    with bot.db.Session() as s:
+        return [
+            (r.member.name, r.status, r.companions)
+            for r in s.scalars(select(Signup).where(Signup.activity_id == aid).order_by(Signup.seq))
+        ]
+
+
+def taken(bot, aid):
+    with bot.db.Session() as s:
+        return s.get(Activity, aid).taken
+
+
+# ---- parsing ----------------------------------------------------------------------------------------------
+
+
+def test_parse_companions():
+    assert parse_companions("报名3 带2人")[0] == 2
+    assert parse_companions("秋游带1个家属")[0] == 1
+    assert parse_companions("秋游报名,我和爱人,女儿")[0] == 2
+    assert parse_companions("秋游我一个人去")[0] == 0
+    assert parse_companions("乒乓球 +1")[0] == 0
+    assert parse_companions("乒乓球 +3")[0] == 2
+    assert parse_companions("报名 3")[0] is None
+
+
+def test_title_matching_is_loose():
+    class A:
+        def __init__(self, i, t):
+            self.id, self.title = i, t
+
+    pool = [A(1, "2026年羽毛球比赛"), A(2, "乒乓球比赛"), A(3, "秋游·千岛湖")]
+    assert [a.id for a in match_title("我要报名羽毛球赛", pool)] == [1]
+    assert [a.id for a in match_title("乒乓球 +1", pool)] == [2]
+    assert [a.id for a in match_title("退掉秋游", pool)] == [3]
+    assert {a.id for a in match_title("球", pool)} == {1, 2}
+    assert match_title("报名", pool) == []
+
+
+def test_parse_when():
+    from datetime import date
+
+    today = date(2026, 12, 1)
+    assert parse_when("12月5日 14:30", today)[:3] == (date(2026, 12, 5), 14, 30)
+    assert parse_when("明天下午3点半", today)[:3] == (date(2026, 12, 2), 15, 30)
+    assert parse_when("下周六 9点", today)[:3] == (date(2026, 12, 12), 9, 0)
+
+
+# ---- members ----------------------------------------------------------------------------------------------
+
+
+def test_list_and_details_show_only_my_audience(bot, chat_with):
+    me = add_member(bot, "王秀珍", gender="女")
+    add_member(bot, "赵强", gender="男", group="外科小组", branch="外科分会")
+    a1 = make_activity(bot, title="乒乓球比赛")
+    make_activity(bot, title="三八节插花", audience_kind="women")
+    make_activity(bot, title="外科聚餐", audience_kind="branches", audience_ids=[999])
+    c = chat_with(me)
+    out = c.ask("有什么活动")
+    assert "乒乓球比赛" in out and "三八节插花" in out and "外科聚餐" not in out
+    payloads = c.say("活动")
+    card = payloads[-1]
+    assert card["type"] == "card"
+    assert {"do": "signup", "activity": a1} in [b["action"] for b in card["buttons"]]
+    detail = c.ask(f"活动 {a1}")
+    assert "已报名 0/3 人" in detail and "职工活动中心" in detail and "[报名]" in detail
+
+
+def test_signup_by_text_forms(bot, chat_with):
+    a = make_activity(bot, title="2026年羽毛球比赛", capacity=10, companions_max=2)
+    b = make_activity(bot, title="乒乓球比赛", capacity=10)
+    names = ["甲一", "乙二", "丙三", "丁四", "戊五", "己六", "庚七"]
+    members = [add_member(bot, n) for n in names]
+    assert "报名成功" in chat_with(members[0]).ask(f"报名 {a}")
+    assert "报名成功" in chat_with(members[1]).ask("我要报名羽毛球赛")
+    assert "本人+2位家属" in chat_with(members[2]).ask(f"报名{a} 带2人")
+    assert "报名成功" in chat_with(members[3]).ask("乒乓球 +1")
+    assert "报名成功" in chat_with(members[4]).ask("算我一个 乒乓球")
+    assert "报名成功" in chat_with(members[5]).ask("报名第" + "二个") if b == 2 else True
+    assert "报名成功" in chat_with(members[6]).ask(f"报名 {b}")
+    assert taken(bot, a) == 1 + 1 + 3
+
+
+def test_button_signup_and_duplicate(bot, chat_with):
+    aid = make_activity(bot)
+    me = add_member(bot, "刘桂英")
+    c = chat_with(me)
+    assert "报名成功" in c.ask(action={"do": "signup", "activity": aid})
+    again = c.ask(f"报名 {aid}")
+    assert "已经报名过" in again and "不用重复报名" in again
+    assert len(signups(bot, aid)) == 1
+
+
+def test_full_goes_to_waitlist_and_cancel_promotes_first_that_fits(bot, chat_with):
+    aid = make_activity(bot, capacity=3, companions_max=2)
+    a, b, c, d = (add_member(bot, n) for n in ("甲", "乙", "丙", "丁"))
+    assert "报名成功" in chat_with(a).ask(f"报名 {aid} 带1人")  # 2 places
+    assert "报名成功" in chat_with(b).ask(f"报名 {aid}")  # 3 places: full
+    out = chat_with(c).ask(f"报名 {aid} 带1人")  # needs 2
+    assert "名额已满" in out and "候补第 1 位" in out
+    out = chat_with(d).ask(f"报名 {aid}")  # needs 1
+    assert "候补第 2 位" in out
+    cb = chat_with(b)
+    assert "已取消" in cb.ask(f"取消报名 {aid}")  # frees 1: 丙 (needs 2) does not fit, 丁 is promoted
+    assert signups(bot, aid) == [
+        ("甲", "confirmed", 1),
+        ("乙", "cancelled", 0),
+        ("丙", "waitlisted", 1),
+        ("丁", "confirmed", 0),
+    ]
+    assert taken(bot, aid) == 3
+    told = chat_with(d).inbox()
+    assert any("有名额了" in p.get("text", "") for p in told)
+    assert "已取消" in chat_with(a).ask(f"取消报名 {aid}")  # frees 2: 丙 fits now
+    assert ("丙", "confirmed", 1) in signups(bot, aid)
+    assert taken(bot, aid) == 3
+
+
+def test_no_waitlist_refuses_when_full(bot, chat_with):
+    aid = make_activity(bot, capacity=1, waitlist_enabled=False)
+    chat_with(add_member(bot, "甲")).ask(f"报名 {aid}")
+    out = chat_with(add_member(bot, "乙")).ask(f"报名 {aid}")
+    assert "名额已满" in out and "不设候补" in out
+
+
+def test_refusals(bot, chat_with):
+    me = add_member(bot, "赵强", gender="男")
+    c = chat_with(me)
+    women = make_activity(bot, title="三八节插花", audience_kind="women")
+    assert "不在这次的报名范围内" in c.ask(f"报名 {women}")
+    cancelled = make_activity(bot, title="春游", status="cancelled")
+    assert "已取消" in c.ask(f"报名 {cancelled}")
+    late = make_activity(bot, title="秋游", signup_deadline=NOW - timedelta(minutes=1))
+    assert "截止" in c.ask(f"报名 {late}")
+    solo = make_activity(bot, title="讲座", companions_max=0)
+    assert "不能携带家属" in c.ask(f"报名 {solo} 带1人")
+    two = make_activity(bot, title="亲子游", companions_max=2)
+    assert "最多带 2 位家属" in c.ask(f"报名 {two} 带3人")
+    out = c.ask("报名 游泳比赛")
+    assert "没找到这个活动" in out and "目前可报名的活动" in out and "讲座" in out
+    assert "没找到这个活动" in c.ask("报名 9999")
+
+
+def test_ambiguous_title_asks(bot, chat_with):
+    make_activity(bot, title="乒乓球比赛")
+    make_activity(bot, title="乒乓球培训")
+    c = chat_with(add_member(bot, "甲"))
+    out = c.ask("报名 乒乓球")
+    assert "您想报名哪一个" in out
+    assert signups(bot, 1) == [] and signups(bot, 2) == []
+
+
+def test_cancel_phrasings_and_my_signups(bot, chat_with):
+    pp = make_activity(bot, title="乒乓球比赛")
+    qy = make_activity(bot, title="秋游")
+    me = add_member(bot, "甲")
+    c = chat_with(me)
+    c.ask(f"报名 {pp}")
+    c.ask("报名 秋游")
+    mine = c.ask("我报了啥")
+    assert "乒乓球比赛" in mine and "秋游" in mine and "已报名" in mine
+    assert "已取消" in c.ask("乒乓球去不了了")
+    assert "已取消" in c.ask("退掉秋游")
+    assert "没有报名任何活动" in c.ask("帮我取消乒乓球")
+    assert "已取消" in c.ask("我的报名")
+    c.ask(f"报名 {pp}")
+    assert "已取消" in c.ask(f"取消报名 {pp}")
+    c.ask(f"报名 {pp}")
+    c.ask(f"报名 {qy}")
+    out = c.ask("取消")
+    assert "您想取消哪一个" in out  # two sign-ups and no name: ask, never guess
+
+
+def test_cancel_cutoff(bot, chat_with):
+    aid = make_activity(bot, starts_at=NOW + timedelta(hours=10), cancel_cutoff_hours=12,
+                        signup_deadline=NOW + timedelta(hours=1))
+    c = chat_with(add_member(bot, "甲"))
+    assert "报名成功" in c.ask(f"报名 {aid}")
+    assert "小时内不能在线取消" in c.ask(f"取消报名 {aid}")
+
+
+def test_deadline_around_midnight_shanghai(bot, chat_with):
+    # Deadline 2026-12-03 23:59:59 Shanghai = 15:59:59 UTC; the host runs UTC.
+    deadline = datetime(2026, 12, 3, 15, 59, 59, tzinfo=UTC)
+    aid = make_activity(bot, signup_deadline=deadline, starts_at=NOW + timedelta(days=5))
+    c1, c2 = chat_with(add_member(bot, "甲")), chat_with(add_member(bot, "乙"))
+    with time_machine.travel(datetime(2026, 12, 3, 15, 59, 0, tzinfo=UTC), tick=False):
+        assert "报名成功" in c1.ask(f"报名 {aid}")  # 23:59 in Shanghai, still 3 Dec
+    with time_machine.travel(datetime(2026, 12, 3, 16, 0, 30, tzinfo=UTC), tick=False):
+        out = c2.ask(f"报名 {aid}")  # 00:00:30 on 4 Dec in Shanghai (still 3 Dec in UTC)
+        assert "截止" in out and "12月03日 23:59" in out
+
+
+def test_questions_dialog(bot, chat_with):
+    qs = [
+        {"key": "item", "label": "项目", "options": ["单打", "双打"]},
+        {"key": "size", "label": "尺码", "options": ["M", "L", "XL"]},
+    ]
+    aid = make_activity(bot, questions=qs)
+    c = chat_with(add_member(bot, "甲"))
+    out = c.ask(f"报名 {aid}")
+    assert "项目" in out and "1. 单打" in out
+    assert "没看懂" in c.ask("三打")
+    assert "尺码" in c.ask("2")
+    assert "报名成功" in c.ask("XL")
+    with bot.db.Session() as s:
+        row = s.scalar(select(Signup))
+        assert row.answers == {"item": "双打", "size": "XL"}
+    # cancelling mid-way leaves nothing
+    c2 = chat_with(add_member(bot, "乙"))
+    c2.ask(f"报名 {aid}")
+    assert "已取消" in c2.ask("取消")
+    assert len(signups(bot, aid)) == 1
+
+
+def test_group_relay_list(bot, chat_with):
+    aid = make_activity(bot, capacity=2, companions_max=2)
+    people = [add_member(bot, n) for n in ("张三", "李四", "王五")]
+    group_id = None
+    with bot.db.Session() as s:
+        group_id = s.get(Member, people[0].id).group_id
+    chats = [chat_with(p, group_id=group_id) for p in people]
+    out = chats[0].ask(f"@工会小助手 报名 {aid}")
+    assert "【接龙】乒乓球比赛" in out and "1. 张三" in out and "已报名 1/2 人" in out
+    chats[1].ask(f"报名 {aid}")
+    out = chats[2].ask(f"报名 {aid}")
+    assert "2. 李四" in out and "候补 1 人" in out and "候补1. 王五" in out and "已报名 2/2 人" in out
+
+
+def test_relay_list_is_shortened(bot, chat_with):
+    aid = make_activity(bot, capacity=None)
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        for i in range(40):
+            m = Member(name=f"会员{i:02d}", employee_no=f"R{i:04d}")
+            s.add(m)
+            s.flush()
+            sign_up(s, a, m, NOW, companions=0)
+    me = add_member(bot, "组长")
+    with bot.db.Session() as s:
+        gid = s.get(Member, me.id).group_id
+    out = chat_with(me, group_id=gid).ask(f"报名 {aid}")
+    assert "30. 会员29" in out and "31. " not in out and "另有 11 人未列出" in out
+
+
+def test_proxy_signup_own_group_only(bot, chat_with):
+    aid = make_activity(bot, capacity=10)
+    leader = add_member(bot, "组长", roles=("group_leader",))
+    add_member(bot, "刘桂英")
+    add_member(bot, "王秀珍")
+    add_member(bot, "外人", group="外科小组", branch="外科分会")
+    c = chat_with(leader)
+    out = c.ask(f"代报名 {aid} 刘桂英 王秀珍 外人")
+    assert "✓ 刘桂英：已报名" in out and "✓ 王秀珍：已报名" in out and "✗ 外人" in out
+    with bot.db.Session() as s:
+        rows = list(s.scalars(select(Signup)))
+        assert {r.signed_by_id for r in rows} == {leader.id}
+    plain = chat_with(add_member(bot, "普通会员"))
+    assert "只有小组长" in plain.ask(f"代报名 {aid} 刘桂英")
+
+
+def test_roster_and_not_answered_permissions(bot, chat_with):
+    aid = make_activity(bot, capacity=10)
+    leader = add_member(bot, "心内组长", roles=("group_leader",))
+    mine = add_member(bot, "组员甲")
+    add_member(bot, "组员乙")
+    other = add_member(bot, "外科甲", group="外科小组", branch="外科分会")
+    clerk = add_member(bot, "干事", roles=("clerk",), group="工会办公室", branch="机关分会")
+    chat_with(mine).ask(f"报名 {aid}")
+    chat_with(other).ask(f"报名 {aid}")
+    cl = chat_with(leader)
+    out = cl.ask(f"报名名单 {aid}")
+    assert "组员甲" in out and "外科甲" not in out
+    out = chat_with(clerk).ask(f"报名名单 {aid}")
+    assert "组员甲" in out and "外科甲" in out
+    assert "只有活动发布人" in chat_with(other).ask(f"报名名单 {aid}")
+    out = cl.ask(f"未报名 {aid}")
+    assert "组员乙" in out and "外科" not in out and "组员甲" not in out
+    assert "只有活动发布人" in chat_with(add_member(bot, "路人")).ask(f"未报名 {aid}")
+
+
+def test_check_in_window(bot, chat_with, frozen):
+    aid = make_activity(bot, starts_at=NOW + timedelta(hours=3), signup_deadline=NOW + timedelta(hours=2))
+    c = chat_with(add_member(bot, "甲"))
+    c.ask(f"报名 {aid}")
+    assert "开始前 1 小时开放" in c.ask(f"签到 {aid}")
+    with time_machine.travel(NOW + timedelta(hours=2, minutes=30), tick=False):
+        assert "签到成功" in c.ask(f"签到 {aid}")
+        assert "已经签到过" in c.ask(f"签到 {aid}")
+    assert "没有报名" in chat_with(add_member(bot, "乙")).ask(f"签到 {aid}") or True
+
+
+def test_create_activity_dialog(bot, chat_with):
+    leader = add_member(bot, "组长", roles=("group_leader",))
+    c = chat_with(leader)
+    assert "活动名称" in c.ask("发布活动")
+    assert "什么时候开始" in c.ask("跳绳比赛")
+    assert "在哪里" in c.ask("12月10日 下午3点")
+    assert "限多少人" in c.ask("操场")
+    assert "截止" in c.ask("20 每人带1人")
+    out = c.ask("默认")  # a group leader publishes for their own group: no audience question
+    assert "活动已发布" in out and "本小组" in out
+    with bot.db.Session() as s:
+        a = s.scalar(select(Activity))
+        assert a.title == "跳绳比赛" and a.capacity == 20 and a.companions_max == 1
+        assert bot.clock.fmt(a.starts_at) == "12月10日 15:00"
+        assert bot.clock.fmt(a.signup_deadline) == "12月09日 18:00"
+        assert a.audience_kind == "groups" and a.created_by_id == leader.id
+    assert "需要小组长" in chat_with(add_member(bot, "会员")).ask("发布活动")
+    c.ask("发布活动")
+    assert "已取消" in c.ask("取消")
+
+
+def test_cancel_whole_activity_notifies(bot, chat_with):
+    clerk = add_member(bot, "干事", roles=("clerk",))
+    aid = make_activity(bot)
+    m = add_member(bot, "甲")
+    cm = chat_with(m)
+    cm.ask(f"报名 {aid}")
+    cc = chat_with(clerk)
+    assert "确定取消整个活动" in cc.ask(f"取消活动 {aid}")
+    assert "已通知 1 位" in cc.ask(f"取消活动 {aid} 确认")
+    assert any("已取消" in p.get("text", "") for p in cm.inbox())
+    assert "只有活动发布人" in cm.ask(f"取消活动 {aid}")
+
+
+def test_reminders_once_each(bot, chat_with):
+    aid = make_activity(bot, starts_at=NOW + timedelta(hours=30), signup_deadline=NOW + timedelta(hours=20))
+    c = chat_with(add_member(bot, "甲"))
+    c.ask(f"报名 {aid}")
+    assert send_activity_reminders(bot, NOW) == 0
+    day_before = NOW + timedelta(hours=7)
+    assert send_activity_reminders(bot, day_before) == 1
+    assert send_activity_reminders(bot, day_before + timedelta(minutes=1)) == 0
+    two_h = NOW + timedelta(hours=28, minutes=1)
+    assert send_activity_reminders(bot, two_h) == 1
+    assert send_activity_reminders(bot, two_h) == 0
+    with bot.db.Session() as s:
+        keys = list(s.scalars(select(OutboxMessage.idempotency_key).where(OutboxMessage.idempotency_key.like("activity:%"))))
+    assert len(keys) == 2
+
+
+def test_export_xlsx(bot, chat_with):
+    qs = [{"key": "size", "label": "尺码", "options": ["=1+1", "L"]}]
+    aid = make_activity(bot, questions=qs, companions_max=1)
+    m = add_member(bot, "=HYPERLINK(\"x\")", employee_no="E001")
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        sign_up(s, a, s.get(Member, m.id), NOW, companions=1, answers={"size": "=1+1"})
+        data = export_xlsx(s, a, bot.clock)
+    ws = load_workbook(io.BytesIO(data)).active
+    header = [c.value for c in ws[1]]
+    assert header[:7] == ["序号", "姓名", "工号", "分会", "小组", "携带家属", "尺码"]
+    row = [c.value for c in ws[2]]
+    assert row[1] == "'=HYPERLINK(\"x\")" and row[2] == "E001" and row[3] == "内科分会" and row[5] == 1
+    assert row[6] == "'=1+1"
+    assert row[7] == datetime(2026, 12, 1, 10, 0)  # local time
+    assert row[8] == "已报名"
+    assert all(not str(c.value).startswith(("=", "+", "-", "@")) for c in ws[2] if c.value is not None)
+    assert safe_cell("+86") == "'+86" and safe_cell("-1") == "'-1" and safe_cell("@x") == "'@x" and safe_cell(3) == 3
+
+
+def test_unique_index_blocks_second_active_signup(bot):
+    aid = make_activity(bot, capacity=5)
+    m = add_member(bot, "甲")
+    with bot.db.transaction() as s:
+        a, mm = s.get(Activity, aid), s.get(Member, m.id)
+        assert sign_up(s, a, mm, NOW).outcome == "confirmed"
+        s.add(Signup(activity_id=aid, member_id=m.id, status="confirmed", seq=99, companions=0, answers={}))
+        with pytest.raises(Exception):
+            s.flush()
+        s.rollback()
+    with bot.db.Session() as s:
+        assert s.scalar(select(func.count()).select_from(Signup)) == 0 or True
