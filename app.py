@@ -62,6 +62,9 @@ def _register_optional(app: Flask) -> None:
     from bot.adapters import wecom  # WeCom: /wecom/callback, /wecom/aibot, sender (only when configured)
 
     wecom.init_app(app, app.extensions["bot"])
+    from bot.adapters import feishu  # Feishu: /feishu/events and the sender (only when configured)
+
+    feishu.init_app(app, app.extensions["bot"])
 
 
 if __name__ == "__main__":

@@ -27,3 +27,4 @@ __all__ = [
 ]
 from admin.models import StaffLoginFailure  # noqa: E402, F401  (console login throttle table)
 from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)
+from models.feishu import FeishuRate, FeishuState  # noqa: E402, F401  (Feishu token / bot id / send-rate state)

@@ -1,0 +1,514 @@
+"""Feishu (飞书 / Lark) inbound: event subscription 2.0 over HTTP (`POST /feishu/events`) and the long connection.
+
+Both paths end in `dispatch_event(bot, payload)`, which turns one decrypted event into the neutral
+`IncomingMessage`, runs `Bot.handle` (commit, then acknowledge) and returns the response body ({} for events,
+toast + updated card for card clicks). Replies go out through the outbox (`bot.adapters.feishu_api`).
+
+HTTP checks, all before the database is touched (`verify_request`):
+- malformed JSON or an undecryptable `encrypt` body → 400;
+- with an Encrypt Key: `X-Lark-Signature` = sha256(timestamp + nonce + encrypt_key + raw body), lowercase hex,
+  compared in constant time; missing headers, a forged signature or a timestamp more than `MAX_SKEW` (1 hour)
+  away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned;
+- the Verification Token (challenge, and every event when set) → 401 on mismatch;
+- neither an Encrypt Key nor a Verification Token configured → 403 (we never accept unauthenticated events).
+
+Dedupe: messages on `message.message_id` (Feishu: do not rely on event_id for that event), every other event on
+`header.event_id`; the core's inbound table keeps the keys, far longer than Feishu's ~7-hour retry window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from lark_oapi.core.utils.decryptor import AESCipher
+from sqlalchemy import select
+
+from bot.message import ChatType, IncomingMessage, Text
+from bot.normalize import normalize
+from models.messaging import Chat, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "feishu"
+MAX_BODY = 256 * 1024
+MAX_SKEW = 3600  # seconds between X-Lark-Request-Timestamp and our clock before a request counts as stale
+TOAST_MAX = 60
+UNSUPPORTED = "我暂时只能看懂文字消息，请直接发送文字，例如“帮助”。"
+
+# Button label after a successful click when the handler sent no new card; unknown actions get the generic one.
+DONE_LABELS = {
+    "signup": "已报名",
+    "cancel_signup": "已取消报名",
+    "cosign": "已附议",
+    "rsvp": "已回复",
+    "confirm": "已确认",
+}
+REFUSAL_WORDS = (
+    "抱歉",
+    "失败",
+    "不能",
+    "无法",
+    "已满",
+    "已截止",
+    "失效",
+    "没有找到",
+    "请先",
+    "未开放",
+    "还没有",
+)
+
+MESSAGE_EVENT = "im.message.receive_v1"
+CARD_EVENT = "card.action.trigger"
+# Subscribed events we only acknowledge (an unhandled event answered with 5xx is retried for hours).
+NOOP_EVENTS = {
+    "im.message.message_read_v1",
+    "im.message.recalled_v1",
+    "im.message.reaction.created_v1",
+    "im.message.reaction.deleted_v1",
+    "im.chat.access_event.bot_p2p_chat_exited_v1",
+    "im.chat.member.user.added_v1",
+    "im.chat.member.user.deleted_v1",
+    "im.chat.updated_v1",
+    "im.chat.disbanded_v1",
+}
+
+
+class FeishuUnavailable(Exception):
+    """The Feishu API could not be reached or refused us (never carries a token)."""
+
+
+class Rejected(Exception):
+    """A request refused before anything touches the database; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- crypto ---------------------------------------------------------------------------------------------------
+def decrypt(encrypt_key: str, data: str) -> str:
+    """AES-256-CBC, key = sha256(Encrypt Key), IV = the first 16 bytes, PKCS7 (lark-oapi's strict AESCipher)."""
+    try:
+        return AESCipher(encrypt_key).decrypt_str(data)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
+        raise Rejected(400, "undecryptable body") from exc
+
+
+def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
+    return hashlib.sha256((timestamp + nonce + encrypt_key).encode("utf-8") + body).hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def _check_token(settings, payload: dict[str, Any]) -> None:
+    expected = settings.FEISHU_VERIFICATION_TOKEN
+    if not expected:
+        return
+    header = payload.get("header")
+    got = header.get("token") if isinstance(header, dict) else payload.get("token")
+    if not isinstance(got, str) or not _same(got, expected):
+        raise Rejected(401, "wrong verification token")
+
+
+def verify_request(settings, headers, body: bytes, now_ts: float) -> dict[str, Any]:
+    """The decrypted, authenticated event; raises Rejected. Pure: no database, no network."""
+    key, token = settings.FEISHU_ENCRYPT_KEY, settings.FEISHU_VERIFICATION_TOKEN
+    if not key and not token:
+        raise Rejected(403, "set FEISHU_ENCRYPT_KEY or FEISHU_VERIFICATION_TOKEN to receive events")
+    if len(body) > MAX_BODY:
+        raise Rejected(413, "body too large")
+    outer = _loads(body)
+    ts = headers.get("X-Lark-Request-Timestamp")
+    nonce = headers.get("X-Lark-Request-Nonce")
+    sig = headers.get("X-Lark-Signature")
+    signed = False
+    if key and (ts or nonce or sig):
+        if not (ts and nonce and sig):
+            raise Rejected(401, "missing signature headers")
+        _check_signature(key, ts, nonce, sig, body, now_ts)
+        signed = True
+    if "encrypt" in outer:
+        if not key:
+            raise Rejected(400, "encrypted body but no FEISHU_ENCRYPT_KEY configured")
+        if not isinstance(outer["encrypt"], str):
+            raise Rejected(400, "malformed encrypt field")
+        payload = _loads(decrypt(key, outer["encrypt"]).encode("utf-8"))
+    else:
+        payload = outer
+    if payload.get("type") == "url_verification":
+        # The one request Feishu sends without signature headers: the token proves it (§1.1 of feishu.md).
+        if not token and not signed:
+            raise Rejected(401, "url_verification needs FEISHU_VERIFICATION_TOKEN")
+        _check_token(settings, payload)
+        return payload
+    if key and not signed:
+        raise Rejected(401, "missing signature headers")
+    _check_token(settings, payload)
+    return payload
+
+
+def _check_signature(key: str, ts: str, nonce: str, sig: str, body: bytes, now_ts: float) -> None:
+    try:
+        when = float(ts)
+    except ValueError:
+        raise Rejected(401, "bad timestamp") from None
+    if abs(now_ts - when) > MAX_SKEW:
+        raise Rejected(401, "stale timestamp")
+    if not _same(signature(ts, nonce, key, body), sig.strip().lower()):
+        raise Rejected(401, "bad signature")
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "malformed JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected(400, "JSON object expected")
+    return data
+
+
+# --- events -> neutral messages -------------------------------------------------------------------------------
+def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
+    """Handle one authenticated event (HTTP or long connection); returns the response body.
+
+    Raises Rejected(400) for a payload that is not an event at all; database errors propagate (the platform
+    retries). Anything else that goes wrong in a handler is the core's business (it answers SORRY).
+    """
+    bot.router.events.setdefault("unsupported", _unsupported)
+    if payload.get("type") == "url_verification":
+        return {"challenge": payload.get("challenge", "")}
+    header = payload.get("header")
+    event = payload.get("event")
+    if not isinstance(header, dict) or not isinstance(event, dict):
+        raise Rejected(400, "not a schema 2.0 event")
+    etype = str(header.get("event_type", ""))
+    event_id = str(header.get("event_id", "") or "")
+    if etype == MESSAGE_EVENT:
+        msg = message_event(bot, event, header)
+        if msg is not None:
+            bot.handle(msg)
+        return {}
+    if not event_id:
+        raise Rejected(400, "event without event_id")
+    if etype == CARD_EVENT:
+        return card_action(bot, event, event_id, header)
+    if etype == "im.chat.member.bot.added_v1":
+        chat_id = str(event.get("chat_id", ""))
+        _remember_chat(bot, chat_id, str(event.get("name", "") or ""), reachable=True)
+        user = _open_id(event.get("operator_id"))
+        bot.handle(_event_msg(bot, event_id, ChatType.GROUP, chat_id, user, "bot_added", header))
+        return {}
+    if etype == "im.chat.member.bot.deleted_v1":
+        _remember_chat(bot, str(event.get("chat_id", "")), str(event.get("name", "") or ""), reachable=False)
+        return {}
+    if etype == "im.chat.access_event.bot_p2p_chat_entered_v1":
+        user = _open_id(event.get("operator_id"))
+        if user:
+            bot.handle(_event_msg(bot, event_id, ChatType.PRIVATE, user, user, "enter", header))
+        return {}
+    if etype == "application.bot.menu_v6":
+        # A bot menu item: its event_key is what the member would have typed (e.g. 活动, 我的信息, 帮助).
+        operator = event.get("operator") if isinstance(event.get("operator"), dict) else {}
+        user = _open_id(operator.get("operator_id"))
+        text = normalize(str(event.get("event_key", "")), (bot.settings.BOT_NAME,))
+        if user and text:
+            bot.handle(
+                IncomingMessage(
+                    platform=PLATFORM,
+                    message_id=event_id,
+                    chat_type=ChatType.PRIVATE,
+                    chat_id=user,
+                    user_id=user,
+                    text=text,
+                    received_at=bot.clock.now(),
+                    raw={"event_type": etype},
+                )
+            )
+        return {}
+    if etype not in NOOP_EVENTS:
+        log.info("feishu: acknowledged unhandled event type %s", etype[:80])
+    return {}
+
+
+def _open_id(ids: Any) -> str:
+    return str(ids.get("open_id") or "") if isinstance(ids, dict) else ""
+
+
+def _event_msg(bot, event_id, chat_type, chat_id, user, name, header) -> IncomingMessage:
+    return IncomingMessage(
+        platform=PLATFORM,
+        message_id=event_id,
+        chat_type=chat_type,
+        chat_id=chat_id,
+        user_id=user or chat_id,
+        received_at=bot.clock.now(),
+        raw={"event_type": header.get("event_type")},
+        event=name,
+    )
+
+
+def _unsupported(ctx) -> None:
+    ctx.reply(UNSUPPORTED)
+
+
+def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> IncomingMessage | None:
+    """The neutral message for im.message.receive_v1, or None for what we only acknowledge."""
+    from bot.adapters.feishu_api import bot_open_id
+
+    sender = event.get("sender") if isinstance(event.get("sender"), dict) else {}
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    if sender.get("sender_type") != "user":
+        return None  # other bots, and our own messages
+    user = _open_id(sender.get("sender_id"))
+    message_id = str(message.get("message_id") or "")
+    if not user or not message_id:
+        return None
+    group = message.get("chat_type") != "p2p"
+    mentions = [m for m in message.get("mentions") or [] if isinstance(m, dict)]
+    mentioned = False
+    me = ""
+    if group and mentions:
+        me = bot_open_id(bot)
+        mentioned = any(_open_id(m.get("id")) == me for m in mentions)
+    if group and not mentioned:
+        return None  # members @ each other all day; we act only when addressed
+    mtype = str(message.get("message_type", ""))
+    raw_text = _content_text(mtype, message.get("content"))
+    received = bot.clock.now()
+    chat_id = str(message.get("chat_id") or "") if group else user
+    base = dict(
+        platform=PLATFORM,
+        message_id=message_id,
+        chat_type=ChatType.GROUP if group else ChatType.PRIVATE,
+        chat_id=chat_id,
+        user_id=user,
+        mentioned=mentioned,
+        received_at=received,
+    )
+    raw = {
+        "message_type": mtype,
+        "chat_id": message.get("chat_id"),
+        "create_time": message.get("create_time"),
+    }
+    if raw_text is None:
+        return IncomingMessage(**base, raw=raw, event="unsupported")
+    text = _strip_mentions(raw_text, mentions, me)
+    return IncomingMessage(**base, text=normalize(text, (bot.settings.BOT_NAME,)), raw=raw)
+
+
+def _content_text(mtype: str, content: Any) -> str | None:
+    """Plain text of a text or post (rich text) message; None for other types."""
+    if mtype not in ("text", "post"):
+        return None
+    try:
+        data = json.loads(content) if isinstance(content, str) else content
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    if mtype == "text":
+        return str(data.get("text", ""))
+    if "content" not in data:  # a locale-keyed post: {"zh_cn": {"title":..., "content": [...]}}
+        data = next((v for v in data.values() if isinstance(v, dict)), {})
+    parts = [str(data.get("title") or "")]
+    for para in data.get("content") or []:
+        line = []
+        for el in para if isinstance(para, list) else []:
+            if not isinstance(el, dict):
+                continue
+            tag = el.get("tag")
+            if tag in ("text", "a", "md"):
+                line.append(str(el.get("text", "")))
+            elif tag == "at":
+                line.append(str(el.get("user_id", "")))  # "@_user_N", resolved like a text mention
+        parts.append("".join(line))
+    return "\n".join(p for p in parts if p)
+
+
+_PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
+
+
+def _strip_mentions(text: str, mentions: list[dict[str, Any]], me: str) -> str:
+    """Our own @ disappears; other people's @_user_N become their names (代报名 3 @张三 → 代报名 3 张三)."""
+    names = {}
+    for m in mentions:
+        key = str(m.get("key", ""))
+        names[key] = "" if me and _open_id(m.get("id")) == me else str(m.get("name", ""))
+    return _PLACEHOLDER.sub(lambda mt: f" {names.get(mt.group(0), '')} ", text)
+
+
+def _remember_chat(bot, chat_id: str, title: str, reachable: bool) -> None:
+    if not chat_id:
+        return
+    with bot.db.transaction() as s:
+        chat = s.scalar(select(Chat).where(Chat.platform == PLATFORM, Chat.chat_id == chat_id))
+        if chat is None:
+            chat = Chat(platform=PLATFORM, chat_id=chat_id, title=title[:100])
+            s.add(chat)
+        elif title:
+            chat.title = title[:100]
+        chat.unreachable = not reachable
+
+
+# --- card clicks ----------------------------------------------------------------------------------------------
+def card_action(bot, event: dict[str, Any], event_id: str, header: dict[str, Any]) -> dict[str, Any]:
+    """card.action.trigger: run the button's action, answer with a toast and (where it changed) the card."""
+    from bot.adapters.feishu_api import original_card, render_card, strip_private
+
+    operator = event.get("operator") if isinstance(event.get("operator"), dict) else {}
+    action = event.get("action") if isinstance(event.get("action"), dict) else {}
+    context = event.get("context") if isinstance(event.get("context"), dict) else {}
+    value = action.get("value")
+    user = str(operator.get("open_id") or "")
+    if not isinstance(value, dict) or not user:
+        return {"toast": {"type": "error", "content": "这个按钮已失效，请发送“帮助”查看可以做什么。"}}
+    payload, meta = strip_private(value)
+    group = meta.get("kind") == "chat"
+    open_chat = str(context.get("open_chat_id") or "")
+    chat_id = open_chat if group and open_chat else user
+    msg = IncomingMessage(
+        platform=PLATFORM,
+        message_id=event_id,
+        chat_type=ChatType.GROUP if group else ChatType.PRIVATE,
+        chat_id=chat_id,
+        user_id=user,
+        action=payload,
+        received_at=bot.clock.now(),
+        raw={
+            "event_type": CARD_EVENT,
+            "reply": {"card_action": event_id, "in_reply_to": context.get("open_message_id")},
+        },
+    )
+    result = bot.handle(msg)
+    if result.duplicate:
+        return {"toast": {"type": "info", "content": "已收到，正在处理。"}}
+    answer: dict[str, Any] = {}
+    card_reply, toast = inline_plan([r.to_payload() for r in result.replies])
+    texts = [r.text for r in result.replies if isinstance(r, Text)]
+    joined = "\n".join(texts)
+    refused = result.failed or any(w in joined for w in REFUSAL_WORDS)
+    content = toast or ("已处理" if not refused else "没有办成，请查看消息。")
+    answer["toast"] = {"type": "error" if refused else "success", "content": content}
+    if card_reply is not None:
+        index = next(i for i, r in enumerate(result.replies) if r.to_payload() == card_reply)
+        new_meta = {
+            "kind": meta.get("kind", "user"),
+            "ob": _outbox_id(bot, f"reply:{PLATFORM}:{event_id}:{index}"),
+        }
+        answer["card"] = {"type": "raw", "data": render_card(card_reply, new_meta)}
+    elif not refused and not group and meta.get("ob"):
+        # No new card from the handler: flip the clicked button on the card we sent (private chats only —
+        # in a group the card is shared, and 已报名 for one member would be wrong for everyone else).
+        card = original_card(bot, meta["ob"])
+        if card is not None:
+            label = "已候补" if "候补" in joined else DONE_LABELS.get(str(payload.get("do", "")), "已处理")
+            answer["card"] = {"type": "raw", "data": render_card(card, meta, done=(payload, label))}
+    return answer
+
+
+def _outbox_id(bot, key: str) -> int | None:
+    with bot.db.Session() as s:
+        return s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key))
+
+
+def inline_plan(payloads: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """What a card click shows inline: the first card (replaces the clicked one) and a short toast text.
+
+    The sender applies the same rule to the outbox rows of a click, so what is shown inline is not sent again.
+    """
+    card = next((p for p in payloads if p.get("type") == "card"), None)
+    text = next((p["text"] for p in payloads if p.get("type") == "text"), None)
+    if text is not None and len(text) > TOAST_MAX:
+        text = text[: TOAST_MAX - 1] + "…"
+    return card, text
+
+
+# --- HTTP -----------------------------------------------------------------------------------------------------
+bp = Blueprint("feishu", __name__, url_prefix="/feishu")
+
+
+@bp.post("/events")
+def events():
+    bot = current_app.extensions["bot"]
+    try:
+        payload = verify_request(bot.settings, request.headers, request.get_data(cache=False), _now_ts(bot))
+        return jsonify(dispatch_event(bot, payload))
+    except Rejected as exc:
+        log.warning("feishu: refused event (%s) from %s", exc.reason, request.remote_addr)
+        return jsonify(error=exc.reason), exc.status
+    except FeishuUnavailable as exc:  # e.g. the bot info API is down: Feishu retries the event later
+        log.warning("feishu: event postponed: %s", exc)
+        return jsonify(error="temporarily unavailable"), 503
+
+
+def _now_ts(bot) -> float:
+    return bot.clock.now().timestamp()
+
+
+def init_app(app: Flask, bot) -> None:
+    """Register `/feishu/events` and the Feishu sender when FEISHU_APP_ID and FEISHU_APP_SECRET are set."""
+    if not bot.settings.feishu_enabled:
+        return
+    from bot.adapters.feishu_api import FeishuSender
+
+    bot.router.events.setdefault("unsupported", _unsupported)
+    bot.senders[PLATFORM] = FeishuSender(bot)
+    app.register_blueprint(bp)
+
+
+# --- long connection ------------------------------------------------------------------------------------------
+def longconn_handler(bot):
+    """An EventDispatcherHandler whose every frame goes to `dispatch_event` (the SDK never parses our events)."""
+    import lark_oapi as lark
+
+    handler = lark.EventDispatcherHandler.builder("", "").build()
+
+    def _do_without_validation(pl: bytes) -> Any:
+        return handle_frame(bot, pl)
+
+    handler._do_without_validation = _do_without_validation  # what lark.ws.Client calls for EVENT frames
+    return handler
+
+
+def handle_frame(bot, pl: bytes) -> dict[str, Any] | None:
+    """One EVENT frame of the long connection: same dispatch as HTTP. Returns the callback answer (or None).
+
+    Junk is acknowledged (a retry would not help); database errors raise, so the SDK answers 500 and Feishu
+    delivers the event again later.
+    """
+    try:
+        payload = _loads(pl)
+        answer = dispatch_event(bot, payload)
+    except Rejected as exc:
+        log.warning("feishu long connection: dropped frame (%s)", exc.reason)
+        return None
+    return answer or None
+
+
+def longconn_client(bot):
+    import asyncio
+
+    import lark_oapi as lark
+    import lark_oapi.ws.client as ws_client
+
+    # lark-oapi keeps a module-level event loop; give this process a fresh one (issues #119/#133).
+    ws_client.loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(ws_client.loop)
+    s = bot.settings
+    return lark.ws.Client(
+        s.FEISHU_APP_ID,
+        s.FEISHU_APP_SECRET,
+        event_handler=longconn_handler(bot),
+        domain=s.FEISHU_API_BASE.rstrip("/"),
+        log_level=lark.LogLevel.INFO,
+    )

@@ -1,0 +1,358 @@
+"""Feishu outbound: the tenant access token shared by all workers, the IM API, cards, and the outbox sender.
+
+- The tenant access token lives in the `feishu_state` table (and a per-process copy); it is refetched ten
+  minutes before it expires and once when the API answers 99991663. It is never logged or put in errors.
+- `FeishuSender.send(row)` creates a message (or, in a group, replies to the message in context) with
+  `uuid` = a hash of the outbox row's idempotency key, so a retried send is delivered at most once.
+- Rate limits: a DB-backed fixed-window count per scope (app 50/s and 1000/min, one user or chat 5/s) answers
+  `retry_after` before calling Feishu; HTTP 429 / 99991400 / IM throttling codes wait `x-ogw-ratelimit-reset`.
+- A user or chat the bot can no longer reach (230013, 230002, 232009, 99992361) is marked unreachable
+  (`PlatformIdentity.unreachable` / `Chat.unreachable`) and the row is dead at once (permanent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import delete, select, update
+
+from bot.adapters.feishu import PLATFORM, FeishuUnavailable, inline_plan
+from bot.outbox import SendResult
+from models.feishu import FeishuState, get_state, put_state, take_slot
+from models.member import PlatformIdentity
+from models.messaging import Chat, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 5.0
+TOKEN_MARGIN = timedelta(minutes=10)
+TOKEN_KEY = "tenant_token"
+BOT_ID_KEY = "bot_open_id"
+EXPIRED_TOKEN = 99991663
+RATE_CODES = {99991400, 230020, 11232, 11233, 11247}
+UNREACHABLE = {230002, 230013, 232009, 99992361}  # bot not in chat, user outside the app's range, ...
+PERMANENT = {230001, 230022, 230025, 230028, 230099}  # bad request, sensitive, too long, DLP, bad card
+REPLY_GONE = {230011, 231003}  # the message replied to was recalled or deleted: send a new one instead
+LIMITS = (("app:s", 50, 1), ("app:m", 1000, 60))  # (scope, count, window seconds)
+PER_TARGET = 5  # per second, to one user or one group
+PRIVATE_KEYS = {"_k": "kind", "_ob": "ob"}
+
+
+@dataclass
+class ApiResult:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: Any = None
+
+    @property
+    def code(self) -> int:
+        try:
+            return int(self.body.get("code", -1))
+        except (TypeError, ValueError):
+            return -1
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.code == 0
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429 or self.code in RATE_CODES
+
+    @property
+    def reset(self) -> float:
+        try:
+            return max(float((self.headers or {}).get("x-ogw-ratelimit-reset", 1)), 0.5)
+        except (TypeError, ValueError):
+            return 1.0
+
+    def describe(self) -> str:
+        return f"feishu {self.status}/{self.code}: {str(self.body.get('msg', ''))[:200]}"
+
+
+class FeishuApi:
+    """Calls the open API with the tenant token; thread-safe enough for one process's workers."""
+
+    def __init__(self, bot, http: requests.Session | None = None):
+        self.bot = bot
+        self.http = http or requests.Session()
+        self._lock = threading.Lock()
+        self._mem: tuple[str, datetime] | None = None
+        self._bot_open_id: str | None = None
+
+    @property
+    def base(self) -> str:
+        return self.bot.settings.FEISHU_API_BASE.rstrip("/")
+
+    # token ---------------------------------------------------------------------------------------------------
+    def token(self) -> str:
+        now = self.bot.clock.now()
+        with self._lock:
+            if self._mem and self._mem[1] > now + TOKEN_MARGIN:
+                return self._mem[0]
+            with self.bot.db.transaction() as s:
+                row = get_state(s, TOKEN_KEY)
+                if row is not None and row.expires_at and row.expires_at > now + TOKEN_MARGIN:
+                    self._mem = (row.value, row.expires_at)
+                    return row.value
+            s_ = self.bot.settings
+            try:
+                r = self.http.post(
+                    self.base + "/open-apis/auth/v3/tenant_access_token/internal",
+                    json={"app_id": s_.FEISHU_APP_ID, "app_secret": s_.FEISHU_APP_SECRET},
+                    timeout=TIMEOUT,
+                )
+                data = r.json()
+            except (requests.RequestException, ValueError) as exc:
+                raise FeishuUnavailable(f"tenant token request failed: {type(exc).__name__}") from None
+            token = data.get("tenant_access_token") if isinstance(data, dict) else None
+            if not isinstance(token, str) or data.get("code") != 0:
+                code = data.get("code") if isinstance(data, dict) else "?"
+                raise FeishuUnavailable(f"tenant token refused: code {code}")
+            expires = now + timedelta(seconds=int(data.get("expire") or 7200))
+            with self.bot.db.transaction() as s:
+                put_state(s, TOKEN_KEY, token, expires, now)
+            self._mem = (token, expires)
+            log.info("feishu: new tenant access token, valid until %s", expires.isoformat(timespec="seconds"))
+            return token
+
+    def invalidate(self, token: str) -> None:
+        """Forget a token Feishu refused (only if no other worker has replaced it meanwhile)."""
+        with self._lock:
+            if self._mem and self._mem[0] == token:
+                self._mem = None
+            with self.bot.db.transaction() as s:
+                s.execute(delete(FeishuState).where(FeishuState.key == TOKEN_KEY, FeishuState.value == token))
+
+    # calls ---------------------------------------------------------------------------------------------------
+    def call(self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT) -> ApiResult:
+        token = self.token()
+        res = self._raw(method, path, token, params, body, timeout)
+        if res.code == EXPIRED_TOKEN:
+            self.invalidate(token)
+            res = self._raw(method, path, self.token(), params, body, timeout)
+        return res
+
+    def _raw(self, method, path, token, params, body, timeout) -> ApiResult:
+        try:
+            r = self.http.request(
+                method,
+                self.base + path,
+                params=params,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=timeout,
+            )
+        except requests.RequestException as exc:
+            raise FeishuUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}") from None
+        try:
+            data = r.json()
+        except ValueError:
+            data = {}
+        return ApiResult(r.status_code, data if isinstance(data, dict) else {}, r.headers)
+
+
+def api_for(bot) -> FeishuApi:
+    sender = bot.senders.get(PLATFORM)
+    if isinstance(sender, FeishuSender):
+        return sender.api
+    api = getattr(bot, "_feishu_api", None)
+    if api is None:
+        api = FeishuApi(bot)
+        bot._feishu_api = api
+    return api
+
+
+def bot_open_id(bot) -> str:
+    """The bot's own open_id (to tell an @ of the bot from an @ of a colleague), cached in the database."""
+    api = api_for(bot)
+    if api._bot_open_id:
+        return api._bot_open_id
+    with bot.db.Session() as s:
+        row = s.get(FeishuState, BOT_ID_KEY)
+        if row is not None and row.value:
+            api._bot_open_id = row.value
+            return row.value
+    res = api.call("GET", "/open-apis/bot/v3/info", timeout=2.5)
+    info = res.body.get("bot") if isinstance(res.body.get("bot"), dict) else {}
+    open_id = info.get("open_id")
+    if not res.ok or not isinstance(open_id, str) or not open_id:
+        raise FeishuUnavailable(f"bot info unavailable ({res.describe()})")
+    with bot.db.transaction() as s:
+        put_state(s, BOT_ID_KEY, open_id, None, bot.clock.now())
+    api._bot_open_id = open_id
+    return open_id
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+def uuid_for(key: str) -> str:
+    """Feishu's `uuid` (≤ 50 chars): at most one message per uuid within an hour."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+def strip_private(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a clicked button's value into the handler's action and our own bookkeeping (chat kind, outbox id)."""
+    action = {k: v for k, v in value.items() if k not in PRIVATE_KEYS}
+    meta = {PRIVATE_KEYS[k]: v for k, v in value.items() if k in PRIVATE_KEYS}
+    return action, meta
+
+
+_STYLES = {"primary": "primary", "danger": "danger", "default": "default"}
+
+
+def render_card(
+    payload: dict[str, Any], meta: dict[str, Any], done: tuple[dict[str, Any], str] | None = None
+) -> dict[str, Any]:
+    """The neutral card as interactive card JSON 2.0; `done` = (clicked action, label) disables that button."""
+    elements: list[dict[str, Any]] = []
+    lines = [str(x) for x in payload.get("lines", [])]
+    if lines:
+        elements.append({"tag": "div", "text": {"tag": "plain_text", "content": "\n".join(lines)}})
+    private = {k: meta[v] for k, v in PRIVATE_KEYS.items() if meta.get(v) is not None}
+    for b in payload.get("buttons", []):
+        action = dict(b.get("action") or {})
+        button: dict[str, Any] = {
+            "tag": "button",
+            "text": {"tag": "plain_text", "content": str(b.get("label", ""))[:40]},
+            "type": _STYLES.get(str(b.get("style", "primary")), "primary"),
+            "behaviors": [{"type": "callback", "value": {**action, **private}}],
+        }
+        if done is not None and action == done[0]:
+            button["text"]["content"] = done[1]
+            button["type"] = "default"
+            button["disabled"] = True
+        elements.append(button)
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True},
+        "header": {
+            "title": {"tag": "plain_text", "content": str(payload.get("title", ""))},
+            "template": "blue",
+        },
+        "body": {"elements": elements},
+    }
+
+
+def render(row: OutboxMessage) -> tuple[str, dict[str, Any]]:
+    payload = row.payload or {}
+    if payload.get("type") == "card":
+        return "interactive", render_card(payload, {"kind": row.target_kind, "ob": row.id})
+    return "text", {"text": str(payload.get("text", ""))}
+
+
+def original_card(bot, outbox_id: Any) -> dict[str, Any] | None:
+    """The card payload we sent in outbox row `outbox_id` (to flip a clicked button), if it was a Feishu card."""
+    if not isinstance(outbox_id, int):
+        return None
+    with bot.db.Session() as s:
+        row = s.get(OutboxMessage, outbox_id)
+        if row is None or row.platform != PLATFORM or (row.payload or {}).get("type") != "card":
+            return None
+        return dict(row.payload)
+
+
+# --- the sender -----------------------------------------------------------------------------------------------
+class FeishuSender:
+    def __init__(self, bot, http: requests.Session | None = None):
+        self.bot = bot
+        self.api = FeishuApi(bot, http)
+
+    def send(self, row: OutboxMessage) -> SendResult:
+        ctx = row.context or {}
+        if ctx.get("card_action") and self._shown_inline(row):
+            return SendResult(True)  # already shown as the updated card in the click's answer
+        wait = self._rate_wait(row)
+        if wait:
+            return SendResult(False, "local rate limit", retry_after=wait)
+        msg_type, content = render(row)
+        body = {
+            "msg_type": msg_type,
+            "content": json.dumps(content, ensure_ascii=False),
+            "uuid": uuid_for(row.idempotency_key),
+        }
+        try:
+            reply_to = ctx.get("in_reply_to")
+            if row.target_kind == "chat" and isinstance(reply_to, str) and reply_to.startswith("om_"):
+                res = self.api.call("POST", f"/open-apis/im/v1/messages/{reply_to}/reply", body=body)
+                if res.code not in REPLY_GONE:
+                    return self._result(row, res)
+            kind = "chat_id" if row.target_kind == "chat" else "open_id"
+            res = self.api.call(
+                "POST",
+                "/open-apis/im/v1/messages",
+                params={"receive_id_type": kind},
+                body={**body, "receive_id": row.target_id},
+            )
+        except FeishuUnavailable as exc:
+            return SendResult(False, str(exc))
+        return self._result(row, res)
+
+    def _result(self, row: OutboxMessage, res: ApiResult) -> SendResult:
+        if res.ok:
+            return SendResult(True)
+        if res.rate_limited:
+            return SendResult(False, res.describe(), retry_after=res.reset)
+        if res.code in UNREACHABLE:
+            self._mark_unreachable(row)
+            return SendResult(False, res.describe(), permanent=True)
+        if res.code in PERMANENT:
+            return SendResult(False, res.describe(), permanent=True)
+        return SendResult(False, res.describe())
+
+    def _mark_unreachable(self, row: OutboxMessage) -> None:
+        with self.bot.db.transaction() as s:
+            if row.target_kind == "chat":
+                chat = s.scalar(select(Chat).where(Chat.platform == PLATFORM, Chat.chat_id == row.target_id))
+                if chat is None:
+                    s.add(Chat(platform=PLATFORM, chat_id=row.target_id, unreachable=True))
+                else:
+                    chat.unreachable = True
+            else:
+                s.execute(
+                    update(PlatformIdentity)
+                    .where(
+                        PlatformIdentity.platform == PLATFORM,
+                        PlatformIdentity.platform_user_id == row.target_id,
+                    )
+                    .values(unreachable=True)
+                )
+        log.warning("feishu: %s %s… is unreachable; marked", row.target_kind, row.target_id[:8])
+
+    def _rate_wait(self, row: OutboxMessage) -> float:
+        """Count this send in the app's and the recipient's windows; seconds to wait if over a limit."""
+        now = self.bot.clock.now().timestamp()
+        with self.bot.db.transaction() as s:
+            over = [
+                size - now % size
+                for scope, limit, size in LIMITS
+                if take_slot(s, scope, int(now // size)) > limit
+            ]
+            target = f"to:{row.target_kind}:{row.target_id}"
+            if take_slot(s, target, int(now)) > PER_TARGET:
+                over.append(1 - now % 1)
+        return max((max(over, default=0.0), 0.5)) if over else 0.0
+
+    def _shown_inline(self, row: OutboxMessage) -> bool:
+        """The click's answer showed the first card of its replies; the same rule as `inline_plan`."""
+        if (row.payload or {}).get("type") != "card":
+            return False
+        prefix = row.idempotency_key.rsplit(":", 1)[0] + ":"
+        with self.bot.db.Session() as s:
+            rows = list(
+                s.execute(
+                    select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.payload).where(
+                        OutboxMessage.idempotency_key.startswith(prefix, autoescape=True)
+                    )
+                )
+            )
+        rows.sort(key=lambda r: int(r[1].rsplit(":", 1)[1]) if r[1].rsplit(":", 1)[1].isdigit() else 0)
+        card, _ = inline_plan([r[2] for r in rows])
+        first = next((r[0] for r in rows if r[2] is card), None)
+        return first == row.id

@@ -1,0 +1,56 @@
+"""Feishu adapter state shared by every worker through the database: tokens, the bot's open_id, send rates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Integer, String, Text, case
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class FeishuState(Base):
+    """Small key/value cache: the tenant access token (with its expiry) and the bot's own open_id."""
+
+    __tablename__ = "feishu_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeishuRate(Base):
+    """A fixed-window send counter per scope (the app per second / minute, one user or chat per second)."""
+
+    __tablename__ = "feishu_rate"
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    win: Mapped[int] = mapped_column(Integer)  # window number = epoch seconds // window size
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def get_state(s: Session, key: str) -> FeishuState | None:
+    return s.get(FeishuState, key)
+
+
+def put_state(s: Session, key: str, value: str, expires_at: datetime | None, now: datetime) -> None:
+    ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(FeishuState)
+    stmt = ins.values(key=key, value=value, expires_at=expires_at, updated_at=now)
+    s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": value, "expires_at": expires_at, "updated_at": now}
+        )
+    )
+
+
+def take_slot(s: Session, scope: str, win: int) -> int:
+    """Count one send in `scope`'s window `win` atomically; returns the count including this one."""
+    ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(FeishuRate)
+    stmt = ins.values(scope=scope[:160], win=win, count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["scope"],
+        set_={"win": win, "count": case((FeishuRate.win == win, FeishuRate.count + 1), else_=1)},
+    ).returning(FeishuRate.count)
+    return int(s.execute(stmt).scalar_one())

@@ -1,0 +1,516 @@
+"""Feishu adapter: official test vectors, request verification, every event, and the sender against a fake API."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import outbox
+from bot.adapters import feishu
+from bot.adapters.feishu import Rejected, decrypt, signature, verify_request
+from bot.adapters.feishu_api import FeishuSender, render_card, uuid_for
+from bot.message import Button, Card, Text
+from models.feishu import FeishuState
+from models.member import Member, PlatformIdentity, link_identity
+from models.messaging import Chat, InboundMessage, OutboxMessage
+from tests.conftest import add_member, make_app
+from tests.fake_feishu import (
+    APP_ID,
+    APP_SECRET,
+    BOT_OPEN_ID,
+    ENCRYPT_KEY,
+    VERIFICATION_TOKEN,
+    FakeFeishu,
+    card_click,
+    encrypt,
+    envelope,
+    mention,
+    sign,
+    signed_request,
+    text_message,
+)
+
+SETTINGS = dict(
+    FEISHU_APP_ID=APP_ID,
+    FEISHU_APP_SECRET=APP_SECRET,
+    FEISHU_VERIFICATION_TOKEN=VERIFICATION_TOKEN,
+    FEISHU_ENCRYPT_KEY=ENCRYPT_KEY,
+)
+
+
+@pytest.fixture
+def fake():
+    with FakeFeishu() as f:
+        yield f
+
+
+@pytest.fixture
+def fapp(tmp_path, fake):
+    app = make_app(f"sqlite:///{tmp_path / 'fs.db'}", FEISHU_API_BASE=fake.url, **SETTINGS)
+    yield app
+    app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def fbot(fapp):
+    return fapp.extensions["bot"]
+
+
+@pytest.fixture
+def fclient(fapp):
+    return fapp.test_client()
+
+
+def post(client, payload, **kw):
+    body, headers = signed_request(payload, **kw)
+    return client.post("/feishu/events", data=body, headers=headers)
+
+
+class S:  # minimal settings for the pure verification function
+    def __init__(self, key="", token=""):
+        self.FEISHU_ENCRYPT_KEY, self.FEISHU_VERIFICATION_TOKEN = key, token
+
+
+# --- official vectors --------------------------------------------------------------------------------------
+def test_official_decrypt_vector():
+    assert decrypt("test key", "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=") == "hello world"
+
+
+def test_signature_vector():
+    body = b'{"encrypt":"P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="}'
+    expected = "0c09d96c2aef2ad08179b3967ea410bbc91dab24ce3aec05af962cf1935844af"
+    assert signature("1700000000", "abc", "test key", body) == expected
+    headers = {
+        "X-Lark-Request-Timestamp": "1700000000",
+        "X-Lark-Request-Nonce": "abc",
+        "X-Lark-Signature": expected,
+    }
+    # the vector's body decrypts to "hello world", which is not JSON: refused as malformed, after the signature
+    with pytest.raises(Rejected) as exc:
+        verify_request(S("test key"), headers, body, 1700000100)
+    assert exc.value.status == 400
+    headers["X-Lark-Signature"] = expected[:-1] + ("0" if expected[-1] != "0" else "1")
+    with pytest.raises(Rejected) as exc:
+        verify_request(S("test key"), headers, body, 1700000100)
+    assert exc.value.status == 401
+
+
+def test_encrypt_roundtrip_matches_vector_iv():
+    raw = __import__("base64").b64decode("P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=")
+    assert encrypt("test key", "hello world", iv=raw[:16]) == "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
+
+
+@pytest.mark.parametrize("bad", ["", "bm90IGJhc2U2NA", "AAAA", encrypt("other key", '{"a":1}')])
+def test_undecryptable(bad):
+    with pytest.raises(Rejected) as exc:
+        decrypt(ENCRYPT_KEY, bad)
+    assert exc.value.status == 400
+
+
+# --- challenge ---------------------------------------------------------------------------------------------
+def test_challenge_plain_and_encrypted(fclient):
+    r = fclient.post(
+        "/feishu/events", json={"challenge": "c-1", "token": VERIFICATION_TOKEN, "type": "url_verification"}
+    )
+    assert r.status_code == 200 and r.get_json() == {"challenge": "c-1"}
+    inner = json.dumps({"challenge": "c-2", "token": VERIFICATION_TOKEN, "type": "url_verification"})
+    started = time.perf_counter()
+    r = fclient.post("/feishu/events", json={"encrypt": encrypt(ENCRYPT_KEY, inner)})  # no signature headers
+    assert r.status_code == 200 and r.get_json() == {"challenge": "c-2"}
+    assert time.perf_counter() - started < 1.0
+    r = fclient.post(
+        "/feishu/events", json={"challenge": "c-3", "token": "wrong", "type": "url_verification"}
+    )
+    assert r.status_code == 401
+
+
+def test_challenge_with_token_only_app(tmp_path):
+    app = make_app(
+        f"sqlite:///{tmp_path / 't.db'}",
+        FEISHU_APP_ID=APP_ID,
+        FEISHU_APP_SECRET=APP_SECRET,
+        FEISHU_VERIFICATION_TOKEN=VERIFICATION_TOKEN,
+    )
+    c = app.test_client()
+    ok = c.post(
+        "/feishu/events", json={"challenge": "x", "token": VERIFICATION_TOKEN, "type": "url_verification"}
+    )
+    assert ok.get_json() == {"challenge": "x"}
+    # without an Encrypt Key every event carries the token
+    ev = text_message("ou_a", "帮助", token="forged")
+    assert c.post("/feishu/events", json=ev).status_code == 401
+    assert c.post("/feishu/events", json=text_message("ou_a", "帮助")).status_code == 200
+    app.extensions["db"].dispose()
+
+
+def test_not_registered_without_credentials(client):
+    assert client.post("/feishu/events", json={"type": "url_verification"}).status_code == 404
+
+
+def test_refuses_everything_without_key_or_token():
+    with pytest.raises(Rejected) as exc:
+        verify_request(S(), {}, b'{"type":"url_verification","challenge":"x"}', time.time())
+    assert exc.value.status == 403
+
+
+# --- forged, stale, malformed: refused before the database ------------------------------------------------
+def _inbound_count(bot):
+    with bot.db.Session() as s:
+        return s.scalar(select(func.count()).select_from(InboundMessage))
+
+
+def test_forged_stale_missing_and_malformed(fclient, fbot):
+    ev = text_message("ou_a", "帮助")
+    body, headers = signed_request(ev)
+    forged = dict(headers, **{"X-Lark-Signature": "0" * 64})
+    assert fclient.post("/feishu/events", data=body, headers=forged).status_code == 401
+    tampered = body.replace(b'"}', b'x"}')
+    assert fclient.post("/feishu/events", data=tampered, headers=headers).status_code == 401
+    for missing in ("X-Lark-Signature", "X-Lark-Request-Nonce", "X-Lark-Request-Timestamp"):
+        h = {k: v for k, v in headers.items() if k != missing}
+        assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401
+    no_headers = fclient.post("/feishu/events", data=body, headers={"Content-Type": "application/json"})
+    assert no_headers.status_code == 401  # an encrypted event without any signature is not a challenge
+    stale_body, stale = signed_request(ev, ts=time.time() - 2 * 3600)
+    assert fclient.post("/feishu/events", data=stale_body, headers=stale).status_code == 401
+    future_body, future = signed_request(ev, ts=time.time() + 2 * 3600)
+    assert fclient.post("/feishu/events", data=future_body, headers=future).status_code == 401
+    wrong_key_body, wrong_key = signed_request(ev, key="another key")
+    assert fclient.post("/feishu/events", data=wrong_key_body, headers=wrong_key).status_code == 401
+    upper = dict(headers, **{"X-Lark-Signature": headers["X-Lark-Signature"].upper()})
+    assert fclient.post("/feishu/events", data=body, headers=upper).status_code == 200  # case-insensitive hex
+    # malformed: not JSON, not an object, junk inside a valid signature/encryption
+    for raw in (b"{not json", b"[1,2]", b"\xff\xfe"):
+        ts, nonce = str(int(time.time())), "n"
+        h = {
+            "X-Lark-Request-Timestamp": ts,
+            "X-Lark-Request-Nonce": nonce,
+            "X-Lark-Signature": sign(ts, nonce, ENCRYPT_KEY, raw),
+        }
+        assert fclient.post("/feishu/events", data=raw, headers=h).status_code == 400
+    junk = json.dumps({"encrypt": encrypt(ENCRYPT_KEY, "not json")}).encode()
+    ts = str(int(time.time()))
+    h = {
+        "X-Lark-Request-Timestamp": ts,
+        "X-Lark-Request-Nonce": "n",
+        "X-Lark-Signature": sign(ts, "n", ENCRYPT_KEY, junk),
+    }
+    assert fclient.post("/feishu/events", data=junk, headers=h).status_code == 400
+    assert post(fclient, {"schema": "2.0", "header": {"token": VERIFICATION_TOKEN}}).status_code == 400
+    assert post(fclient, text_message("ou_a", "帮助", token="wrong-token")).status_code == 401
+    assert _inbound_count(fbot) == 1  # only the one genuine (upper-case signature) request got in
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+def _replies(fake, fbot, receive_id=None):
+    outbox.drain(fbot, platform="feishu")
+    return fake.texts(receive_id)
+
+
+def test_p2p_text_and_duplicate(fclient, fbot, fake):
+    add_member(fbot, name="李娜", employee_no="30001")
+    ev = text_message("ou_li", "帮助", message_id="om_dup1")
+    assert post(fclient, ev).get_json() == {}
+    again = text_message("ou_li", "帮助", message_id="om_dup1")  # redelivered with a new event_id
+    assert post(fclient, again).status_code == 200
+    texts = _replies(fake, fbot, "ou_li")
+    assert len(texts) == 1 and "工号" in texts[0]  # a stranger is asked to bind, once
+    assert fake.delivered[0]["receive_id_type"] == "open_id"
+
+
+def test_group_mentions(fclient, fbot, fake):
+    m = add_member(fbot, name="王强", employee_no="30002")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "ou_wang")
+    other = mention("@_user_1", "ou_colleague", "张三")
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    post(
+        fclient, text_message("ou_wang", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[other])
+    )
+    post(fclient, text_message("ou_wang", "大家好", chat_type="group", chat_id="oc_g"))
+    assert _replies(fake, fbot) == []
+    assert len(fake.calls_to("/bot/v3/info")) == 1  # fetched once for the first message with mentions
+    mid = "om_grp_help"
+    post(
+        fclient,
+        text_message(
+            "ou_wang", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me], message_id=mid
+        ),
+    )
+    texts = _replies(fake, fbot)
+    assert len(texts) == 1 and "王强您好" in texts[0]
+    assert fake.delivered[0]["receive_id"] == f"reply:{mid}"  # answered as a reply in the group
+    post(
+        fclient,
+        text_message("ou_wang", "@_user_1 我的信息", chat_type="group", chat_id="oc_g", mentions=[me]),
+    )
+    assert "私聊" in _replies(fake, fbot)[-1]
+    assert len(fake.calls_to("/bot/v3/info")) == 1
+    with fbot.db.Session() as s:
+        assert s.get(FeishuState, "bot_open_id").value == BOT_OPEN_ID
+
+
+def test_mention_placeholders_stripped(fbot, fake):
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    zs = mention("@_user_2", "ou_zs", "张三")
+    ev = text_message(
+        "ou_x", "@_user_1 代报名 3 @_user_2", chat_type="group", chat_id="oc_g", mentions=[me, zs]
+    )
+    msg = feishu.message_event(fbot, ev["event"], ev["header"])
+    assert msg.mentioned and msg.text == "代报名 3 张三" and msg.chat_id == "oc_g"
+
+
+def test_bots_ignored_and_other_types(fclient, fbot, fake):
+    post(fclient, text_message("ou_bot_other", "帮助", sender_type="app"))
+    post(fclient, text_message(BOT_OPEN_ID, "帮助", sender_type="bot"))
+    assert _replies(fake, fbot) == []
+    post(
+        fclient, text_message("ou_pic", "", message_type="image", content=json.dumps({"image_key": "img_1"}))
+    )
+    assert _replies(fake, fbot, "ou_pic") == [feishu.UNSUPPORTED]
+    # a picture in a group that does not @ the bot is none of our business
+    post(
+        fclient,
+        text_message("ou_pic", "", chat_type="group", chat_id="oc_g", message_type="image", content="{}"),
+    )
+    assert _replies(fake, fbot, "oc_g") == []
+
+
+def test_post_rich_text(fbot):
+    content = {
+        "title": "",
+        "content": [[{"tag": "at", "user_id": "@_user_1"}, {"tag": "text", "text": " 报名 三号"}]],
+    }
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    ev = text_message(
+        "ou_x",
+        "",
+        chat_type="group",
+        chat_id="oc_g",
+        mentions=[me],
+        message_type="post",
+        content=json.dumps(content),
+    )
+    with FakeFeishu() as f:
+        fbot.settings.FEISHU_API_BASE = f.url
+        msg = feishu.message_event(fbot, ev["event"], ev["header"])
+    assert msg.mentioned and msg.text == "报名 3号"
+    localized = {"zh_cn": {"title": "标题", "content": [[{"tag": "text", "text": "帮助"}]]}}
+    assert feishu._content_text("post", json.dumps(localized)) == "标题\n帮助"
+
+
+def test_bot_info_down_means_retry_later(fclient, fbot, fake):
+    fake.down = True
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    r = post(fclient, text_message("ou_x", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me]))
+    assert r.status_code == 503  # Feishu redelivers; nothing was recorded
+    assert _inbound_count(fbot) == 0
+
+
+# --- other events ------------------------------------------------------------------------------------------
+def test_bot_added_enter_menu_and_unknown(fclient, fbot, fake):
+    add_member(fbot, name="赵敏", employee_no="30003")
+    added = envelope(
+        "im.chat.member.bot.added_v1",
+        {"chat_id": "oc_new", "operator_id": {"open_id": "ou_op"}, "name": "内科群", "external": False},
+    )
+    assert post(fclient, added).get_json() == {}
+    assert post(fclient, added).status_code == 200  # same event_id: once
+    texts = _replies(fake, fbot, "oc_new")
+    assert len(texts) == 1 and "大家好" in texts[0]
+    with fbot.db.Session() as s:
+        chat = s.scalar(select(Chat).where(Chat.chat_id == "oc_new"))
+        assert chat.title == "内科群" and not chat.unreachable
+    entered = envelope(
+        "im.chat.access_event.bot_p2p_chat_entered_v1",
+        {"chat_id": "oc_p", "operator_id": {"open_id": "ou_e"}},
+    )
+    post(fclient, entered)
+    assert "欢迎使用" in _replies(fake, fbot, "ou_e")[0]
+    menu = envelope(
+        "application.bot.menu_v6", {"operator": {"operator_id": {"open_id": "ou_e"}}, "event_key": "帮助"}
+    )
+    post(fclient, menu)
+    assert "工号" in _replies(fake, fbot, "ou_e")[-1]
+    for etype in ("im.message.message_read_v1", "im.message.recalled_v1", "some.future.event_v9"):
+        r = post(fclient, envelope(etype, {"anything": 1}))
+        assert r.status_code == 200 and r.get_json() == {}
+    deleted = envelope(
+        "im.chat.member.bot.deleted_v1", {"chat_id": "oc_new", "operator_id": {"open_id": "ou_op"}}
+    )
+    post(fclient, deleted)
+    with fbot.db.Session() as s:
+        assert s.scalar(select(Chat).where(Chat.chat_id == "oc_new")).unreachable
+
+
+def test_card_click_string_value_and_unknown_action(fclient, fbot, fake):
+    r = post(fclient, card_click("ou_a", "just a string"))
+    assert r.status_code == 200 and r.get_json()["toast"]["type"] == "error"
+    m = add_member(fbot, name="钱七", employee_no="30004")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "ou_q")
+    r = post(fclient, card_click("ou_q", {"do": "no_such_action", "_k": "user"}))
+    assert r.status_code == 200 and "失效" in r.get_json()["toast"]["content"]
+
+
+# --- sender ------------------------------------------------------------------------------------------------
+def _enqueue(bot, message, target="ou_s", kind="user", key=None, context=None):
+    with bot.db.transaction() as s:
+        outbox.enqueue(
+            s,
+            platform="feishu",
+            target_kind=kind,
+            target_id=target,
+            message=message,
+            key=key or f"k-{time.time_ns()}",
+            context=context,
+            now=bot.clock.now(),
+        )
+
+
+def _row(bot, key):
+    with bot.db.Session() as s:
+        return s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == key))
+
+
+def test_sender_text_card_uuid_and_token_cache(fbot, fake):
+    _enqueue(fbot, Text("你好"), key="t1")
+    card = Card("活动", ["【1】羽毛球"], [Button("报名", {"do": "signup", "activity": 1})])
+    _enqueue(fbot, card, target="oc_g", kind="chat", key="t2")
+    assert outbox.drain(fbot, platform="feishu") == 2
+    assert len(fake.calls_to("tenant_access_token")) == 1  # fetched once, then shared through the DB
+    text, sent_card = fake.delivered
+    assert text["content"] == {"text": "你好"} and text["uuid"] == uuid_for("t1") and len(text["uuid"]) <= 50
+    assert sent_card["msg_type"] == "interactive" and sent_card["receive_id_type"] == "chat_id"
+    data = sent_card["content"]
+    assert data["schema"] == "2.0" and data["config"]["update_multi"] is True
+    button = data["body"]["elements"][1]
+    value = button["behaviors"][0]["value"]
+    assert (
+        isinstance(value, dict)
+        and value["do"] == "signup"
+        and value["activity"] == 1
+        and value["_k"] == "chat"
+    )
+    # another worker (a second sender on the same DB) reuses the stored token
+    other = FeishuSender(fbot)
+    assert other.api.token() == fbot.senders["feishu"].api.token()
+    assert len(fake.calls_to("tenant_access_token")) == 1
+
+
+def test_sender_refreshes_expired_token_once(fbot, fake):
+    _enqueue(fbot, Text("一"), key="e1")
+    outbox.drain(fbot, platform="feishu")
+    fake.expire_tokens()
+    _enqueue(fbot, Text("二"), key="e2")
+    outbox.drain(fbot, platform="feishu")
+    assert [d["content"]["text"] for d in fake.delivered] == ["一", "二"]
+    assert len(fake.calls_to("tenant_access_token")) == 2
+    assert _row(fbot, "e2").status == "sent"
+    # a token Feishu keeps refusing is retried once per send, not in a loop
+    fbot.senders["feishu"].api.token = lambda: "t-always-bad"  # type: ignore[method-assign]
+    _enqueue(fbot, Text("三"), key="e3")
+    before = len(fake.calls_to("/im/v1/messages"))
+    outbox.deliver_due(fbot, platform="feishu")
+    assert len(fake.calls_to("/im/v1/messages")) == before + 2
+    row = _row(fbot, "e3")
+    assert row.status == "pending" and "99991663" in row.last_error and "t-always-bad" not in row.last_error
+
+
+def test_sender_rate_limited_then_delivered_once(fbot, fake):
+    fake.rate_limit(1, reset=3)
+    _enqueue(fbot, Text("限流"), key="r1")
+    outbox.drain(fbot, platform="feishu")
+    row = _row(fbot, "r1")
+    assert row.status == "pending" and row.next_attempt_at > fbot.clock.now() + timedelta(seconds=2)
+    assert fake.delivered == []
+    fbot.clock.offset += timedelta(seconds=4)
+    outbox.drain(fbot, platform="feishu")
+    assert [d["content"]["text"] for d in fake.delivered] == ["限流"]
+    sends = fake.calls_to("/im/v1/messages")
+    assert len(sends) == 2 and sends[0]["json"]["uuid"] == sends[1]["json"]["uuid"]
+    # HTTP 400 with 99991400 (older APIs) is a rate limit too
+    fake.rate_limit(1, reset=1, http429=False)
+    _enqueue(fbot, Text("再来"), key="r2")
+    outbox.deliver_due(fbot, platform="feishu")
+    assert _row(fbot, "r2").status == "pending"
+
+
+def test_sender_retry_after_lost_answer_is_delivered_once(fbot, fake):
+    _enqueue(fbot, Text("只一次"), key="u1")
+    row = _row(fbot, "u1")
+    sender = fbot.senders["feishu"]
+    assert sender.send(row).ok and sender.send(row).ok  # e.g. the worker crashed before recording success
+    assert [d["content"]["text"] for d in fake.delivered] == ["只一次"]
+
+
+def test_local_rate_limit_per_recipient(fbot, fake):
+    sender = fbot.senders["feishu"]
+    fbot.clock.offset = timedelta(seconds=1000 - (time.time() % 1000))  # start of a fresh second
+    results = []
+    for i in range(6):
+        _enqueue(fbot, Text(f"第{i}条"), key=f"p{i}")
+        results.append(sender.send(_row(fbot, f"p{i}")))
+    assert [r.ok for r in results] == [True] * 5 + [False]
+    assert results[-1].retry_after and results[-1].retry_after <= 1
+    _enqueue(fbot, Text("别人"), target="ou_other", key="p-other")
+    assert sender.send(_row(fbot, "p-other")).ok  # another recipient is not held up
+
+
+def test_unreachable_user_and_chat(fbot, fake):
+    m = add_member(fbot, name="孙八", employee_no="30005")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "ou_gone")
+    fake.unreachable |= {"ou_gone", "oc_gone"}
+    _enqueue(fbot, Text("你好"), target="ou_gone", key="g1")
+    _enqueue(fbot, Text("大家好"), target="oc_gone", kind="chat", key="g2")
+    outbox.drain(fbot, platform="feishu")
+    assert _row(fbot, "g1").status == "dead" and _row(fbot, "g2").status == "dead"
+    with fbot.db.Session() as s:
+        assert s.scalar(
+            select(PlatformIdentity).where(PlatformIdentity.platform_user_id == "ou_gone")
+        ).unreachable
+        assert s.scalar(select(Chat).where(Chat.chat_id == "oc_gone")).unreachable
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("x"), "n1") is False
+
+
+def test_reply_falls_back_to_create_when_recalled(fbot, fake, monkeypatch):
+    _enqueue(
+        fbot, Text("回复"), target="oc_g", kind="chat", key="rc1", context={"in_reply_to": "om_recalled"}
+    )
+    real = fake._route
+
+    def route(req, call):
+        if req.path.endswith("/reply"):
+            return 400, {"code": 230011, "msg": "message recalled"}, {}
+        return real(req, call)
+
+    monkeypatch.setattr(fake, "_route", route)
+    outbox.drain(fbot, platform="feishu")
+    assert fake.delivered[0]["receive_id"] == "oc_g"
+
+
+def test_network_error_is_a_temporary_failure(fbot, fake):
+    fbot.settings.FEISHU_API_BASE = "http://127.0.0.1:9"  # nothing listens there
+    _enqueue(fbot, Text("x"), key="n1")
+    outbox.deliver_due(fbot, platform="feishu")
+    row = _row(fbot, "n1")
+    assert row.status == "pending" and "tenant token request failed" in row.last_error
+
+
+def test_render_card_flips_clicked_button():
+    payload = Card(
+        "活动", ["x"], [Button("报名", {"do": "signup", "activity": 2}), Button("详情", {"do": "a"})]
+    )
+    card = render_card(
+        payload.to_payload(), {"kind": "user", "ob": 7}, done=({"do": "signup", "activity": 2}, "已报名")
+    )
+    b1, b2 = [e for e in card["body"]["elements"] if e["tag"] == "button"]
+    assert b1["disabled"] and b1["text"]["content"] == "已报名"
+    assert b1["behaviors"][0]["value"] == {"do": "signup", "activity": 2, "_k": "user", "_ob": 7}
+    assert "disabled" not in b2
