@@ -1,0 +1,299 @@
+"""Birthday and festival greetings on a travelled clock: rules, audiences, opt-out, milestones, catch-up."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import time_machine
+from sqlalchemy import select
+
+from handlers.greetings import parse_lunar, preview_greetings, run_greetings
+from models.greeting import Festival, GreetingConfig, GreetingRun, delivery_report
+from models.member import Member, link_identity
+from models.messaging import Chat, OutboxMessage
+from tests.conftest import add_member
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def at(y, m, d, h=9, mi=0):
+    return datetime(y, m, d, h, mi, tzinfo=SH)
+
+
+def person(bot, name, **kw) -> Member:
+    m = add_member(bot, name=name, **kw)
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    return m
+
+
+def run(bot, when):
+    with time_machine.travel(when, tick=False):
+        return run_greetings(bot, bot.clock.now())
+
+
+def rows(bot, prefix=""):
+    with bot.db.Session() as s:
+        return list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.idempotency_key.like(prefix + "%"))
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def keys(bot, prefix=""):
+    return [r.idempotency_key for r in rows(bot, prefix)]
+
+
+def texts_to(bot, member, prefix="birthday:"):
+    return [r.payload["text"] for r in rows(bot, prefix) if r.member_id == member.id]
+
+
+def set_config(bot, **values):
+    with bot.db.transaction() as s:
+        from models.greeting import config
+
+        cfg = config(s)
+        for k, v in values.items():
+            setattr(cfg, k, v)
+
+
+# birthdays -----------------------------------------------------------------------------------------------------
+def test_solar_birthday_at_send_time_once(bot):
+    m = person(bot, "王芳", birthday=date(1985, 6, 1))
+    run(bot, at(2026, 6, 1, 8, 59))
+    assert keys(bot, "birthday:") == []
+    run(bot, at(2026, 6, 1, 9, 0))
+    run(bot, at(2026, 6, 1, 9, 1))
+    run(bot, at(2026, 6, 1, 15, 0))
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-06-01"]
+    (text,) = texts_to(bot, m)
+    assert "王芳" in text and "生日快乐" in text and "41" not in text
+
+
+def test_configurable_send_time(bot):
+    person(bot, "赵一", birthday=date(1985, 6, 1))
+    set_config(bot, send_time="07:30")
+    run(bot, at(2026, 6, 1, 7, 29))
+    assert not keys(bot, "birthday:")
+    run(bot, at(2026, 6, 1, 7, 30))
+    assert len(keys(bot, "birthday:")) == 1
+
+
+def test_catch_up_after_downtime_sends_once_same_day_only(bot):
+    a = person(bot, "甲", birthday=date(1990, 3, 3))
+    b = person(bot, "乙", birthday=date(1990, 3, 4))
+    # down from 08:00 until 14:30 on 3-3: the first run after start-up still sends, once
+    run(bot, at(2026, 3, 3, 14, 30))
+    run(bot, at(2026, 3, 3, 14, 31))
+    assert keys(bot, "birthday:") == [f"birthday:{a.id}:2026-03-03"]
+    # down all day on 3-4 until 20:00: too late, and never sent on 3-5
+    run(bot, at(2026, 3, 4, 20, 0))
+    run(bot, at(2026, 3, 5, 9, 0))
+    assert f"birthday:{b.id}:2026-03-04" not in keys(bot, "birthday:")
+
+
+def test_lunar_day_30_birthday_in_a_29_day_layue(bot):
+    m = person(bot, "腊月", birthday=date(1986, 2, 8), birthday_is_lunar=True, lunar_birth_month=12,
+               lunar_birth_day=30)  # fmt: skip
+    run(bot, at(2026, 2, 15))
+    assert not keys(bot, "birthday:")
+    run(bot, at(2026, 2, 16))  # 除夕 2026 = 腊月廿九 (腊月 has 29 days)
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-02-16"]
+    run(bot, at(2026, 2, 17))
+    assert len(keys(bot, "birthday:")) == 1
+
+
+def test_lunar_leap_month_birthday_in_ordinary_month(bot):
+    m = person(bot, "闰月", birthday=date(2000, 4, 5), birthday_is_lunar=True, lunar_birth_month=2,
+               lunar_birth_day=15, lunar_birth_leap=True)  # fmt: skip
+    run(bot, at(2026, 4, 2))  # lunar 2026 2/15 = 2026-04-02
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-04-02"]
+
+
+def test_lunar_birthday_in_leap_year_2025_not_twice(bot):
+    m = person(bot, "六月", birthday=date(1990, 7, 7), birthday_is_lunar=True, lunar_birth_month=6,
+               lunar_birth_day=15)  # fmt: skip
+    run(bot, at(2025, 7, 9))  # ordinary 六月十五
+    run(bot, at(2025, 8, 8))  # 闰六月十五: no second greeting
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2025-07-09"]
+
+
+def test_feb_29_on_feb_28_in_common_years(bot):
+    m = person(bot, "闰日", birthday=date(1996, 2, 29))
+    run(bot, at(2026, 2, 28))
+    run(bot, at(2026, 3, 1))
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-02-28"]
+
+
+def test_opt_out_inactive_and_retirees(bot):
+    a = person(bot, "退休", birthday=date(1950, 9, 9), retired=True)
+    b = person(bot, "不要", birthday=date(1980, 9, 9), greeting_opt_out=True)
+    c = person(bot, "离职", birthday=date(1980, 9, 9), active=False)
+    run(bot, at(2026, 9, 9))
+    assert keys(bot, "birthday:") == [f"birthday:{a.id}:2026-09-09"]
+    assert not texts_to(bot, b, "") and not texts_to(bot, c, "")
+    with bot.db.Session() as s:
+        log = s.scalar(select(GreetingRun).where(GreetingRun.kind == "birthday"))
+        report = delivery_report(s, log)
+    assert report["queued"] == 1 and report["skipped_opt_out"] == 1 and report["pending"] == 1
+
+
+def test_unreachable_member_is_counted(bot):
+    add_member(bot, name="没绑定", birthday=date(1980, 9, 9))
+    run(bot, at(2026, 9, 9))
+    with bot.db.Session() as s:
+        assert s.scalar(select(GreetingRun.unreachable)) == 1
+
+
+def test_milestone_birthday_template_and_day_ahead_notice_to_branch_chair(bot):
+    chair = person(bot, "主席", roles=["branch_chair"], birthday=date(1970, 1, 1))
+    other_chair = person(bot, "别的主席", roles=["branch_chair"], branch="外科分会", group="外科小组")
+    m = person(bot, "整十", birthday=date(1986, 6, 2))
+    plain = person(bot, "普通", birthday=date(1987, 6, 2))
+    run(bot, at(2026, 6, 1, 8, 0))
+    assert not keys(bot, "milestone_notice:")
+    run(bot, at(2026, 6, 1, 9, 0))
+    (notice,) = rows(bot, "milestone_notice:")
+    assert notice.member_id == chair.id
+    assert "整十" in notice.payload["text"] and "6月2日" in notice.payload["text"]
+    assert "40" not in notice.payload["text"]
+    assert not texts_to(bot, other_chair, "milestone_notice:")
+    run(bot, at(2026, 6, 2, 9, 0))
+    assert len(rows(bot, "milestone_notice:")) == 1  # not repeated on the day
+    (mt,) = texts_to(bot, m)
+    (pt,) = texts_to(bot, plain)
+    assert mt != pt and "特别的生日" in mt and "40" not in mt
+
+
+def test_milestone_notice_made_up_on_the_day_after_downtime(bot):
+    chair = person(bot, "主席", roles=["branch_chair"])
+    person(bot, "整十", birthday=date(1996, 6, 2))
+    run(bot, at(2026, 6, 2, 10, 0))  # the scheduler was down all of 6-1
+    assert [r.member_id for r in rows(bot, "milestone_notice:")] == [chair.id]
+
+
+def test_birthday_on_weekend_moved_to_last_workday(bot):
+    m = person(bot, "周六", birthday=date(1990, 6, 6))  # 2026-06-06 is a Saturday
+    set_config(bot, birthday_shift_to_workday=True)
+    run(bot, at(2026, 6, 5))
+    assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-06-06"]
+    run(bot, at(2026, 6, 6))
+    assert len(keys(bot, "birthday:")) == 1
+
+
+# festivals -----------------------------------------------------------------------------------------------------
+def test_festival_audiences(bot):
+    woman = person(bot, "女护士", gender="女", job_title="护士", birthday=None)
+    man = person(bot, "男医生", gender="男", job_title="主治医师", birthday=None)
+    teacher = person(bot, "带教", gender="男", job_title="带教老师", birthday=None)
+    retiree = person(bot, "老李", gender="男", retired=True, birthday=None)
+    run(bot, at(2026, 3, 8))
+    assert {r.member_id for r in rows(bot, "festival:funv:")} == {woman.id}
+    run(bot, at(2026, 5, 12))
+    assert {r.member_id for r in rows(bot, "festival:hushi:")} == {woman.id}
+    run(bot, at(2026, 9, 10))
+    assert {r.member_id for r in rows(bot, "festival:jiaoshi:")} == {teacher.id}
+    run(bot, at(2026, 10, 18))  # 重阳 2026
+    assert {r.member_id for r in rows(bot, "festival:chongyang:")} == {retiree.id}
+    run(bot, at(2026, 9, 25))  # 中秋 2026: everyone
+    got = rows(bot, "festival:zhongqiu:2026-09-25:")
+    assert {r.member_id for r in got} == {woman.id, man.id, teacher.id, retiree.id}
+    assert any("老李" in r.payload["text"] for r in got)
+    run(bot, at(2026, 9, 25, 10))
+    assert len(rows(bot, "festival:zhongqiu:")) == 4
+
+
+def test_chuxi_group_post_in_29_day_year(bot):
+    person(bot, "群主", birthday=None)
+    with bot.db.transaction() as s:
+        s.add(Chat(platform="sandbox", chat_id="sb-group-1", title="心内科群"))
+        s.add(Chat(platform="wecom", chat_id="wc-1", title="no sender in tests"))
+    run(bot, at(2026, 2, 15))
+    assert not keys(bot, "festival:chuxi")
+    run(bot, at(2026, 2, 16))
+    (row,) = rows(bot, "festival:chuxi:2026-02-16:chat:")
+    assert row.target_kind == "chat" and row.target_id == "sb-group-1" and "除夕" in row.payload["text"]
+
+
+def test_staff_can_disable_edit_and_add_festivals(bot):
+    a = person(bot, "甲", birthday=None)
+    run(bot, at(2026, 1, 1, 8))  # seeds the table
+    with bot.db.transaction() as s:
+        s.scalar(select(Festival).where(Festival.code == "yuandan")).enabled = False
+        s.scalar(select(Festival).where(Festival.code == "laodong")).template = "{name}，五一快乐！"
+        s.add(Festival(code="laba", name="腊八节", rule="lunar:12-8", audience="all", delivery="private",
+                       template="{name}，腊八节快乐！"))  # fmt: skip
+    run(bot, at(2026, 1, 1, 10))
+    assert not keys(bot, "festival:yuandan")
+    run(bot, at(2026, 1, 26))  # 腊八 of lunar 2025
+    assert texts_to(bot, a, "festival:") == ["甲，腊八节快乐！"]
+    run(bot, at(2026, 5, 1))
+    assert "甲，五一快乐！" in texts_to(bot, a, "festival:")
+
+
+def test_identical_festival_text_batched_per_platform(bot):
+    for i in range(5):
+        person(bot, f"会员{i}", birthday=None)
+    set_config(bot, batch_private=True)
+    with bot.db.transaction() as s:
+        from models.greeting import ensure_seeded
+
+        ensure_seeded(s)
+        s.scalar(select(Festival).where(Festival.code == "guoqing")).template = "国庆节快乐！"
+    run(bot, at(2026, 10, 1))
+    (row,) = rows(bot, "festival:guoqing:")
+    assert row.payload["batch"] == [f"sb-{i}" for i in sorted(int(x[3:]) for x in row.payload["batch"])]
+    assert len(row.payload["batch"]) == 5 and row.payload["text"] == "国庆节快乐！"
+
+
+# chat ----------------------------------------------------------------------------------------------------------
+def test_opt_out_and_back_in_by_chat(bot, chat_with):
+    m = add_member(bot, name="小张", birthday=date(1990, 9, 9))
+    chat = chat_with(m)
+    assert "不再" in chat.ask("别发生日祝福了")
+    with bot.db.Session() as s:
+        assert s.get(Member, m.id).greeting_opt_out
+    run(bot, at(2026, 9, 9))
+    assert not keys(bot, "birthday:")
+    assert "已开启" in chat.ask("生日祝福还是发吧")
+    with bot.db.Session() as s:
+        assert not s.get(Member, m.id).greeting_opt_out
+    assert "不再" in chat.ask("关掉生日提醒")
+    assert "已开启" in chat.ask("开启生日祝福")
+
+
+def test_lunar_birthday_dialog(bot, chat_with):
+    m = add_member(bot, name="小王", birthday=date(1986, 2, 8))
+    chat = chat_with(m)
+    with time_machine.travel(at(2026, 1, 10), tick=False):
+        reply = chat.ask("我按农历过生日")
+        assert "农历生日" in reply and "12月30日" in reply  # the roster's guess
+        reply = chat.ask("腊月三十")
+    assert "农历12月30日" in reply and "廿九" in reply and "2月16日" in reply
+    with bot.db.Session() as s:
+        got = s.get(Member, m.id)
+        assert (got.birthday_is_lunar, got.lunar_birth_month, got.lunar_birth_day) == (True, 12, 30)
+
+
+def test_parse_lunar():
+    assert parse_lunar("腊月初八") == (12, 8, False)
+    assert parse_lunar("闰二月十五") == (2, 15, True)
+    assert parse_lunar("8月15") == (8, 15, False)
+    assert parse_lunar("正月廿三") == (1, 23, False)
+    assert parse_lunar("冬月三十") == (11, 30, False)
+    assert parse_lunar("随便") is None
+
+
+def test_preview_lists_birthdays_and_festivals(bot):
+    person(bot, "甲", birthday=date(1987, 3, 8), gender="女")
+    with bot.db.transaction() as s:
+        s.add(GreetingConfig(id=1))
+    plan = preview_greetings(bot, date(2027, 3, 1), date(2027, 3, 31))
+    kinds = [(p.when.date(), p.kind, p.recipients) for p in plan]
+    assert (date(2027, 3, 8), "生日祝福", 1) in kinds
+    assert (date(2027, 3, 8), "节日祝福", 1) in kinds
+    assert all(p.when.hour == 9 for p in plan)
