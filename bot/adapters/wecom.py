@@ -54,15 +54,33 @@ MENU: list[tuple[str, list[tuple[str, str, str]]]] = [
 ]
 MENU_TEXT = {key: text for _, subs in MENU for key, _, text in subs}
 
-# Button label after a successful click (update_button); unknown actions get the generic one.
-DONE_LABELS = {
-    "signup": "已报名",
-    "cancel_signup": "已取消报名",
-    "cosign": "已附议",
-    "rsvp": "已回复",
-    "confirm": "已确认",
+# Button label after a click (update_button). Actions with known outcomes flip only on a positive answer;
+# navigation buttons never flip; any other action flips unless its reply reads like a refusal.
+OUTCOME_LABELS: dict[str, list[tuple[str, str]]] = {
+    "signup": [
+        ("报名成功", "已报名"),
+        ("已报名 ✅", "已报名"),
+        ("候补第", "已候补"),
+        ("已经报名过", "已报名"),
+    ],
+    "cancel_signup": [("已取消您的", "已取消"), ("已取消报名", "已取消")],
 }
-REFUSAL_WORDS = ("抱歉", "失败", "不能", "无法", "已满", "已截止", "失效", "没有找到", "请先", "未开放")
+NAVIGATION = {"activity"}
+DONE_LABELS = {"cosign": "已附议", "confirm": "已确认"}
+REFUSAL_WORDS = (
+    "抱歉",
+    "失败",
+    "不能",
+    "无法",
+    "已满",
+    "截止",
+    "失效",
+    "没有找到",
+    "没找到",
+    "请先",
+    "不在",
+    "需要先",
+)
 
 
 class Rejected(Exception):
@@ -190,13 +208,20 @@ def done_label(action: dict[str, Any] | None, result) -> str | None:
     """The label a clicked button turns into, or None to leave it clickable (refused, failed, duplicate)."""
     if action is None or result is None or result.failed or result.duplicate or result.ignored:
         return None
-    texts = [getattr(r, "text", None) or getattr(r, "title", "") for r in result.replies]
-    joined = " ".join(texts)
+    name = str(action.get("do", ""))
+    if name in NAVIGATION:
+        return None
+    texts = []
+    for r in result.replies:
+        texts.extend([r.text] if hasattr(r, "text") else [r.title, *r.lines])
+    joined = "\n".join(texts)
+    if name in OUTCOME_LABELS:
+        return next((label for needle, label in OUTCOME_LABELS[name] if needle in joined), None)
     if any(w in joined for w in REFUSAL_WORDS):
         return None
-    if "候补" in joined:
-        return "已候补"
-    return DONE_LABELS.get(str(action.get("do", "")), "已处理")
+    if name == "rsvp":
+        return "已请假" if action.get("answer") == "excused" else "将参加"
+    return DONE_LABELS.get(name, "已处理")
 
 
 # --- the self-built app --------------------------------------------------------------------------------

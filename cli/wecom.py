@@ -1,0 +1,82 @@
+"""WeCom commands: `flask --app app wecom menu` creates the app menu; `wecom check` tests the credentials."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from cli import bot
+
+wecom_cli = AppGroup("wecom", help="企业微信：应用菜单与连通性检查")
+
+
+def menu_payload() -> dict:
+    from bot.adapters.wecom import MENU
+
+    buttons = []
+    for top, subs in MENU:
+        if len(subs) == 1:
+            key, label, _ = subs[0]
+            buttons.append({"type": "click", "name": label, "key": key})
+        else:
+            buttons.append(
+                {
+                    "name": top,
+                    "sub_button": [{"type": "click", "name": label, "key": key} for key, label, _ in subs],
+                }
+            )
+    return {"button": buttons}
+
+
+def _client():
+    from bot.adapters.wecom_api import WeComClient
+
+    b = bot()
+    s = b.settings
+    if not s.wecom_enabled:
+        raise click.ClickException(
+            "企业微信自建应用未配置：请设置 WECOM_CORP_ID、WECOM_AGENT_ID、WECOM_SECRET、WECOM_TOKEN、WECOM_AES_KEY"
+        )
+    if not s.WECOM_AGENT_ID.isdigit():
+        raise click.ClickException("WECOM_AGENT_ID 必须是应用的 AgentId（数字）")
+    return WeComClient(s, b.db, b.clock), s
+
+
+@wecom_cli.command("menu")
+def menu() -> None:
+    """Create the app menu (活动报名 / 我要办: 我要提案, 困难帮扶 / 我的: 我的信息, 我的报名, 帮助)."""
+    from bot.adapters.wecom_api import IP_NOT_TRUSTED, WeComError, scrub
+
+    client, s = _client()
+    try:
+        data = client.post(f"/cgi-bin/menu/create?agentid={s.WECOM_AGENT_ID}", menu_payload())
+    except WeComError as exc:
+        data = {"errcode": exc.code, "errmsg": str(exc)}
+    except Exception as exc:
+        raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
+    code = int(data.get("errcode") or 0)
+    if code == 60020:
+        raise click.ClickException(IP_NOT_TRUSTED)
+    if code:
+        raise click.ClickException(scrub(f"企业微信返回错误 {code}: {data.get('errmsg', '')}"))
+    click.echo("应用菜单已创建：活动报名 / 我要办 / 我的。成员重新进入应用即可看到。")
+
+
+@wecom_cli.command("check")
+def check() -> None:
+    """Fetch an access token to check WECOM_CORP_ID / WECOM_SECRET and the server's trusted IP."""
+    from bot.adapters.wecom_api import WeComError, scrub
+
+    client, _ = _client()
+    try:
+        client.token(force=True)
+    except WeComError as exc:
+        raise click.ClickException(
+            f"获取 access_token 失败：{scrub(str(exc))}（40001/40013 多为 Secret 或企业ID填错）"
+        ) from None
+    except Exception as exc:
+        raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
+    click.echo("企业微信凭证有效：已取得 access_token（已缓存到数据库，不会显示）。")
+
+
+commands = [wecom_cli]

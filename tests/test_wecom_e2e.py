@@ -1,0 +1,228 @@
+"""End to end through the Flask app and the fake WeCom API: binding, 我的信息, help, activities by text and by
+card click (button flipped), the same in a group chat through the AI bot, duplicates, token refresh, 45009."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from bot import outbox
+from bot.adapters import wecom
+from models.activity import Activity
+from tests.conftest import add_member, make_app
+from tests.fake_wecom import FakeWeCom
+from tests.wecom_helpers import (
+    aibot_request,
+    aibot_text,
+    app_request,
+    decrypt_reply,
+    event_xml,
+    settings_for,
+    text_xml,
+)
+
+
+@pytest.fixture
+def fake():
+    server = FakeWeCom().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wapp(tmp_path, fake):
+    app = make_app(f"sqlite:///{tmp_path / 'wecom.db'}", **settings_for(fake))
+    yield app
+    app.extensions["db"].dispose()
+
+
+class Phone:
+    """One WeCom member's private chat with the app, seen from the fake API."""
+
+    def __init__(self, app, fake, userid: str):
+        self.app, self.fake, self.userid = app, fake, userid
+        self.client = app.test_client()
+        self.bot = app.extensions["bot"]
+        self.seen = 0
+
+    def send(self, text: str, msg_id: str | None = None):
+        query, body = app_request(text_xml(self.userid, text, msg_id=msg_id))
+        resp = self.client.post(f"/wecom/callback?{query}", data=body, content_type="text/xml")
+        assert resp.status_code == 200 and resp.get_data() == b""
+        return resp
+
+    def click(self, key: str, task_id: str, ts: int = 1700000000):
+        inner = event_xml(
+            self.userid, "template_card_event", key, ts=ts, TaskId=task_id, CardType="button_interaction"
+        )
+        query, body = app_request(inner)
+        resp = self.client.post(f"/wecom/callback?{query}", data=body, content_type="text/xml")
+        assert resp.status_code == 200
+        return decrypt_reply(resp.get_data()) if resp.get_data() else None
+
+    def inbox(self) -> list[dict]:
+        outbox.drain(self.bot, platform="wecom")
+        mine = [b for b in self.fake.sent() if b["touser"] == self.userid]
+        new, self.seen = mine[self.seen :], len(mine)
+        return new
+
+    def ask(self, text: str) -> str:
+        self.send(text)
+        return "\n".join(render(b) for b in self.inbox())
+
+
+def render(body: dict) -> str:
+    if body["msgtype"] == "text":
+        return body["text"]["content"]
+    card = body["template_card"]
+    buttons = " ".join(f"[{b['text']}]" for b in card["button_list"])
+    return "\n".join([card["main_title"]["title"], card.get("sub_title_text", ""), buttons])
+
+
+def make_activity(bot, title: str, capacity: int = 10) -> int:
+    now = bot.clock.now()
+    with bot.db.transaction() as s:
+        a = Activity(
+            title=title,
+            place="职工活动中心",
+            starts_at=now + timedelta(days=5),
+            signup_deadline=now + timedelta(days=4),
+            capacity=capacity,
+            taken=0,
+            seq=0,
+            waitlist_enabled=True,
+            companions_max=0,
+            questions=[],
+            audience_kind="all",
+            audience_ids=[],
+            status="open",
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def test_member_binds_asks_and_signs_up_in_private_chat(wapp, fake):
+    bot = wapp.extensions["bot"]
+    add_member(bot, name="张三", employee_no="10086")
+    table = make_activity(bot, "乒乓球比赛")
+    hike = make_activity(bot, "秋季登山")
+    phone = Phone(wapp, fake, "zhangsan")
+
+    assert "工号" in phone.ask("你好")
+    assert "绑定成功" in phone.ask("10086 张三")
+    info = phone.ask("我的信息")
+    assert "姓名：张三" in info and "工号：10086" in info and "企业微信" in info
+    assert "张三您好" in phone.ask("帮助")
+
+    # The list arrives as a template card with sign-up buttons.
+    phone.send("活动")
+    (listing,) = phone.inbox()
+    assert listing["msgtype"] == "template_card"
+    card = listing["template_card"]
+    assert card["card_type"] == "button_interaction" and "乒乓球比赛" in render(listing)
+
+    # Sign up by text.
+    assert "报名成功" in phone.ask(f"报名 {table}")
+
+    # Sign up by clicking the card's button: the click answers with update_button, the reply comes via the outbox.
+    key = next(b["key"] for b in card["button_list"] if wecom.decode_key(b["key"]).get("activity") == hike)
+    flip = phone.click(key, card["task_id"])
+    assert (
+        flip is not None and flip["MsgType"] == "update_button" and flip["Button"]["ReplaceName"] == "已报名"
+    )
+    replies = phone.inbox()
+    assert len(replies) == 1 and "报名成功" in render(replies[0]) and "秋季登山" in render(replies[0])
+
+    # WeCom delivers the same click again (retry): no second sign-up, no second reply.
+    assert phone.click(key, card["task_id"]) is None
+    assert phone.inbox() == []
+    # Clicking again later (a new event) is answered, and the button stays 已报名.
+    again = phone.click(key, card["task_id"], ts=1700000100)
+    assert again["Button"]["ReplaceName"] == "已报名" and "已经报名过" in render(phone.inbox()[0])
+
+    # A duplicate text delivery yields one reply.
+    phone.send("我的信息", msg_id="DUP-1")
+    phone.send("我的信息", msg_id="DUP-1")
+    assert len(phone.inbox()) == 1
+
+
+def test_group_chat_through_the_ai_bot(wapp, fake):
+    bot = wapp.extensions["bot"]
+    client = wapp.test_client()
+    add_member(bot, name="李四", employee_no="10087")
+    add_member(bot, name="王五", employee_no="10088")
+    aid = make_activity(bot, "羽毛球友谊赛")
+    for user, line in (("lisi", "10087 李四"), ("wangwu", "10088 王五")):
+        phone = Phone(wapp, fake, user)
+        phone.ask("你好")
+        assert "绑定成功" in phone.ask(line)
+
+    def group_say(user: str, text: str, msgid: str):
+        payload = aibot_text(
+            user, text, chat_id="wrWARD3", msgid=msgid, response_url=fake.response_url(msgid)
+        )
+        query, body = aibot_request(payload)
+        resp = client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+        assert resp.status_code == 200
+        return payload
+
+    group_say("lisi", "@工会小助手 活动", "G1")
+    group_say("lisi", f"@工会小助手 报名 {aid}", "G2")
+    payload = group_say("wangwu", f"@工会小助手 报名{aid}", "G3")
+    query, body = aibot_request(payload)  # the same delivery again
+    client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    outbox.drain(bot, platform="wecom")
+
+    answers = {
+        c["args"]["response_code"]: c["json"] for c in fake.calls if c["path"] == "/cgi-bin/aibot/response"
+    }
+    assert set(answers) == {"G1", "G2", "G3"}  # one answer per message, the duplicate gave none
+    assert answers["G1"]["msgtype"] in ("template_card", "markdown")
+    relay = answers["G3"]["markdown"]["content"]
+    assert "羽毛球友谊赛" in relay and "李四" in relay and "王五" in relay
+
+
+def test_expired_token_and_rate_limit_end_to_end(wapp, fake):
+    bot = wapp.extensions["bot"]
+    add_member(bot, name="赵六", employee_no="10089")
+    phone = Phone(wapp, fake, "zhaoliu")
+    phone.ask("你好")
+    phone.ask("10089 赵六")
+    fake.expire_tokens(42001)
+    assert "赵六您好" in phone.ask("帮助")
+    assert fake.count("/cgi-bin/gettoken") == 2
+
+    fake.fail_next("/cgi-bin/message/send", 45009, "api freq out of limit")
+    assert phone.ask("我的信息") == ""
+    bot.clock.offset = timedelta(seconds=61)
+    got = phone.inbox()
+    assert len(got) == 1 and "工号：10089" in got[0]["text"]["content"]
+    assert phone.inbox() == []
+
+
+def test_cli_creates_the_menu(wapp, fake):
+    runner = CliRunner()
+    from cli.wecom import wecom_cli
+
+    with wapp.app_context():
+        result = runner.invoke(wecom_cli, ["menu"], obj=None)
+    assert result.exit_code == 0, result.output
+    (body,) = fake.sent("/cgi-bin/menu/create")
+    names = [b["name"] for b in body["button"]]
+    assert names == ["活动报名", "我要办", "我的"]
+    subs = {s["name"]: s["key"] for b in body["button"] for s in b.get("sub_button", [])}
+    assert {"我要提案", "困难帮扶", "我的信息", "帮助"} <= set(subs)
+    assert all(
+        c["args"].get("agentid") == "1000002" for c in fake.calls if c["path"] == "/cgi-bin/menu/create"
+    )
+
+    fake.fail_next("/cgi-bin/menu/create", 60020, "not allow to access from your ip")
+    with wapp.app_context():
+        result = runner.invoke(wecom_cli, ["menu"])
+    assert result.exit_code != 0 and "企业可信IP" in result.output
+    with wapp.app_context():
+        result = runner.invoke(wecom_cli, ["check"])
+    assert result.exit_code == 0 and "tok-" not in result.output
