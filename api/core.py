@@ -64,6 +64,13 @@ STATUS_CODES = {
 }
 
 
+def register_error_code(code: str, message: str) -> None:
+    """Add a feature's error code (e.g. "activity_full") with its default Chinese message."""
+    if MESSAGES.get(code, message) != message:
+        raise ValueError(f"error code {code!r} already registered with another message")
+    MESSAGES[code] = message
+
+
 class ApiError(Exception):
     """Raise anywhere inside an API view to answer with a JSON error."""
 
@@ -88,6 +95,12 @@ def error_response(status: int, code: str, message: str | None = None, **extra: 
 
 def validation_error(fields: dict[str, str], message: str | None = None) -> ApiError:
     return ApiError(422, "validation_error", message, fields=fields)
+
+
+@bp.after_request
+def _no_store(resp: Response) -> Response:
+    resp.headers.setdefault("Cache-Control", "no-store")  # member data must not sit in shared caches
+    return resp
 
 
 # errors ------------------------------------------------------------------------------------------------------

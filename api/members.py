@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -32,6 +32,7 @@ from api.core import (
 from api.openapi import error_responses, json_request, json_response, model_schemas, ref, register_paths
 from models.member import ROLES, Branch, Group, Member
 
+log = logging.getLogger(__name__)
 MEMBER_NOT_FOUND = "未找到该会员，请检查工号"
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
@@ -179,14 +180,17 @@ class ImportReportOut(BaseModel):
     created: int
     updated: int
     unchanged: int
-    skipped_rows: int
+    skipped_rows: int = 0
     dry_run: bool
     partial: bool
-    written: bool
-    branches_created: list[str]
-    groups_created: list[str]
-    accounts_linked: int
+    written: bool = False
+    branches_created: list[str] = Field(default_factory=list)
+    groups_created: list[str] = Field(default_factory=list)
+    accounts_linked: int = 0
     errors: list[RowErrorOut]
+    warnings: list[RowErrorOut] = Field(
+        default_factory=list, description="已导入但值得核对的问题（如改了姓名）"
+    )
 
 
 # serialisation ----------------------------------------------------------------------------------------------
@@ -213,12 +217,24 @@ def member_json(m: Member) -> dict[str, Any]:
     }
 
 
+def _row_error(e: Any) -> dict[str, Any]:
+    return {"row": e.row, "column": e.column, "message": e.message}
+
+
 def report_json(report: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
-    data["errors"] = [{"row": e.row, "column": e.column, "message": e.message} for e in report.errors]
-    data["ok"] = bool(report.ok)
-    summary = getattr(report, "summary", None)
-    data["summary"] = summary() if callable(summary) else ""
+    """The documented fields of models.roster.ImportReport (fields added there later are not leaked)."""
+    data: dict[str, Any] = {}
+    for name, info in ImportReportOut.model_fields.items():
+        if name in ("errors", "warnings"):
+            data[name] = [_row_error(e) for e in getattr(report, name, [])]
+        elif name == "summary":
+            summary = getattr(report, "summary", None)
+            data[name] = summary() if callable(summary) else ""
+        elif name == "ok":
+            data[name] = bool(report.ok)
+        else:
+            value = getattr(report, name, info.default)
+            data[name] = list(value) if isinstance(value, (list, tuple)) else value
     return data
 
 
@@ -341,7 +357,7 @@ def list_members():
     if args.q:
         like = "%" + args.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
-            or_(Member.name.like(like, escape="\\"), Member.employee_no.ilike(like, escape="\\"))
+            or_(Member.name.ilike(like, escape="\\"), Member.employee_no.ilike(like, escape="\\"))
         )
     if args.branch:
         stmt = stmt.where(Member.branch_id.in_(select(Branch.id).where(Branch.name == args.branch)))
@@ -388,6 +404,7 @@ def create_member():
             out = member_json(member)
     except IntegrityError:
         raise _conflict(employee_no) from None
+    log.info("api: token %s created member %s", g.api_token.name, out["employee_no"])
     resp = jsonify(out)
     resp.status_code = 201
     resp.headers["Location"] = url_for("api.get_member", employee_no=out["employee_no"])
@@ -416,6 +433,9 @@ def update_member(employee_no: str):
             out = member_json(member)
     except IntegrityError:
         raise _conflict(new_no or employee_no) from None
+    log.info(
+        "api: token %s updated member %s (%s)", g.api_token.name, out["employee_no"], ", ".join(sorted(data))
+    )
     return jsonify(out)
 
 
@@ -443,6 +463,7 @@ def import_members():
     except _Rollback:
         pass
     body = report_json(report)
+    log.info("api: token %s imported %s: %s", g.api_token.name, upload.filename, body["summary"])
     if refused:
         resp = jsonify(
             error={

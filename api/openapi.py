@@ -136,6 +136,8 @@ def build_spec() -> dict[str, Any]:
         name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
         for name, description in _RESPONSES.values()
     }
+    schemas = copy.deepcopy(_SCHEMAS)
+    schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"] = sorted(MESSAGES)
     spec = {
         "openapi": "3.1.0",
         "info": INFO,
@@ -150,7 +152,7 @@ def build_spec() -> dict[str, Any]:
                     "description": "由 `flask --app app tokens create` 生成的令牌（只显示一次）",
                 }
             },
-            "schemas": dict(sorted(_SCHEMAS.items())),
+            "schemas": dict(sorted(schemas.items())),
             "responses": responses,
         },
         "x-error-codes": {code: MESSAGES[code] for code in sorted(MESSAGES)},

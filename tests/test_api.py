@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from api.members import MemberOut
+from api.members import ImportReportOut, MemberOut
 from models import ApiToken, Branch, Group, Member
 from tests.conftest import add_member
 
@@ -132,6 +132,7 @@ def names(resp) -> list[str]:
 
 def test_list_filters_and_pagination(client, clerk, roster):
     resp = client.get(f"{API}/members", headers=clerk)
+    assert resp.headers["Cache-Control"] == "no-store"
     body = resp.get_json()
     assert body["total"] == 5 and body["page"] == 1 and body["per_page"] == 50
     assert [m["employee_no"] for m in body["items"]] == ["A001", "A002", "B001", "B002", "C100"]
@@ -510,6 +511,7 @@ def test_import_dry_run_then_real(client, clerk, bot, roster):
     report = resp.get_json()
     assert report["ok"] and report["dry_run"] and report["rows"] == 2 and report["created"] == 1
     assert report["errors"] == [] and "试导入" in report["summary"]
+    ImportReportOut.model_validate(report)  # the documented schema
     assert count_members(bot) == before
 
     resp = upload(client, clerk, CSV)
@@ -551,6 +553,24 @@ def test_import_errors(client, clerk, bot, roster):
     assert_error(client.post(f"{API}/members/import", headers=clerk, json={}), 415, "unsupported_media_type")
     assert_error(upload(client, clerk, CSV, "?dry_run=perhaps"), 422, "validation_error")
     assert_error(upload(client, clerk, CSV, "?force=1"), 422, "validation_error")
+
+
+def test_import_xlsx(client, clerk):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["会员名册"])  # a title line above the header is fine
+    ws.append(["姓名", "工号", "分会", "小组", "生日", "退休"])
+    ws.append(["周一", "X100", "行政分会", "办公室小组", date(1970, 3, 8), "是"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    files = {"file": (io.BytesIO(buf.getvalue()), "名册.xlsx")}
+    resp = client.post(f"{API}/members/import", headers=clerk, data=files)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["created"] == 1
+    m = client.get(f"{API}/members/X100", headers=clerk).get_json()
+    assert (m["birthday"], m["retired"], m["group"]) == ("1970-03-08", True, "办公室小组")
 
 
 # OpenAPI ----------------------------------------------------------------------------------------------------
@@ -620,9 +640,9 @@ def test_openapi_document_covers_every_route(app, client):
     assert set(FULL) <= set(schemas["MemberCreate"]["properties"])
     assert set(schemas["MemberCreate"]["required"]) == {"employee_no", "name"}
     assert set(schemas["MemberOut"]["properties"]) == set(MemberOut.model_fields)
-    assert {"unauthorized", "forbidden", "not_found", "validation_error", "conflict"} <= set(
-        spec["x-error-codes"]
-    )
+    codes = {"unauthorized", "forbidden", "not_found", "invalid_json", "validation_error", "conflict"}
+    assert codes <= set(spec["x-error-codes"])
+    assert codes <= set(schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"])
 
 
 def test_register_paths_refuses_mistakes():
