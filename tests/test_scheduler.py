@@ -1,0 +1,151 @@
+"""The scheduler: time zones and misfire options on every job, the DB lease, two schedulers at once, the CLI."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import time_machine
+from sqlalchemy import func, select
+
+from bot import scheduler as sch
+from handlers.greetings import run_greetings
+from models.member import Member, link_identity
+from models.messaging import OutboxMessage
+from tests.conftest import add_member
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def at(y, m, d, h=9, mi=0):
+    return datetime(y, m, d, h, mi, tzinfo=SH)
+
+
+def person(bot, name, **kw):
+    m = add_member(bot, name=name, **kw)
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    return m
+
+
+def outbox_count(bot, prefix=""):
+    with bot.db.Session() as s:
+        return s.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.idempotency_key.like(prefix + "%"))
+        )
+
+
+def test_every_trigger_has_the_union_time_zone_and_hours_of_grace(app):
+    sched = sch.build_scheduler(app, holder="t", blocking=False)
+    sched.start(paused=True)  # job options are filled in when jobs reach the store; nothing runs while paused
+    jobs = {j.id: j for j in sched.get_jobs()}
+    sched.shutdown(wait=False)
+    assert set(jobs) == {"greetings", "scan", "lease", "catch_up"}
+    assert str(sched.timezone) == "Asia/Shanghai"
+    for job in jobs.values():
+        tz = (
+            getattr(job.trigger, "timezone", None) or job.trigger.run_date.tzinfo
+        )  # DateTrigger: aware run_date
+        assert str(tz) == "Asia/Shanghai", job.id
+        assert job.coalesce is True and job.max_instances == 1
+    assert jobs["greetings"].misfire_grace_time >= 3600
+    fields = {f.name: str(f) for f in jobs["greetings"].trigger.fields}
+    assert (fields["hour"], fields["minute"]) == ("9", "0")
+
+
+def test_greeting_job_fires_at_nine_shanghai_even_on_a_utc_host(app):
+    sched = sch.build_scheduler(app, holder="t", blocking=False)
+    trigger = sched.get_job("greetings").trigger
+    now = datetime(2026, 6, 1, 0, 30, tzinfo=ZoneInfo("UTC"))  # 08:30 in Shanghai
+    nxt = trigger.get_next_fire_time(None, now)
+    assert nxt == at(2026, 6, 1, 9, 0)
+
+
+def test_lease_taken_atomically_renewed_and_taken_over_when_expired(bot):
+    a, b = sch.Lease(bot.db, "A"), sch.Lease(bot.db, "B")
+    t0 = datetime(2026, 6, 1, 1, 0, tzinfo=ZoneInfo("UTC"))
+    assert a.acquire(t0)
+    assert not b.acquire(t0 + timedelta(seconds=10))
+    assert a.acquire(t0 + timedelta(minutes=2))  # renewal pushes expiry on
+    assert not b.acquire(t0 + timedelta(minutes=4))
+    assert b.acquire(t0 + timedelta(minutes=5, seconds=1))  # A crashed: expired, B takes over
+    assert not a.acquire(t0 + timedelta(minutes=5, seconds=2))
+    b.release()
+    assert a.acquire(t0 + timedelta(minutes=5, seconds=3))
+
+
+def test_jobs_skip_when_not_holding_the_lease(bot):
+    person(bot, "甲", birthday=date(1990, 6, 1))
+    leader, follower = sch.JobRunner(bot, "leader"), sch.JobRunner(bot, "follower")
+    with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
+        assert leader.scan()
+        assert not follower.scan()
+        assert not follower.greetings()
+    assert "greetings" in leader.runs and follower.runs == []
+    assert outbox_count(bot, "birthday:") == 1
+
+
+def test_two_schedulers_started_at_once_send_each_greeting_once(bot):
+    for i in range(6):
+        person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1))
+    runners = [sch.JobRunner(bot, f"proc-{i}") for i in range(2)]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def start(r):
+        barrier.wait()
+        results.append(r.catch_up())
+
+    with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
+        threads = [threading.Thread(target=start, args=(r,)) for r in runners]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [False, True]  # exactly one holds the lease
+        # Even if both ran the job (lease lost mid-run, clock skew), the outbox keys keep it once:
+        run_greetings(bot, bot.clock.now())
+        run_greetings(bot, bot.clock.now())
+    assert outbox_count(bot, "birthday:") == 6
+
+
+def test_catch_up_at_start_up_after_downtime(app, bot):
+    person(bot, "甲", birthday=date(1990, 6, 1))
+    with time_machine.travel(at(2026, 6, 1, 13, 15), tick=False):  # started after a morning outage
+        runner = sch.JobRunner(bot, "late")
+        assert runner.catch_up()
+    assert outbox_count(bot, "birthday:") == 1
+    with time_machine.travel(at(2026, 6, 1, 20, 30), tick=False):  # and after 20:00 nothing is made up
+        person(bot, "乙", birthday=date(1991, 6, 1))
+        runner.catch_up()
+    assert outbox_count(bot, "birthday:") == 1
+
+
+def test_scan_includes_activity_reminders_when_present(monkeypatch):
+    import types
+
+    calls = []
+    fake = types.ModuleType("handlers.activities")
+    fake.send_activity_reminders = lambda bot, now: calls.append(now)
+    monkeypatch.setitem(__import__("sys").modules, "handlers.activities", fake)
+    names = [n for n, _ in sch.scan_jobs()]
+    assert names == ["greetings", "meeting_reminders", "send_activity_reminders"]
+    fake2 = types.ModuleType("handlers.activities")
+    monkeypatch.setitem(__import__("sys").modules, "handlers.activities", fake2)
+    assert [n for n, _ in sch.scan_jobs()] == ["greetings", "meeting_reminders"]
+
+
+def test_cli_preview_and_status(app, bot):
+    person(bot, "甲", birthday=date(1987, 3, 8), gender="女")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["schedule", "preview", "--from", "2027-03-01", "--to", "2027-03-31"])
+    assert result.exit_code == 0, result.output
+    assert "2027-03-08" in result.output and "生日祝福" in result.output and "三八妇女节" in result.output
+    assert "共" in result.output
+    result = runner.invoke(args=["schedule", "preview", "--from", "2027-03-31", "--to", "2027-03-01"])
+    assert result.exit_code != 0
+    result = runner.invoke(args=["schedule", "status"])
+    assert result.exit_code == 0 and "no scheduler" in result.output
