@@ -49,6 +49,7 @@ from bot.permissions import PERMISSIONS, can
 CSRF_FIELD = "csrf_token"
 SESSION_STAFF = "staff_id"
 SESSION_CSRF = "csrf_token"
+SESSION_MAX_AGE = 12 * 3600
 
 
 # ---------------------------------------------------------------------------------------------- navigation
@@ -133,6 +134,10 @@ def _load_staff() -> Staff | None:
     staff_id = session.get(SESSION_STAFF)
     if not isinstance(staff_id, int):
         return None
+    logged_in_at = session.get("staff_at")
+    now = current_app.extensions["bot"].clock.now().timestamp()
+    if not isinstance(logged_in_at, (int, float)) or not 0 <= now - logged_in_at < SESSION_MAX_AGE:
+        return None  # log in again every working day
     from models.staff import StaffAccount
 
     with current_app.extensions["db"].Session() as s:

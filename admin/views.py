@@ -60,6 +60,7 @@ THROTTLE_MAX = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 PAGE_SIZE = 20
 LOGIN_FAILED = "用户名或密码错误"
+PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
@@ -127,6 +128,7 @@ def login():
     session.clear()  # a fresh session (and CSRF token) on every login
     session[SESSION_STAFF] = staff_id
     session["staff_pw"] = stamp
+    session["staff_at"] = now.timestamp()
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
     return redirect(nxt)
 
@@ -183,7 +185,7 @@ def dashboard():
     dead = [
         {
             "id": r.id,
-            "platform": r.platform,
+            "platform_label": PLATFORM_LABELS.get(r.platform, r.platform),
             "target": names.get(r.member_id) or r.target_id,
             "kind": "群聊" if r.target_kind == "chat" else "私聊",
             "attempts": r.attempts,
@@ -346,9 +348,6 @@ def _render_member(s: Session, m: Member, form: dict[str, Any], errors: dict[str
         ),
         status,
     )
-
-
-PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
 
 
 @bp.get("/members/<int:member_id>")

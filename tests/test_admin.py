@@ -120,6 +120,13 @@ def test_password_change_ends_other_sessions(clerk, bot):
     assert clerk.get("/admin/").status_code == 302
 
 
+def test_session_expires_after_twelve_hours(clerk, bot):
+    bot.clock.offset += timedelta(hours=11)
+    assert clerk.get("/admin/").status_code == 200
+    bot.clock.offset += timedelta(hours=2)
+    assert clerk.get("/admin/").status_code == 302
+
+
 def test_throttle_after_five_failures_even_with_right_password(client, bot):
     add_staff(bot)
     for _ in range(5):
@@ -523,7 +530,7 @@ def test_import_preview_then_confirm(clerk, bot, uploads):
 
 def test_import_error_report_and_all_or_nothing(clerk, bot):
     html = upload(clerk, BAD_CSV).get_data(as_text=True)
-    rows = re.findall(r'<tr><td class="mono">(\d+)</td><td>([^<]*)</td><td>([^<]+)</td></tr>', html)
+    rows = re.findall(r'<tr><td class="row-no">(\d+)</td><td>([^<]*)</td><td>([^<]+)</td></tr>', html)
     assert {(r, c) for r, c, _ in rows} == {("4", "手机"), ("4", "性别")}
     assert "跳过有错误的行" in html
     resp = post(clerk, "/admin/members/import/confirm")
