@@ -38,7 +38,9 @@ def import_cmd(path: Path, dry_run: bool, partial: bool) -> None:
     with bot().db.transaction() as s:
         report = import_roster(s, data, path.name, dry_run=dry_run, partial=partial)
     for err in report.errors:
-        click.echo(str(err), err=False)
+        click.echo(str(err))
+    for warning in report.warnings:
+        click.echo(f"提醒：{warning}")
     if report.branches_created:
         click.echo(("将新建" if dry_run else "新建") + "分会：" + "、".join(report.branches_created))
     if report.groups_created:

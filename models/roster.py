@@ -8,7 +8,9 @@ first five rows (a title line above it is fine); row numbers in errors are the s
 when it is the first line).
 
 Rules:
-- Members are matched by 工号 (employee_no): new ones are created, known ones updated.
+- Members are matched by 工号 (employee_no): new ones are created, known ones updated (a changed 姓名 is
+  applied but also reported in `warnings`, since it is more often a mistyped 工号 than a renamed person).
+  A member listed in the roster is active: an inactive member who appears again is reactivated.
 - A blank cell leaves the stored value alone (a roster exported by HR without roles must not wipe roles);
   a column missing from the file is not touched either. To take all roles away write 会员 in 角色.
 - 分会 / 小组 are created when new; a 小组 always belongs to the row's 分会 (or the member's current branch).
@@ -51,7 +53,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.member import ROLE_LABELS, ROLES, Branch, Group, Member, PlatformIdentity, link_identity
+from models.member import ROLE_LABELS, ROLES, Branch, Group, Member, PlatformIdentity
 
 # canonical header -> accepted spellings (compared after NFKC, without spaces, '*' and '(必填)' marks)
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -108,6 +110,9 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(
+        default_factory=list
+    )  # imported, but worth a look (e.g. a renamed member)
     dry_run: bool = False
     partial: bool = False
     written: bool = False  # something was (or, in a dry run, would be) written
@@ -170,6 +175,7 @@ def _read_xlsx(data: bytes) -> list[tuple[int, list[Any]]]:
         sheet = wb.active if wb.active is not None else wb.worksheets[0]
         # the first sheet whose top rows hold the header wins (a cover sheet before the roster is fine)
         for ws in [sheet, *[w for w in wb.worksheets if w is not sheet]]:
+            ws.reset_dimensions()  # some writers store a wrong sheet size (A1:A1); read what is really there
             rows = [(i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), start=1)]
             if _find_header(rows) is not None:
                 return rows
@@ -618,9 +624,10 @@ def _check_across_rows(session: Session, rows: list[_Row]) -> None:
     wanted = dict(seen_acct)
     if not wanted:
         return
-    new_account_of = {
+    new_account_of = {  # rows that will be written (an erroneous row frees nothing)
         (r.employee_no, platform): r.values.get(col)
         for r in rows
+        if not r.errors
         for col, platform in PLATFORM_COLUMNS.items()
     }
     for platform in {p for p, _ in wanted}:
@@ -678,6 +685,7 @@ def _apply(session: Session, rows: list[_Row], report: ImportReport, *, dry_run:
     groups = {(g.branch.name, g.name): g for g in session.scalars(select(Group))}
     new_branches: set[str] = set()
     new_groups: set[tuple[str, str]] = set()
+    links: list[tuple[Member, str, str]] = []
 
     for r in rows:
         v = r.values
@@ -690,6 +698,14 @@ def _apply(session: Session, rows: list[_Row], report: ImportReport, *, dry_run:
         for col, attr in _FIELDS.items():
             if col in v and now(attr) != v[col]:
                 changes[attr] = v[col]
+        if member is not None and "name" in changes:
+            report.warnings.append(
+                RowError(
+                    r.number,
+                    "姓名",
+                    f"工号{r.employee_no}原姓名为“{member.name}”，将改为“{v['姓名']}”，请确认工号无误",
+                )
+            )
         if "生日" in v and now("birthday") != v["生日"]:
             changes["birthday"] = v["生日"]
         changes.update({k: x for k, x in _lunar_fields(v.get("农历")).items() if now(k) != x})
@@ -713,15 +729,16 @@ def _apply(session: Session, rows: list[_Row], report: ImportReport, *, dry_run:
         else:
             role_change = roles is not None and roles != member.roles - {"member"}
 
-        accounts = {platform: v[col] for col, platform in PLATFORM_COLUMNS.items() if col in v}
-        account_change = False
-        for platform, uid in accounts.items():
+        accounts = {}  # platform -> the roster's account, where it differs from what is linked now
+        for col, platform in PLATFORM_COLUMNS.items():
+            uid = v.get(col)
             have = [
                 i.platform_user_id for i in (member.identities if member else []) if i.platform == platform
             ]
-            if have != [uid]:
-                account_change = True
-                report.accounts_linked += 1
+            if uid is not None and have != [uid]:
+                accounts[platform] = uid
+        report.accounts_linked += len(accounts)
+        account_change = bool(accounts)
 
         if member is None:
             report.created += 1
@@ -753,15 +770,14 @@ def _apply(session: Session, rows: list[_Row], report: ImportReport, *, dry_run:
             member.branch, member.group = branch, group
         if roles is not None and role_change:
             member.set_roles(roles)
-        if accounts:
-            session.flush()
-            for platform, uid in accounts.items():
-                _link(session, member, platform, uid)
+        links.extend((member, platform, uid) for platform, uid in accounts.items())
 
     report.branches_created = sorted(new_branches)
     report.groups_created = [f"{b}/{g}" for b, g in sorted(new_groups)]
     report.written = bool(report.created or report.updated)
     if not dry_run:
+        session.flush()
+        _link_all(session, links)
         session.flush()
 
 
@@ -774,18 +790,49 @@ def _existing_members(session: Session, rows: list[_Row]) -> dict[str, Member]:
     return found
 
 
-def _link(session: Session, member: Member, platform: str, uid: str) -> None:
-    """Link the roster's account; the member's earlier account on that platform is replaced."""
-    for ident in list(
-        session.scalars(
-            select(PlatformIdentity).where(
-                PlatformIdentity.member_id == member.id,
-                PlatformIdentity.platform == platform,
-                PlatformIdentity.platform_user_id != uid,
-            )
-        )
-    ):
-        session.delete(ident)
-    link_identity(session, member, platform, uid)
+def _link_all(session: Session, links: list[tuple[Member, str, str]]) -> None:
+    """Link the roster's accounts in bulk (as `models.member.link_identity` does, one query per 500 accounts).
+
+    An account row that exists is moved to its member (and marked reachable again); a member's earlier account
+    on the same platform is removed unless another row of this import takes it over.
+    """
+    if not links:
+        return
+    by_account: dict[tuple[str, str], PlatformIdentity] = {}
+    held: dict[tuple[int, str], list[PlatformIdentity]] = {}
+    for platform in {p for _m, p, _u in links}:
+        uids = [u for _m, p, u in links if p == platform]
+        ids = [m.id for m, p, _u in links if p == platform]
+        for i in range(0, len(uids), 500):
+            for ident in session.scalars(
+                select(PlatformIdentity).where(
+                    PlatformIdentity.platform == platform,
+                    PlatformIdentity.platform_user_id.in_(uids[i : i + 500]),
+                )
+            ):
+                by_account[(platform, ident.platform_user_id)] = ident
+        for i in range(0, len(ids), 500):
+            for ident in session.scalars(
+                select(PlatformIdentity).where(
+                    PlatformIdentity.platform == platform, PlatformIdentity.member_id.in_(ids[i : i + 500])
+                )
+            ):
+                held.setdefault((ident.member_id, platform), []).append(ident)
+    taken = {(p, u) for _m, p, u in links}
+    touched: set[int] = set()
+    for member, platform, uid in links:
+        for old in held.get((member.id, platform), []):
+            if old.platform_user_id != uid and (platform, old.platform_user_id) not in taken:
+                session.delete(old)
+        ident = by_account.get((platform, uid))
+        if ident is None:
+            session.add(PlatformIdentity(platform=platform, platform_user_id=uid, member_id=member.id))
+        else:
+            touched.add(ident.member_id)
+            ident.member_id, ident.unreachable = member.id, False
     session.flush()
-    session.expire(member, ["identities"])
+    touched |= {m.id for m, _p, _u in links}
+    for member_id in touched:
+        owner = session.identity_map.get(session.identity_key(Member, member_id))
+        if owner is not None:
+            session.expire(owner, ["identities"])

@@ -376,3 +376,36 @@ def test_sample_files_import_cleanly(bot):
 def test_row_error_text():
     assert str(RowError(3, "生日", "不对")) == "第3行 生日: 不对"
     assert str(RowError(0, "文件", "坏了")) == "文件: 坏了"
+
+
+def test_header_below_blank_rows_and_rename_warning(bot):
+    wb = Workbook()
+    ws = wb.active
+    ws["B3"], ws["C3"], ws["D3"] = "工号", "姓名", "备注"
+    ws["B4"], ws["C4"], ws["D4"] = "10001", "王秀兰", "随便写"
+    ws["B6"], ws["C6"] = 10002, "李建国"
+    buf = io.BytesIO()
+    wb.save(buf)
+    report = run(bot, buf.getvalue())
+    assert report.ok and report.created == 2 and not report.warnings
+
+    rows = [["王秀岚", "10001"]]
+    report = run(bot, csv_bytes(rows, ["姓名", "工号"]), "r.csv")
+    assert report.ok and report.updated == 1
+    assert [(w.row, w.column) for w in report.warnings] == [(2, "姓名")] and "王秀兰" in report.warnings[
+        0
+    ].message
+    assert member(bot, "10001").name == "王秀岚"
+
+
+def test_inactive_member_is_reactivated(bot):
+    add_member(bot, name="王秀兰", employee_no="10001", active=False)
+    report = run(bot, csv_bytes([["王秀兰", "10001"]], ["姓名", "工号"]), "r.csv")
+    assert report.updated == 1 and member(bot, "10001").active
+
+
+def test_tab_separated_utf16_text(bot):
+    text = "姓名\t工号\t手机\n郑小红\t777\t+86 13912347777\n"
+    report = run(bot, text.encode("utf-16"), "roster.csv")
+    assert report.ok, report.errors
+    assert member(bot, "777").phone == "13912347777"
