@@ -321,8 +321,8 @@ def _apply(s: Session, member: Member, data: dict[str, Any]) -> None:
         member.group = None
 
     # birthdays
-    today = clock().today()
-    if member.birthday is not None and not (date(1900, 1, 1) <= member.birthday <= today):
+    birthday = data.get("birthday")
+    if birthday is not None and not (date(1900, 1, 1) <= birthday <= clock().today()):
         fields["birthday"] = "出生日期不合理，请检查年份"
     if member.birthday_is_lunar:
         if member.lunar_birth_month is None or member.lunar_birth_day is None:

@@ -489,6 +489,17 @@ def test_json_errors_for_routing_and_size(app, client, clerk):
     assert_error(client.post(f"{API}/members/import", headers=clerk, data=files), 413, "payload_too_large")
 
 
+def test_unexpected_error_is_json_500(app, client, clerk, roster, monkeypatch):
+    import api.members
+
+    def boom(member):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(api.members, "member_json", boom)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production
+    assert_error(client.get(f"{API}/members/A001", headers=clerk), 500, "internal_error")
+
+
 # roster import -------------------------------------------------------------------------------------------------
 CSV = "姓名,工号,分会,小组,手机,性别,生日,角色\n张三,A001,内科分会,心内科小组,13800001234,女,1980-05-01,\n孙九,D001,儿科分会,新生儿小组,13700001234,男,1990-01-02,小组长\n"
 BAD_CSV = CSV + "钱十,D001,儿科分会,,123,X,1990-13-01,\n"
