@@ -514,3 +514,47 @@ def test_render_card_flips_clicked_button():
     assert b1["disabled"] and b1["text"]["content"] == "已报名"
     assert b1["behaviors"][0]["value"] == {"do": "signup", "activity": 2, "_k": "user", "_ob": 7}
     assert "disabled" not in b2
+
+
+# --- long connection ---------------------------------------------------------------------------------------
+def test_longconn_frames_share_the_dispatch(fbot, fake):
+    add_member(fbot, name="吴九", employee_no="30006")
+    ev = text_message("ou_wu", "你好", token="")  # over the long connection the token is empty
+    assert feishu.handle_frame(fbot, json.dumps(ev).encode()) is None
+    assert feishu.handle_frame(fbot, json.dumps(ev).encode()) is None  # redelivered: one reply
+    assert feishu.handle_frame(fbot, b"{junk") is None
+    assert feishu.handle_frame(fbot, b'{"schema":"2.0"}') is None
+    assert len(_replies(fake, fbot, "ou_wu")) == 1
+    answer = feishu.handle_frame(fbot, json.dumps(card_click("ou_wu", "string value")).encode())
+    assert answer["toast"]["type"] == "error"
+
+
+def test_longconn_command_starts_the_sdk_client(fapp, fake, monkeypatch):
+    import lark_oapi.ws.client as ws_client
+
+    started = []
+
+    def fake_start(self):
+        started.append(self)
+        self._cache._cron.cancel()
+
+    monkeypatch.setattr(ws_client.Client, "start", fake_start)
+    result = fapp.test_cli_runner().invoke(args=["feishu", "longconn"])
+    assert result.exit_code == 0, result.output
+    assert "长连接" in result.output
+    (client,) = started
+    assert client._domain == fake.url and client._app_id == APP_ID
+    assert client._event_handler._do_without_validation(b"{junk") is None
+    ws_client.loop.run_until_complete(__import__("asyncio").sleep(0))
+
+
+def test_check_command(fapp, fake):
+    result = fapp.test_cli_runner().invoke(args=["feishu", "check"])
+    assert result.exit_code == 0 and BOT_OPEN_ID in result.output
+    fake.app_secret = "rotated"
+    with fapp.app_context():
+        fapp.extensions["bot"].senders["feishu"].api._mem = None
+    with fapp.extensions["db"].transaction() as s:
+        s.query(FeishuState).delete()
+    result = fapp.test_cli_runner().invoke(args=["feishu", "check"])
+    assert result.exit_code != 0 and "10014" in result.output and APP_SECRET not in result.output
