@@ -25,6 +25,6 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
-from admin.models import StaffLoginFailure  # noqa: E402, F401  (console login throttle table)
+import admin.models  # noqa: E402, F401  (console login throttle table; plain import: admin.models imports models)
 from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)
 from models.feishu import FeishuRate, FeishuState  # noqa: E402, F401  (Feishu token / bot id / send-rate state)
