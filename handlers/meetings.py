@@ -265,7 +265,7 @@ def _upcoming_invites(ctx: Context) -> list[MeetingInvite]:
 _KIND_WORDS = {
     "职代会": ("职代会", "代表大会", "职工代表"),
     "工会委员会": ("委员会",),
-    "小组长会议": ("小组长", "组长会"),
+    "小组长会议": ("小组长", "组长会", "例会"),
 }
 
 
@@ -279,8 +279,6 @@ def _pick(ctx: Context, invites: list[MeetingInvite], text: str) -> list[Meeting
     for kind, words in _KIND_WORDS.items():
         if any(w in text for w in words):
             picked = [i for i in picked if i.meeting.kind == kind or any(w in i.meeting.title for w in words)]
-    if "例会" in text:
-        picked = [i for i in picked if "例会" in i.meeting.title or i.meeting.kind != "职代会"]
     wd = re.search(r"(?:周|星期|礼拜)([一二三四五六日天])", text)
     if wd:
         want = WEEKDAY_NAMES.index(wd.group(1).replace("天", "日"))

@@ -1,0 +1,229 @@
+"""Meetings: invitations, RSVP by button and text, reminders and their catch-up, cancellation, congress quorum."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from handlers.meetings import cancel_meeting, change_meeting, create_meeting, send_meeting_reminders
+from models.meeting import Meeting, MeetingInvite
+from models.member import Member, link_identity
+from models.messaging import OutboxMessage
+from tests.conftest import add_member
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def at(y, m, d, h=9, mi=0):
+    return datetime(y, m, d, h, mi, tzinfo=SH)
+
+
+NOW = at(2026, 12, 1, 10)  # a Tuesday
+START = at(2026, 12, 4, 14, 30)  # Friday 14:30
+
+
+@pytest.fixture(autouse=True)
+def _clock():
+    """Every test starts on NOW; inner `time_machine.travel` blocks move on from there."""
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def make(bot, kind="工会委员会", attendees=None, starts_at=START, **kw) -> int:
+    with time_machine.travel(NOW, tick=False), bot.db.transaction() as s:
+        m = create_meeting(
+            s,
+            bot,
+            title=kw.pop("title", "十二月工会委员会会议"),
+            kind=kind,
+            starts_at=starts_at,
+            place="行政楼三楼会议室",
+            agenda="年终总结",
+            attendees=attendees or {"roles": ["clerk", "branch_chair"]},
+            **kw,
+        )
+        return m.id
+
+
+def rsvp_of(bot, meeting_id, member):
+    with bot.db.Session() as s:
+        inv = s.scalar(
+            select(MeetingInvite).where(
+                MeetingInvite.meeting_id == meeting_id, MeetingInvite.member_id == member.id
+            )
+        )
+        return inv.rsvp, inv.reason
+
+
+def keys(bot, prefix):
+    with bot.db.Session() as s:
+        return sorted(
+            s.scalars(
+                select(OutboxMessage.idempotency_key).where(OutboxMessage.idempotency_key.like(prefix + "%"))
+            )
+        )
+
+
+def test_invitation_card_with_buttons_and_rsvp_by_button(bot, chat_with):
+    chair = add_member(bot, name="分会主席", roles=["branch_chair"])
+    outsider = add_member(bot, name="普通会员")
+    chat = chat_with(chair)
+    chat_with(outsider)
+    mid = make(bot)
+    (card,) = chat.inbox()
+    assert card["type"] == "card" and "十二月工会委员会会议" in card["title"]
+    labels = [b["label"] for b in card["buttons"]]
+    assert labels == ["参加", "请假"]
+    assert card["buttons"][0]["action"] == {"do": "rsvp", "meeting": mid, "answer": "attend"}
+    with time_machine.travel(NOW, tick=False):
+        assert "已登记" in chat.ask(action=card["buttons"][0]["action"])
+        assert rsvp_of(bot, mid, chair) == ("attend", None)
+        reply = chat.ask(action=card["buttons"][1]["action"])
+        assert "已为您请假" in reply and "原因" in reply
+        assert "值夜班" in chat.ask("值夜班")
+    assert rsvp_of(bot, mid, chair) == ("excused", "值夜班")
+    with bot.db.Session() as s:
+        assert len(s.get(Meeting, mid).invites) == 1  # the outsider was not invited
+
+
+def test_rsvp_by_text(bot, chat_with):
+    clerk = add_member(bot, name="干事", roles=["clerk"])
+    chat = chat_with(clerk)
+    mid = make(bot)
+    other = make(bot, kind="小组长会议", title="小组长例会", starts_at=at(2026, 12, 3, 16))
+    chat.inbox()
+    with time_machine.travel(NOW, tick=False):
+        assert "已登记" in chat.ask(f"参加 {mid}")
+        assert rsvp_of(bot, mid, clerk)[0] == "attend"
+        assert "已为您请假" in chat.ask(f"请假 {mid} 值班")
+        assert rsvp_of(bot, mid, clerk) == ("excused", "值班")
+        assert "已登记" in chat.ask("周五的委员会会议我到")
+        assert rsvp_of(bot, mid, clerk)[0] == "attend"
+        reply = chat.ask("请假，那天值夜班")  # two meetings: which one?
+        assert "哪一个" in reply and str(mid) in reply and str(other) in reply
+        assert "已为您请假" in chat.ask("例会去不了")
+        assert rsvp_of(bot, other, clerk)[0] == "excused"
+        assert "已登记" in chat.ask(f"参加会议 {other}")
+
+
+def test_no_invitation_and_started_meeting(bot, chat_with):
+    member = add_member(bot, name="路人")
+    chat = chat_with(member)
+    with time_machine.travel(NOW, tick=False):
+        assert "没有需要回复" in chat.ask("参加 99")
+    clerk = add_member(bot, name="干事", roles=["clerk"])
+    chat = chat_with(clerk)
+    mid = make(bot)
+    with time_machine.travel(at(2026, 12, 4, 15), tick=False):
+        assert "没有需要回复" in chat.ask(f"参加 {mid}")  # it has started: nothing upcoming
+
+
+def test_reminders_one_day_and_one_hour_before_to_attending_and_unanswered(bot):
+    a = add_member(bot, name="参加的", roles=["clerk"])
+    b = add_member(bot, name="没回的", roles=["clerk"])
+    c = add_member(bot, name="请假的", roles=["clerk"])
+    with bot.db.transaction() as s:
+        for m in (a, b, c):
+            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    mid = make(bot)
+    with bot.db.transaction() as s:
+        for inv in s.get(Meeting, mid).invites:
+            inv.rsvp = {a.id: "attend", b.id: "none", c.id: "excused"}[inv.member_id]
+    for when in (at(2026, 12, 3, 14, 29), at(2026, 12, 3, 14, 30), at(2026, 12, 3, 18)):
+        with time_machine.travel(when, tick=False):
+            send_meeting_reminders(bot, bot.clock.now())
+    assert keys(bot, f"meeting:{mid}:remind:") == [
+        f"meeting:{mid}:remind:1440:{a.id}",
+        f"meeting:{mid}:remind:1440:{b.id}",
+    ]
+    with time_machine.travel(at(2026, 12, 4, 13, 30), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+    assert len(keys(bot, f"meeting:{mid}:remind:60:")) == 2
+    with bot.db.Session() as s:
+        texts = [
+            r.payload.get("text", "")
+            for r in s.scalars(select(OutboxMessage).where(OutboxMessage.member_id == b.id))
+        ]
+    assert any("还没有回复" in t for t in texts)
+
+
+def test_reminder_catch_up_after_downtime(bot):
+    a = add_member(bot, name="甲", roles=["clerk"])
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, a.id), "sandbox", "sb-a")
+    mid = make(bot)
+    # down from the day before until 40 minutes before the start: only the 1-hour reminder goes out
+    with time_machine.travel(at(2026, 12, 4, 13, 50), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+    assert keys(bot, f"meeting:{mid}:remind:") == [f"meeting:{mid}:remind:60:{a.id}"]
+    # a second meeting whose start passed during the outage gets nothing
+    late = make(bot, title="错过的会", starts_at=at(2026, 12, 5, 9))
+    with time_machine.travel(at(2026, 12, 5, 9, 5), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+    assert keys(bot, f"meeting:{late}:remind:") == []
+
+
+def test_cancellation_and_change_notify_everyone_invited(bot, chat_with):
+    a = add_member(bot, name="甲", roles=["clerk"])
+    b = add_member(bot, name="乙", roles=["branch_chair"])
+    ca, cb = chat_with(a), chat_with(b)
+    mid = make(bot)
+    ca.inbox(), cb.inbox()
+    with time_machine.travel(NOW, tick=False), bot.db.transaction() as s:
+        change_meeting(s, bot, s.get(Meeting, mid), place="门诊楼会议室")
+    (changed,) = ca.inbox()
+    assert "会议变更" in changed["title"] and any("门诊楼" in line for line in changed["lines"])
+    cb.inbox()
+    with time_machine.travel(NOW, tick=False), bot.db.transaction() as s:
+        cancel_meeting(s, bot, s.get(Meeting, mid), "与上级会议冲突")
+        cancel_meeting(s, bot, s.get(Meeting, mid), "与上级会议冲突")  # repeated: still one notice each
+    for chat in (ca, cb):
+        (notice,) = chat.inbox()
+        assert "已取消" in notice["text"] and "冲突" in notice["text"]
+    with time_machine.travel(at(2026, 12, 3, 14, 30), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+        assert "已取消" in ca.ask(action={"do": "rsvp", "meeting": mid, "answer": "attend"})
+    assert keys(bot, f"meeting:{mid}:remind:") == []
+
+
+def test_congress_quorum_live_count_and_warning(bot, chat_with):
+    clerk = add_member(bot, name="会务干事", roles=["clerk"])
+    clerk_chat = chat_with(clerk)
+    delegates = [add_member(bot, name=f"代表{i}", is_delegate=True) for i in range(6)]
+    chats = [chat_with(d) for d in delegates]
+    mid = make(bot, kind="职代会", title="第三届第二次职代会", attendees={"delegates": True})
+    clerk_chat.inbox()
+    with time_machine.travel(NOW, tick=False):
+        for c in chats[:4]:
+            c.ask(f"参加 {mid}")
+        summary = clerk_chat.ask(f"会议回执 {mid}")
+    assert "4/6" in summary and "5 人" in summary and "还差 1 人" in summary
+    assert "只有会务干事" in chats[5].ask(f"会议回执 {mid}")
+    with time_machine.travel(at(2026, 12, 3, 10), tick=False):  # more than a day ahead: no warning yet
+        send_meeting_reminders(bot, bot.clock.now())
+    assert keys(bot, f"meeting:{mid}:quorum:") == []
+    with time_machine.travel(at(2026, 12, 3, 14, 30), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+        send_meeting_reminders(bot, bot.clock.now())
+        inbox = clerk_chat.inbox()
+    assert keys(bot, f"meeting:{mid}:quorum:") == [f"meeting:{mid}:quorum:{clerk.id}"]
+    warning = [p for p in inbox if p.get("type") == "text" and "法定人数" in p["text"]]
+    assert warning and "4/6" in warning[0]["text"]
+
+
+def test_congress_with_quorum_gets_no_warning(bot, chat_with):
+    clerk = add_member(bot, name="会务干事", roles=["clerk"])
+    chat_with(clerk)
+    delegates = [add_member(bot, name=f"代表{i}", is_delegate=True) for i in range(3)]
+    mid = make(bot, kind="职代会", title="职代会", attendees={"delegates": True})
+    with bot.db.transaction() as s:
+        for inv in s.get(Meeting, mid).invites:
+            inv.rsvp = "attend"
+    assert len(delegates) == 3
+    with time_machine.travel(at(2026, 12, 3, 15), tick=False):
+        send_meeting_reminders(bot, bot.clock.now())
+    assert keys(bot, f"meeting:{mid}:quorum:") == []
