@@ -1,0 +1,138 @@
+"""Sign-up benchmark: N different members sign up for one activity as fast as they can, through HTTP.
+
+Each request goes through the whole stack the sandbox page uses: werkzeug (threaded) -> Flask -> sandbox adapter ->
+Bot.handle (dedupe, identity, router, handler, sign-up rules, replies into the outbox, one transaction) -> outbox
+delivery. Prints sign-ups per second, p50 / p99 latency and the overbooking / duplicate counts (both must be 0).
+
+    .venv/bin/python bench/signup.py                       # 1,000 members, 100 places, 16 threads, SQLite file
+    .venv/bin/python bench/signup.py --db postgresql://postgres@127.0.0.1:5432/bench --threads 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+from app import create_app  # noqa: E402
+from models import Base, Branch, Group, Member  # noqa: E402
+from models.activity import Activity, Signup  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=1000)
+    ap.add_argument("--capacity", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--db", default="", help="database URL (default: a fresh SQLite file in a temp dir)")
+    args = ap.parse_args()
+
+    tmp = tempfile.TemporaryDirectory()
+    url = args.db or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
+    app = create_app({"DATABASE_URL": url, "APP_ENV": "test", "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"})
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    db = app.extensions["db"]
+    if db.engine.dialect.name == "postgresql":
+        Base.metadata.drop_all(db.engine)
+    db.create_all()
+
+    now = datetime.now(UTC)
+    with db.transaction() as s:
+        b = Branch(name="内科分会")
+        g = Group(name="心内科小组", branch=b)
+        s.add_all(
+            Member(name=f"会员{i:04d}", employee_no=f"B{i:05d}", branch=b, group=g)
+            for i in range(args.members)
+        )
+        a = Activity(
+            title="职工运动会",
+            starts_at=now + timedelta(days=7),
+            signup_deadline=now + timedelta(days=6),
+            capacity=args.capacity,
+            taken=0,
+            seq=0,
+            waitlist_enabled=True,
+            companions_max=0,
+            questions=[],
+            audience_kind="all",
+            audience_ids=[],
+            status="open",
+        )
+        s.add(a)
+        s.flush()
+        aid = a.id
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local = threading.local()
+
+    def post(no: str) -> tuple[float, int]:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        body = json.dumps({"member": no, "text": f"报名 {aid}"})
+        t0 = time.perf_counter()
+        conn.request("POST", "/sandbox/send", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return time.perf_counter() - t0, resp.status
+
+    numbers = [f"B{i:05d}" for i in range(args.members)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.threads) as pool:
+        results = list(pool.map(post, numbers))
+    elapsed = time.perf_counter() - started
+    server.shutdown()
+
+    lat = sorted(r[0] for r in results)
+    errors = sum(1 for r in results if r[1] != 200)
+    with db.Session() as s:
+        rows = dict(
+            s.execute(
+                select(Signup.status, func.count()).where(Signup.activity_id == aid).group_by(Signup.status)
+            ).all()
+        )
+        dupes = s.scalar(
+            select(func.count()).select_from(
+                select(Signup.member_id)
+                .where(Signup.activity_id == aid, Signup.status != "cancelled")
+                .group_by(Signup.member_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+        taken = s.get(Activity, aid).taken
+    confirmed = rows.get("confirmed", 0)
+    print(f"database      {db.engine.dialect.name}   threads {args.threads}")
+    print(f"sign-ups      {len(results)} in {elapsed:.2f} s = {len(results) / elapsed:.1f} sign-ups/s")
+    print(
+        f"latency       p50 {statistics.median(lat) * 1000:.1f} ms   p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms"
+        f"   max {lat[-1] * 1000:.1f} ms"
+    )
+    print(
+        f"outcome       confirmed {confirmed}   waitlisted {rows.get('waitlisted', 0)}   HTTP errors {errors}"
+    )
+    print(
+        f"overbooking   {max(confirmed - args.capacity, 0) + max(taken - args.capacity, 0)}   duplicates {dupes}"
+    )
+    db.dispose()
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

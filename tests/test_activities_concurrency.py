@@ -1,0 +1,95 @@
+"""200 members sign up at once for 50 places through the real HTTP stack (werkzeug, threads), on SQLite and
+PostgreSQL: exactly 50 confirmed, 150 waitlisted, nobody twice, nothing overbooked."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from models import Branch, Group, Member
+from models.activity import Activity, Signup
+
+MEMBERS, PLACES = 200, 50
+
+
+def _seed(db) -> int:
+    now = datetime.now(UTC)
+    with db.transaction() as s:
+        b = Branch(name="内科分会")
+        g = Group(name="心内科小组", branch=b)
+        for i in range(MEMBERS):
+            s.add(Member(name=f"会员{i:03d}", employee_no=f"C{i:04d}", branch=b, group=g, gender="女"))
+        a = Activity(
+            title="秋游",
+            starts_at=now + timedelta(days=7),
+            signup_deadline=now + timedelta(days=6),
+            capacity=PLACES,
+            taken=0,
+            seq=0,
+            waitlist_enabled=True,
+            companions_max=0,
+            questions=[],
+            audience_kind="all",
+            audience_ids=[],
+            status="open",
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def test_200_members_50_places_over_http(any_app):
+    db = any_app.extensions["db"]
+    aid = _seed(db)
+    server = make_server("127.0.0.1", 0, any_app, threaded=True)
+    port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def post(no: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            body = json.dumps({"member": no, "text": f"报名 {aid}"})
+            conn.request("POST", "/sandbox/send", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    requests = [f"C{i:04d}" for i in range(MEMBERS)]
+    requests += random.Random(5).sample(requests, 40)  # some members tap twice
+    random.Random(7).shuffle(requests)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(post, requests))
+    finally:
+        server.shutdown()
+        thread.join()
+    assert statuses.count(200) == len(requests), statuses
+
+    with db.Session() as s:
+        by_status = dict(
+            s.execute(
+                select(Signup.status, func.count()).where(Signup.activity_id == aid).group_by(Signup.status)
+            ).all()
+        )
+        assert by_status == {"confirmed": PLACES, "waitlisted": MEMBERS - PLACES}
+        per_member = s.execute(
+            select(Signup.member_id, func.count()).group_by(Signup.member_id).having(func.count() > 1)
+        ).all()
+        assert per_member == []
+        assert s.get(Activity, aid).taken == PLACES
+        seqs = list(s.scalars(select(Signup.seq).where(Signup.activity_id == aid)))
+        assert len(set(seqs)) == len(seqs)
+        # first come, first served: every confirmed sign-up came before every waitlisted one
+        confirmed = s.scalars(select(Signup.seq).where(Signup.status == "confirmed")).all()
+        waiting = s.scalars(select(Signup.seq).where(Signup.status == "waitlisted")).all()
+        assert max(confirmed) < min(waiting)
