@@ -3,9 +3,9 @@ roles and platform identities.
 
 Columns (header names; a few common variants are accepted, see `HEADER_ALIASES`):
     姓名*  工号*  分会  小组  手机  性别  岗位  生日  农历生日  退休  角色  企业微信账号  飞书账号
-(* required). Unknown columns are ignored. The header is the first row that holds both 姓名 and 工号 among the
-first five rows (a title line above it is fine); row numbers in errors are the spreadsheet's own (header = 1
-when it is the first line).
+(* required), and optionally 职工代表 (是/否: a delegate to the workers' congress). Unknown columns are
+ignored. The header is the first row that holds both 姓名 and 工号 among the first five rows (a title line
+above it is fine); row numbers in errors are the spreadsheet's own (header = 1 when it is the first line).
 
 Rules:
 - Members are matched by 工号 (employee_no): new ones are created, known ones updated (a changed 姓名 is
@@ -68,6 +68,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "农历生日": ("农历生日", "农历", "是否农历", "农历生日(是/否)"),
     "退休": ("退休", "是否退休", "离退休"),
     "角色": ("角色", "工会职务", "工会角色"),
+    "职工代表": ("职工代表", "是否职工代表", "职代会代表"),
     "企业微信账号": ("企业微信账号", "企业微信", "企业微信id", "企业微信userid", "企微账号"),
     "飞书账号": ("飞书账号", "飞书", "飞书id", "飞书openid", "飞书open_id"),
 }
@@ -468,7 +469,13 @@ def _parse_row(number: int, cells: dict[str, Any]) -> _Row:
             if len(texts[col]) > (100 if col != "岗位" else 50):
                 fail(col, f"{col}名称太长")
             row.values[col] = texts[col]
-    parsers = {"性别": _parse_gender, "手机": _parse_phone, "退休": _yes_no, "角色": _parse_roles}
+    parsers = {
+        "性别": _parse_gender,
+        "手机": _parse_phone,
+        "退休": _yes_no,
+        "职工代表": _yes_no,
+        "角色": _parse_roles,
+    }
     for col, parse in parsers.items():
         if texts.get(col):
             try:
@@ -546,7 +553,9 @@ def import_roster(
         return report
     header_idx = _find_header(table)
     if header_idx is None:
-        first, cells = next(((n, cells) for n, cells in table if any(_clean(c) for c in cells)), (1, []))
+        # blame the likeliest header line: the top row naming the most known columns (else the first line)
+        top = [(n, cells) for n, cells in table[:5] if any(_clean(c) for c in cells)] or [(1, [])]
+        first, cells = max(top, key=lambda t: (len({_canon_header(c) for c in t[1]} - {None}), -t[0]))
         cols = {_canon_header(c) for c in cells}
         missing = [c for c in REQUIRED if c not in cols] or list(REQUIRED)
         for col in missing:
@@ -658,7 +667,14 @@ def _check_across_rows(session: Session, rows: list[_Row]) -> None:
                 )
 
 
-_FIELDS = {"姓名": "name", "手机": "phone", "性别": "gender", "岗位": "job_title", "退休": "retired"}
+_FIELDS = {
+    "姓名": "name",
+    "手机": "phone",
+    "性别": "gender",
+    "岗位": "job_title",
+    "退休": "retired",
+    "职工代表": "is_delegate",
+}
 
 
 def _lunar_fields(lunar: Lunar | bool | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
 HERE = Path(__file__).resolve().parent
-HEADER = ["姓名", "工号", "分会", "小组", "手机", "性别", "岗位", "生日", "农历生日", "退休", "角色", "企业微信账号", "飞书账号"]  # fmt: skip
+HEADER = ["姓名", "工号", "分会", "小组", "手机", "性别", "岗位", "生日", "农历生日", "退休", "角色", "企业微信账号", "飞书账号", "职工代表"]  # fmt: skip
 ROWS = [
     ["林雅琴", "20001", "机关后勤分会", "行政办公小组", "13800020001", "女", "行政", "1970-03-12", "否", "否", "工会主席", "linyaqin", ""],
     ["郭志明", "20002", "机关后勤分会", "行政办公小组", "138 0002 0002", "男", "行政", "1991/7/5", "", "否", "干事、管理员", "guozhiming", "ou_sample_guozm"],
@@ -36,6 +36,10 @@ ROWS = [
     ["顾德福", "20019", "离退休分会", "离退休第一小组", "13800020019", "男", "退休", "1955-10-01", "", "Y", "小组长", "", ""],
     ["杜凤兰", "20020", "离退休分会", "离退休第二小组", "13800020020", "女", "退休", "1963年8月15日", "八月十五", "1", "", "", ""],
 ]  # fmt: skip
+
+
+DELEGATES = {"20001", "20004", "20009", "20010", "20013", "20016"}
+ROWS = [[*r, "是" if r[1] in DELEGATES else ""] for r in ROWS]
 
 
 def _xlsx_value(col: str, value: str):
@@ -62,7 +66,9 @@ def main() -> None:
                 cell.number_format = "yyyy-mm-dd"
             elif HEADER[cell.column - 1] in ("工号", "手机"):
                 cell.number_format = "@"
-    for letter, width in zip("ABCDEFGHIJKLM", (8, 8, 12, 14, 15, 5, 11, 15, 10, 5, 20, 14, 17), strict=True):
+    for letter, width in zip(
+        "ABCDEFGHIJKLMN", (8, 8, 12, 14, 15, 5, 11, 15, 10, 5, 20, 14, 17, 9), strict=True
+    ):
         ws.column_dimensions[letter].width = width
     ws.freeze_panes = "A2"
     notes = wb.create_sheet("填写说明")
@@ -71,7 +77,7 @@ def main() -> None:
         "生日：1980-05-01、1980/5/1、1980年5月1日 或 Excel 日期。",
         "农历生日：填“是”表示生日列是农历日期（闰月写 1980-闰4-8）；也可直接填农历月日，如 四月初八、闰4-8。",
         "退休：是/否。性别：男/女。角色用顿号分隔：工会主席、干事、分会主席、小组长、提案委员、帮扶审核、管理员、会员。",
-        "企业微信账号 / 飞书账号：填写后该账号无需再绑定身份。",
+        "企业微信账号 / 飞书账号：填写后该账号无需再绑定身份。职工代表：是/否。",
     ):
         notes.append([line])
     wb.save(HERE / "roster_sample.xlsx")

@@ -409,3 +409,12 @@ def test_tab_separated_utf16_text(bot):
     report = run(bot, text.encode("utf-16"), "roster.csv")
     assert report.ok, report.errors
     assert member(bot, "777").phone == "13912347777"
+
+
+def test_delegate_column_and_missing_header_blames_header_line(bot):
+    report = run(bot, csv_bytes([["王五", "55", "是"]], ["姓名", "工号", "职工代表"]), "r.csv")
+    assert report.ok and member(bot, "55").is_delegate
+
+    data = xlsx_bytes([["王五", "内科分会"]], ["姓名", "分会"], title="示例人民医院工会会员名册")
+    report = run(bot, data)
+    assert errors_at(report) == {(2, "工号")}
