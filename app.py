@@ -30,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = No
         MAX_CONTENT_LENGTH=5 * 1024 * 1024,
         TESTING=settings.APP_ENV == "test",
     )
+    app.json.ensure_ascii = False  # Chinese stays readable in JSON answers
     if settings.DATABASE_URL.startswith("sqlite:///"):
         INSTANCE.mkdir(exist_ok=True)
     db = Database(settings.DATABASE_URL)
