@@ -16,7 +16,7 @@ from bot.message import Button, Card, Text
 from models.member import PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
 from models.wecom import WecomAccessToken
-from tests.conftest import add_member, make_app
+from tests.conftest import POSTGRES_URL, add_member, make_app
 from tests.fake_wecom import FakeWeCom
 from tests.wecom_helpers import (
     AGENT_ID,
@@ -82,9 +82,15 @@ def fake():
     server.stop()
 
 
-@pytest.fixture
-def wapp(tmp_path, fake):
-    app = make_app(f"sqlite:///{tmp_path / 'wecom.db'}", **settings_for(fake))
+@pytest.fixture(params=["sqlite", "postgres"])
+def wapp(request, tmp_path, fake):
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL")
+        url = POSTGRES_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'wecom.db'}"
+    app = make_app(url, **settings_for(fake))
     yield app
     app.extensions["db"].dispose()
 
@@ -625,3 +631,19 @@ def test_aibot_events_and_verification(wclient, wbot, fake):
     deliver(wbot)
     assert "欢迎使用" in fake.sent("/cgi-bin/aibot/response")[0]["markdown"]["content"]
     assert inbound_count(wbot) == 1
+
+
+def test_batch_greeting_row_goes_out_in_one_call_and_marks_leavers(wbot, fake):
+    for no, uid in (("30001", "a1"), ("30002", "a2"), ("30003", "left")):
+        m = add_member(wbot, name="会员", employee_no=no)
+        with wbot.db.transaction() as s:
+            link_identity(s, s.get(type(m), m.id), "wecom", uid)
+    fake.invalid_users.add("left")
+    enqueue(wbot, "batch:3", {"type": "text", "text": "节日快乐", "batch": ["a1", "a2", "left"]}, "fest")
+    deliver(wbot)
+    (body,) = fake.sent()
+    assert body["touser"] == "a1|a2|left" and body["text"]["content"] == "节日快乐"
+    assert statuses(wbot)[0][0] == "sent"
+    with wbot.db.Session() as s:
+        flags = dict(s.execute(select(PlatformIdentity.platform_user_id, PlatformIdentity.unreachable)).all())
+    assert flags == {"a1": False, "a2": False, "left": True}

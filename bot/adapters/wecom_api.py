@@ -219,10 +219,15 @@ class WeComSender:
             return SendResult(
                 False, "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送", permanent=True
             )
-        wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
-        if wait:
-            return SendResult(False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait)
-        msg: dict[str, Any] = {"touser": row.target_id, "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
+        batch = row.payload.get("batch")
+        if isinstance(batch, list) and batch:  # one identical text for up to 1,000 members (greetings)
+            users = [str(u) for u in batch[:1000]]
+        else:
+            users = [row.target_id]
+            wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
+            if wait:
+                return SendResult(False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait)
+        msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
         card = card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) else None
         if card is not None:
@@ -232,19 +237,22 @@ class WeComSender:
             msg.update(msgtype="text", text={"content": cut_bytes(text, TEXT_BYTES)})
         data = self.client.post("/cgi-bin/message/send", msg)
         code = int(data.get("errcode") or 0)
-        invalid = str(data.get("invaliduser") or "")
-        if code == 81013 or (row.target_id in invalid.split("|")):
-            self._mark_unreachable(row.target_id)
+        invalid = set(str(data.get("invaliduser") or "").split("|")) & set(users)
+        if code == 81013 and not invalid:
+            invalid = set(users)
+        if invalid:
+            self._mark_unreachable(invalid)
+        if invalid and invalid >= set(users):
             return SendResult(
                 False, "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达", permanent=True
             )
         return self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
 
-    def _mark_unreachable(self, user_id: str) -> None:
+    def _mark_unreachable(self, user_ids: set[str]) -> None:
         with self.db.transaction() as s:
             s.execute(
                 update(PlatformIdentity)
-                .where(PlatformIdentity.platform == PLATFORM, PlatformIdentity.platform_user_id == user_id)
+                .where(PlatformIdentity.platform == PLATFORM, PlatformIdentity.platform_user_id.in_(user_ids))
                 .values(unreachable=True)
             )
 
