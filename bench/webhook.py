@@ -183,6 +183,15 @@ def bench_wecom(args) -> None:
 PLATFORMS: dict[str, Callable] = {"wecom": bench_wecom}
 
 
+def bench_feishu(args) -> None:  # Feishu part (issue 9): bench/webhook_feishu.py
+    from bench.webhook_feishu import bench_feishu as run
+
+    run(args)
+
+
+PLATFORMS["feishu"] = bench_feishu
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--platform", choices=[*PLATFORMS, "all"], default="all")
