@@ -134,6 +134,11 @@ class ImportReport:
         if self.accounts_linked:
             extra += f"，关联账号{self.accounts_linked}个"
         if self.dry_run:
+            if self.errors and self.partial:
+                return (
+                    f"试导入：共{self.rows}行，发现{len(self.errors)}处错误（涉及{self.skipped_rows}行）；"
+                    f"其余行将{counts}{extra}；未写入任何数据。"
+                )
             if self.errors:
                 return (
                     f"试导入：共{self.rows}行，发现{len(self.errors)}处错误，请修改后再导入；未写入任何数据。"

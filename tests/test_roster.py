@@ -418,3 +418,11 @@ def test_delegate_column_and_missing_header_blames_header_line(bot):
     data = xlsx_bytes([["王五", "内科分会"]], ["姓名", "分会"], title="示例人民医院工会会员名册")
     report = run(bot, data)
     assert errors_at(report) == {(2, "工号")}
+
+
+def test_preview_with_errors_counts_the_good_rows(bot):
+    rows = [list(r) for r in ROWS]
+    rows[1][5] = "X"
+    report = run(bot, xlsx_bytes(rows), dry_run=True, partial=True)
+    assert (report.created, report.skipped_rows, len(report.errors)) == (3, 1, 1)
+    assert "涉及1行" in report.summary() and "新增3人" in report.summary() and count(bot, Member) == 0
