@@ -322,6 +322,10 @@ def activities(ctx: Context) -> None:
     if not pool:
         ctx.reply("目前没有可报名的活动。有新活动时会通知大家。发送“我的报名”查看已报名的活动。")
         return
+    ctx.reply(_list_card(ctx, pool, "可报名的活动"))
+
+
+def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
     lines, buttons = [], []
     for x in pool[:10]:
         left = (
@@ -332,8 +336,10 @@ def activities(ctx: Context) -> None:
         lines.append(f"【{x.id}】{x.title} · {ctx.clock.fmt(x.starts_at)}{left}")
         if len(buttons) < 5:
             buttons.append(Button(f"报名 {x.title}"[:20], {"do": "signup", "activity": x.id}))
+    if len(pool) > 10:
+        lines.append(f"……共 {len(pool)} 个活动")
     lines.append("发送“活动 编号”看详情，“报名 编号”报名，例如“报名 3”。")
-    ctx.reply(Card("可报名的活动", lines, buttons))
+    return Card(title, lines, buttons)
 
 
 @router.action("activity")
@@ -368,6 +374,7 @@ def _action_id(ctx: Context) -> int:
         r"(?:带|携带)\s*\d+\s*(?:个|位|名)?\s*(?:人|家属|家人|孩子)",
         r"我?(?:一|1)个人去",
     ),
+    priority=1,
 )
 def signup(ctx: Context) -> None:
     """报名：报名参加活动"""
@@ -375,8 +382,13 @@ def signup(ctx: Context) -> None:
     pool = open_activities(ctx.session, ctx.clock.now(), ctx.member)
     a, cands = resolve(ctx, rest, pool)
     if a is None:
-        if not _clean(rest) and parse_id(rest) is None and len(pool) == 1 and not cands:
-            cands = pool  # "报名" alone with one open activity: still ask, never guess
+        if not cands and not _clean(rest) and parse_id(rest) is None:
+            # "报名" with no activity named: show what is open and ask; never guess, even with only one.
+            if pool:
+                ctx.reply(_list_card(ctx, pool, "请问您要报名哪个活动？"))
+            else:
+                ctx.reply("目前没有可报名的活动。有新活动时会通知大家。")
+            return
         _unknown(ctx, cands)
         return
     _do_signup(ctx, a, companions or 0)
@@ -811,12 +823,20 @@ def proxy_signup(ctx: Context) -> None:
         return
     n = parse_id(ctx.text)
     a = ctx.session.get(Activity, n) if n is not None else None
+    tokens: list[str] = []
+    loose = re.search(
+        r"帮(?:组里|我们组|本组|组内)?的?([\u4e00-\u9fa5]{2,4}?)(?:报个|报名|报)(.+)$", ctx.text
+    )
+    if a is None and loose:  # 帮组里的老刘报个秋游
+        a, _ = resolve(ctx, loose[2], open_activities(ctx.session, ctx.clock.now()))
+        tokens = [loose[1]]
     if a is None:
         ctx.reply("请按格式发送：代报名 活动编号 姓名，例如“代报名 3 张三 李四”。\n" + _open_list_text(ctx))
         return
-    names_part = re.sub(r"代报名|代报|帮组里|报名", " ", ctx.text)
-    names_part = _ID.sub(" ", names_part, count=1)
-    tokens = [t for t in re.split(r"[\s,和]+", names_part) if t and t not in ("的", "给", "帮", "个")]
+    if not tokens:
+        names_part = re.sub(r"代报名|代报|帮组里|报名", " ", ctx.text)
+        names_part = _ID.sub(" ", names_part, count=1)
+        tokens = [t for t in re.split(r"[\s,和]+", names_part) if t and t not in ("的", "给", "帮", "个")]
     if not tokens:
         ctx.reply(f"请写上要代报的同事姓名，例如“代报名 {a.id} 张三 李四”。")
         return
@@ -830,6 +850,12 @@ def proxy_signup(ctx: Context) -> None:
     lines = []
     for tok in tokens[:30]:
         found = list(ctx.session.scalars(scope_q.where((Member.name == tok) | (Member.employee_no == tok))))
+        if not found and len(tok) == 2 and tok[0] in "老小":  # 老刘 / 小王: the only one with that surname
+            found = list(ctx.session.scalars(scope_q.where(Member.name.startswith(tok[1]))))
+            if len(found) > 1:
+                names = "、".join(f.name for f in found[:8])
+                lines.append(f"? {tok}：姓{tok[1]}的有 {names}，请写全名")
+                continue
         if not found:
             lines.append(f"✗ {tok}：不是您负责范围内的会员（小组长只能代报本组同事）")
             continue
