@@ -45,7 +45,6 @@ import csv
 import io
 import re
 import unicodedata
-import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -173,10 +172,11 @@ def _read_table(data: bytes, filename: str) -> list[tuple[int, list[Any]]]:
 def _read_xlsx(data: bytes) -> list[tuple[int, list[Any]]]:
     from openpyxl import load_workbook
 
+    unreadable = "无法读取这个 Excel 文件，请确认是 .xlsx 格式且没有加密"
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ValueError("无法读取这个 Excel 文件，请确认是 .xlsx 格式且没有加密") from exc
+    except Exception as exc:  # zip, XML and openpyxl errors alike: the file is not a usable workbook
+        raise ValueError(unreadable) from exc
     try:
         sheet = wb.active if wb.active is not None else wb.worksheets[0]
         # the first sheet whose top rows hold the header wins (a cover sheet before the roster is fine)
@@ -186,6 +186,8 @@ def _read_xlsx(data: bytes) -> list[tuple[int, list[Any]]]:
             if _find_header(rows) is not None:
                 return rows
         return [(i, list(r)) for i, r in enumerate(sheet.iter_rows(values_only=True), start=1)]
+    except Exception as exc:
+        raise ValueError(unreadable) from exc
     finally:
         wb.close()
 
