@@ -269,6 +269,7 @@ def test_event_types(wclient, wbot, fake):
     with wbot.db.transaction() as s:
         link_identity(s, s.get(type(member), member.id), "wecom", "wangfang")
     assert post_app(wclient, event_xml("wangfang", "enter_agent")).status_code == 200
+    assert post_app(wclient, event_xml("wangfang", "enter_agent", ts=2)).status_code == 200  # once a day
     assert post_app(wclient, event_xml("wangfang", "click", "MENU_HELP")).status_code == 200
     assert post_app(wclient, event_xml("wangfang", "click", "MENU_MY_INFO", ts=1)).status_code == 200
     assert post_app(wclient, event_xml("wangfang", "subscribe")).status_code == 200

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -254,9 +254,9 @@ def app_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime)
     event = str(data.get("Event") or "")
     key = str(data.get("EventKey") or "")
     if event == "enter_agent":
-        return IncomingMessage(
-            message_id="e:" + _dedupe(user, created, event), event="enter", raw={"channel": "app"}, **base
-        )
+        # WeCom sends this every time the member opens the app: welcome them once a day, not every time.
+        day = (now + timedelta(hours=8)).date().isoformat()  # the day in China (UTC+8, no DST)
+        return IncomingMessage(message_id=f"enter:{user}:{day}", event="enter", raw={"channel": "app"}, **base)
     if event == "click" and key in MENU_TEXT:
         return IncomingMessage(
             message_id="c:" + _dedupe(user, created, event, key),
