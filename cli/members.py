@@ -55,7 +55,10 @@ def import_cmd(path: Path, dry_run: bool, partial: bool) -> None:
 @click.option("--members", "count", default=200, show_default=True, help="示例会员人数。")
 @click.option("--seed", default=42, show_default=True, help="随机种子（同一种子生成同样的数据）。")
 def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
-    """Seed the demo union 示例人民医院工会 (branches, groups, ~200 members, roles, console logins)."""
+    """Seed the demo union 示例人民医院工会 (branches, groups, ~200 members, roles, console logins).
+
+    Safe to repeat: only missing demo rows are added. --if-empty does nothing once any member exists.
+    """
     from models.demo import seed_demo
 
     with bot().db.transaction() as s:
