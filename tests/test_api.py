@@ -378,7 +378,8 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_BODIES)
 def test_create_refuses_invalid_fields(client, clerk, bot, body, field):
-    err = assert_error(client.post(f"{API}/members", headers=clerk, json=body), 422, "validation_error")
+    resp = client.post(f"{API}/members", headers=clerk, data=json.dumps(body), content_type="application/json")
+    err = assert_error(resp, 422, "validation_error")
     assert field in err["fields"], err
     with bot.db.Session() as s:
         assert s.scalar(select(Member).where(Member.employee_no == "X1")) is None
@@ -396,7 +397,7 @@ def test_create_refuses_invalid_fields(client, clerk, bot, body, field):
     ],
 )
 def test_update_refuses_invalid_fields(client, clerk, roster, body, field):
-    resp = client.patch(f"{API}/members/A001", headers=clerk, json=body)
+    resp = client.patch(f"{API}/members/A001", headers=clerk, data=json.dumps(body), content_type="application/json")
     assert field in assert_error(resp, 422, "validation_error")["fields"]
 
 
