@@ -558,3 +558,77 @@ def test_check_command(fapp, fake):
         s.query(FeishuState).delete()
     result = fapp.test_cli_runner().invoke(args=["feishu", "check"])
     assert result.exit_code != 0 and "10014" in result.output and APP_SECRET not in result.output
+
+
+# --- card clicks in detail, roster user_id ------------------------------------------------------------------
+def _bound(bot, name, no, open_id):
+    m = add_member(bot, name=name, employee_no=no)
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", open_id)
+    return m
+
+
+def test_card_reply_replaces_the_card_and_is_not_sent_again(fclient, fbot, fake):
+    _bound(fbot, "郑十", "30007", "ou_zheng")
+
+    def show(ctx):
+        ctx.reply(Card("投票结果", ["赞成 3 票"], [Button("再投一次", {"do": "vote_again", "n": 2})]))
+        ctx.reply("已记录您的投票。")
+
+    fbot.router.actions["vote_again"] = show
+    try:
+        answer = post(fclient, card_click("ou_zheng", {"do": "vote_again", "n": 1, "_k": "user"})).get_json()
+    finally:
+        del fbot.router.actions["vote_again"]
+    assert answer["toast"] == {"type": "success", "content": "已记录您的投票。"}
+    data = answer["card"]["data"]
+    assert data["schema"] == "2.0" and data["header"]["title"]["content"] == "投票结果"
+    value = data["body"]["elements"][1]["behaviors"][0]["value"]
+    assert value["do"] == "vote_again" and value["_k"] == "user" and isinstance(value["_ob"], int)
+    outbox.drain(fbot, platform="feishu")
+    assert fake.texts("ou_zheng") == ["已记录您的投票。"]  # the card was shown inline, not sent twice
+    with fbot.db.Session() as s:
+        assert {r.status for r in s.scalars(select(OutboxMessage))} == {"sent"}
+
+
+def test_group_card_click_toasts_and_replies_in_the_group(fclient, fbot, fake):
+    _bound(fbot, "冯一", "30008", "ou_feng")
+
+    def ok(ctx):
+        ctx.reply("冯一：已确认 ✅")
+
+    fbot.router.actions["confirm"] = ok
+    try:
+        click = card_click(
+            "ou_feng", {"do": "confirm", "_k": "chat", "_ob": 1}, chat_id="oc_team", message_id="om_c"
+        )
+        answer = post(fclient, click).get_json()
+    finally:
+        del fbot.router.actions["confirm"]
+    assert answer["toast"]["type"] == "success" and "card" not in answer  # a shared card is not flipped
+    outbox.drain(fbot, platform="feishu")
+    assert fake.texts("reply:om_c") == ["冯一：已确认 ✅"]
+
+
+def test_unbound_click_asks_to_bind(fclient, fbot, fake):
+    answer = post(fclient, card_click("ou_nobody", {"do": "signup", "activity": 1, "_k": "user"})).get_json()
+    assert answer["toast"]["type"] == "success" or answer["toast"]["type"] == "error"
+    outbox.drain(fbot, platform="feishu")
+    assert "工号" in fake.texts("ou_nobody")[-1]
+
+
+def test_roster_user_id_links_the_open_id(fclient, fbot, fake):
+    _bound(fbot, "陈二", "30009", "e33ggbyz")  # the roster gave the Feishu user_id
+    ev = text_message("ou_chen", "我的信息")
+    ev["event"]["sender"]["sender_id"]["user_id"] = "e33ggbyz"
+    post(fclient, ev)
+    outbox.drain(fbot, platform="feishu")
+    assert "工号：30009" in fake.texts("ou_chen")[-1]
+
+
+def test_unsigned_bodies_are_no_padding_oracle(fclient):
+    for inner in ("not json", '{"type": "event_callback"}'):
+        r = fclient.post("/feishu/events", json={"encrypt": encrypt(ENCRYPT_KEY, inner)})
+        assert r.status_code == 401
+    r = fclient.post("/feishu/events", json={"encrypt": encrypt("wrong key", "{}")})
+    assert r.status_code == 401

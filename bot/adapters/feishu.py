@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from bot.message import ChatType, IncomingMessage, Text
 from bot.normalize import normalize
+from models.member import link_identity, member_for_identity
 from models.messaging import Chat, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,13 @@ def verify_request(settings, headers, body: bytes, now_ts: float) -> dict[str, A
             raise Rejected(400, "encrypted body but no FEISHU_ENCRYPT_KEY configured")
         if not isinstance(outer["encrypt"], str):
             raise Rejected(400, "malformed encrypt field")
-        payload = _loads(decrypt(key, outer["encrypt"]).encode("utf-8"))
+        try:
+            payload = _loads(decrypt(key, outer["encrypt"]).encode("utf-8"))
+        except Rejected:
+            if signed:
+                raise
+            # Unsigned: only a challenge may come this way, and every failure answers alike (no padding oracle).
+            raise Rejected(401, "missing signature headers") from None
     else:
         payload = outer
     if payload.get("type") == "url_verification":
@@ -273,6 +280,9 @@ def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> Incomin
     message_id = str(message.get("message_id") or "")
     if not user or not message_id:
         return None
+    user_id = (sender.get("sender_id") or {}).get("user_id")
+    if isinstance(user_id, str) and user_id:
+        link_by_user_id(bot, user, user_id)
     group = message.get("chat_type") != "p2p"
     mentions = [m for m in message.get("mentions") or [] if isinstance(m, dict)]
     mentioned = False
@@ -345,6 +355,26 @@ def _strip_mentions(text: str, mentions: list[dict[str, Any]], me: str) -> str:
         key = str(m.get("key", ""))
         names[key] = "" if me and _open_id(m.get("id")) == me else str(m.get("name", ""))
     return _PLACEHOLDER.sub(lambda mt: f" {names.get(mt.group(0), '')} ", text)
+
+
+def link_by_user_id(bot, open_id: str, user_id: str) -> None:
+    """A roster may give the Feishu user_id (工号-like) instead of the per-app open_id: link the open_id too.
+
+    Only with the contact:user.employee_id:readonly scope does the event carry user_id. Checked once per open_id
+    per process.
+    """
+    known: set[str] = bot.__dict__.setdefault("_feishu_linked", set())
+    if open_id in known:
+        return
+    with bot.db.transaction() as s:
+        if member_for_identity(s, PLATFORM, open_id) is None:
+            member = member_for_identity(s, PLATFORM, user_id)
+            if member is not None and member.active:
+                link_identity(s, member, PLATFORM, open_id)
+                log.info("feishu: linked an open_id to member %s through the roster's user_id", member.id)
+    if len(known) > 100_000:
+        known.clear()
+    known.add(open_id)
 
 
 def _remember_chat(bot, chat_id: str, title: str, reachable: bool) -> None:
