@@ -88,6 +88,7 @@ class GreetingRun(Base):
     runs: Mapped[int] = mapped_column(Integer, default=0)
     first_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # later runs that day skip at once
 
 
 class SchedulerLease(Base):
@@ -167,8 +168,6 @@ def run_row(session: Session, kind: str, occasion: str, day: date, now: datetime
         row = GreetingRun(kind=kind, occasion=occasion, day=day, queued=0, already=0, skipped_opt_out=0,
                           unreachable=0, runs=0, first_run_at=now, last_run_at=now)  # fmt: skip
         session.add(row)
-    row.runs += 1
-    row.last_run_at = now
     return row
 
 
