@@ -6,6 +6,7 @@ The rules (capacity, duplicates, waitlist order) are enforced by models.activity
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -955,6 +956,56 @@ def announce_cancelled(bot, s, a: Activity, now: datetime) -> int:
             key=f"activity:{a.id}:cancelled:{su.member_id}",
         )
     return told
+
+
+def notify_changed(bot, s, a: Activity) -> int:
+    """Time or place changed: tell everyone signed up (one message per change and member)."""
+    told = 0
+    place_digest = hashlib.sha1((a.place or "").encode()).hexdigest()[:8]
+    stamp = f"{a.starts_at:%Y%m%d%H%M}:{place_digest}"
+    for su in signups_of(s, a.id):
+        told += bot.notify_member(
+            s,
+            su.member,
+            Text(
+                f"通知：您报名的活动“{a.title}”有变更。\n时间：{bot.clock.fmt(a.starts_at)}"
+                + (f"\n地点：{a.place}" if a.place else "")
+                + f"\n去不了请发送“取消报名 {a.id}”。"
+            ),
+            key=f"activity:{a.id}:changed:{stamp}:{su.member_id}",
+        )
+    return told
+
+
+def post_to_group_chats(bot, s, a: Activity) -> int:
+    """Post the new activity as a card into the group chats of its audience (chats linked to a union group)."""
+    from models.member import Group
+    from models.messaging import Chat
+
+    q = select(Chat).where(Chat.unreachable.is_(False), Chat.group_id.is_not(None))
+    if a.audience_kind == "groups":
+        q = q.where(Chat.group_id.in_(a.audience_ids or []))
+    elif a.audience_kind == "branches":
+        q = q.where(Chat.group_id.in_(select(Group.id).where(Group.branch_id.in_(a.audience_ids or []))))
+    elif a.audience_kind == "list":
+        return 0
+    card = Card(
+        f"📣 新活动【{a.id}】{a.title}",
+        [
+            f"时间：{bot.clock.fmt(a.starts_at)}",
+            *([f"地点：{a.place}"] if a.place else []),
+            f"名额：{a.capacity} 人" if a.capacity else "名额：不限",
+            f"报名截止：{bot.clock.fmt(a.deadline)}",
+            f"点按钮报名，或 @我 发送“报名 {a.id}”",
+        ],
+        [Button("报名", {"do": "signup", "activity": a.id})],
+    )
+    posted = 0
+    for chat in s.scalars(q):
+        posted += bot.notify_chat(
+            s, chat.platform, chat.chat_id, card, key=f"activity:{a.id}:posted:{chat.id}"
+        )
+    return posted
 
 
 # ---- creating an activity through a short dialog -----------------------------------------------------

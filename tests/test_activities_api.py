@@ -1,0 +1,149 @@
+"""/api/v1/activities: list, create, get, update, cancel; sign-ups list, add, remove — same rules as the chat."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models.activity import Signup
+from tests.conftest import add_member
+
+API = "/api/v1"
+
+
+def token(app, role: str) -> dict[str, str]:
+    name = f"{role}-{random.randrange(10**9)}"
+    result = app.test_cli_runner().invoke(args=["tokens", "create", "--name", name, "--role", role])
+    assert result.exit_code == 0, result.output
+    return {"Authorization": f"Bearer {result.output.strip().splitlines()[-1]}"}
+
+
+@pytest.fixture
+def clerk(app):
+    return token(app, "clerk")
+
+
+def future(days=5, hours=0) -> str:
+    return (datetime.now(UTC) + timedelta(days=days, hours=hours)).isoformat()
+
+
+def create(client, headers, **fields):
+    body = {"title": "乒乓球比赛", "starts_at": future(), "capacity": 2, **fields}
+    resp = client.post(f"{API}/activities", json=body, headers=headers)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def test_create_get_list(client, clerk, bot):
+    a = create(
+        client,
+        clerk,
+        place="活动中心",
+        companions_max=1,
+        questions=[{"key": "item", "label": "项目", "options": ["单打", "双打"]}],
+    )
+    assert a["taken"] == 0 and a["status"] == "open" and a["signup_deadline"] == a["starts_at"]
+    got = client.get(f"{API}/activities/{a['id']}", headers=clerk).get_json()
+    assert got["title"] == "乒乓球比赛" and got["questions"][0]["options"] == ["单打", "双打"]
+    listed = client.get(f"{API}/activities?status=open", headers=clerk).get_json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == a["id"]
+    assert client.get(f"{API}/activities/999", headers=clerk).status_code == 404
+
+
+def test_create_validation(client, clerk):
+    bad = [
+        ({"title": "x", "starts_at": "2027-01-01T10:00:00"}, "starts_at"),  # no time zone
+        ({"title": "x", "starts_at": future(), "capacity": 0}, "capacity"),
+        ({"title": "x", "starts_at": future(), "signup_deadline": future(days=9)}, "signup_deadline"),
+        ({"title": "x", "starts_at": future(), "audience_kind": "groups"}, "audience_ids"),
+        ({"title": "x", "starts_at": future(), "questions": [{"key": "a", "label": "b"}] * 4}, "questions"),
+        ({"title": "x", "starts_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, "starts_at"),
+    ]
+    for body, field in bad:
+        resp = client.post(f"{API}/activities", json=body, headers=clerk)
+        assert resp.status_code == 422, (body, resp.get_json())
+        assert field in resp.get_json()["error"]["fields"], (body, resp.get_json())
+
+
+def test_signups_same_rules_as_chat(client, clerk, bot, chat_with):
+    a = create(client, clerk, capacity=2, companions_max=1)
+    chats = [
+        chat_with(add_member(bot, name, employee_no=no))
+        for no, name in (("A1", "甲"), ("A2", "乙"), ("A3", "丙"))
+    ]
+    url = f"{API}/activities/{a['id']}/signups"
+    r = client.post(url, json={"employee_no": "A1", "companions": 1}, headers=clerk)
+    assert r.status_code == 201 and r.get_json()["status"] == "confirmed"
+    r = client.post(url, json={"employee_no": "A2"}, headers=clerk)
+    assert r.status_code == 201 and r.get_json()["status"] == "waitlisted"
+    r = client.post(url, json={"employee_no": "A2"}, headers=clerk)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "already_signed_up"
+    r = client.post(url, json={"employee_no": "A3", "companions": 2}, headers=clerk)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "companions_exceeded"
+    r = client.post(url, json={"employee_no": "NOPE"}, headers=clerk)
+    assert r.status_code == 404
+    listed = client.get(url, headers=clerk).get_json()
+    assert [(i["employee_no"], i["status"]) for i in listed["items"]] == [
+        ("A1", "confirmed"),
+        ("A2", "waitlisted"),
+    ]
+    # removing A1 frees 2 places: A2 is promoted and told
+    r = client.delete(f"{url}/A1", headers=clerk)
+    assert r.status_code == 200 and r.get_json()["status"] == "cancelled"
+    listed = client.get(url + "?status=confirmed", headers=clerk).get_json()
+    assert [i["employee_no"] for i in listed["items"]] == ["A2"]
+    assert client.delete(f"{url}/A1", headers=clerk).get_json()["error"]["code"] == "not_signed_up"
+    assert any("有名额了" in p.get("text", "") for p in chats[1].inbox())
+
+
+def test_update_capacity_promotes_and_cancel_notifies(client, clerk, bot, chat_with):
+    a = create(client, clerk, capacity=1)
+    m1, m2 = add_member(bot, "甲", employee_no="B1"), add_member(bot, "乙", employee_no="B2")
+    c1, c2 = chat_with(m1), chat_with(m2)
+    c1.ask(f"报名 {a['id']}")
+    assert "候补第 1 位" in c2.ask(f"报名 {a['id']}")
+    r = client.patch(f"{API}/activities/{a['id']}", json={"capacity": 0}, headers=clerk)
+    assert r.status_code == 422
+    r = client.patch(f"{API}/activities/{a['id']}", json={"capacity": 2, "place": "新场馆"}, headers=clerk)
+    assert r.status_code == 200 and r.get_json()["taken"] == 2 and r.get_json()["waitlisted"] == 0
+    assert any("有名额了" in p.get("text", "") for p in c2.inbox())
+    assert any("新场馆" in p.get("text", "") for p in c1.inbox())
+    r = client.patch(f"{API}/activities/{a['id']}", json={"capacity": 1}, headers=clerk)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "capacity_below_taken"
+    r = client.post(f"{API}/activities/{a['id']}/cancel", headers=clerk)
+    assert r.status_code == 200 and r.get_json()["status"] == "cancelled"
+    assert any("已取消" in p.get("text", "") for p in c1.inbox())
+    r = client.post(f"{API}/activities/{a['id']}/signups", json={"employee_no": "B1"}, headers=clerk)
+    assert r.status_code == 409
+
+
+def test_permissions(app, client, clerk):
+    leader = token(app, "group_leader")
+    a = create(client, leader)  # group leaders may create and read
+    assert client.get(f"{API}/activities/{a['id']}/signups", headers=leader).status_code == 403
+    assert client.post(f"{API}/activities/{a['id']}/cancel", headers=leader).status_code == 403
+    assert client.get(f"{API}/activities").status_code == 401
+
+
+def test_openapi_lists_activity_paths(client):
+    spec = client.get(f"{API}/openapi.json").get_json()
+    assert {"/activities", "/activities/{activity_id}", "/activities/{activity_id}/signups"} <= set(
+        spec["paths"]
+    )
+    assert (
+        "activity_full"
+        in spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    )
+
+
+def test_signup_rows_are_unique_after_api_and_chat(client, clerk, bot, chat_with):
+    a = create(client, clerk, capacity=5)
+    m = add_member(bot, "甲", employee_no="C1")
+    chat_with(m).ask(f"报名 {a['id']}")
+    r = client.post(f"{API}/activities/{a['id']}/signups", json={"employee_no": "C1"}, headers=clerk)
+    assert r.status_code == 409
+    with bot.db.Session() as s:
+        assert len(s.scalars(select(Signup)).all()) == 1
