@@ -7,5 +7,6 @@ router = Router()
 # Importing the modules registers their handlers (order matters only for the fallback menu).
 from handlers import activities, help, members  # noqa: E402,F401
 from handlers import greetings, meetings  # noqa: E402,F401  (issue 8: greetings, meetings)
+from handlers import proposals  # noqa: E402,F401  (issue 6: congress proposals and suggestions)
 
 __all__ = ["router"]

@@ -28,3 +28,4 @@ __all__ = [
 import admin.models  # noqa: E402, F401  (console login throttle table; plain import: admin.models imports models)
 from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)
 from models.feishu import FeishuRate, FeishuState  # noqa: E402, F401  (Feishu token / bot id / send-rate state)
+from models import proposal  # noqa: E402, F401  (congress proposals and suggestions)
