@@ -17,7 +17,7 @@ from bot.message import Button, Card, Text
 from models.feishu import FeishuState
 from models.member import Member, PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
-from tests.conftest import add_member, make_app
+from tests.conftest import POSTGRES_URL, add_member, make_app
 from tests.fake_feishu import (
     APP_ID,
     APP_SECRET,
@@ -48,9 +48,13 @@ def fake():
         yield f
 
 
-@pytest.fixture
-def fapp(tmp_path, fake):
-    app = make_app(f"sqlite:///{tmp_path / 'fs.db'}", FEISHU_API_BASE=fake.url, **SETTINGS)
+@pytest.fixture(params=["sqlite", "postgres"])
+def fapp(request, tmp_path, fake):
+    """The app with Feishu configured against the fake API; on PostgreSQL too when TEST_POSTGRES_URL is set."""
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL")
+    url = POSTGRES_URL if request.param == "postgres" else f"sqlite:///{tmp_path / 'feishu.db'}"
+    app = make_app(url, FEISHU_API_BASE=fake.url, **SETTINGS)
     yield app
     app.extensions["db"].dispose()
 
@@ -632,3 +636,9 @@ def test_unsigned_bodies_are_no_padding_oracle(fclient):
         assert r.status_code == 401
     r = fclient.post("/feishu/events", json={"encrypt": encrypt("wrong key", "{}")})
     assert r.status_code == 401
+
+
+def test_text_cannot_at_everyone(fbot, fake):
+    _enqueue(fbot, Text('活动：<at user_id="all"></at>'), key="inj")
+    outbox.drain(fbot, platform="feishu")
+    assert "<at" not in fake.delivered[0]["content"]["text"]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot import outbox
 from bot.adapters import feishu
 from models.activity import Signup
-from tests.conftest import add_member, make_app
+from tests.conftest import POSTGRES_URL, add_member, make_app
 from tests.fake_feishu import (
     BOT_OPEN_ID,
     FakeFeishu,
@@ -33,9 +33,13 @@ def fake():
         yield f
 
 
-@pytest.fixture
-def fapp(tmp_path, fake):
-    app = make_app(f"sqlite:///{tmp_path / 'e2e.db'}", FEISHU_API_BASE=fake.url, **SETTINGS)
+@pytest.fixture(params=["sqlite", "postgres"])
+def fapp(request, tmp_path, fake):
+    """The app with Feishu configured against the fake API; on PostgreSQL too when TEST_POSTGRES_URL is set."""
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL")
+    url = POSTGRES_URL if request.param == "postgres" else f"sqlite:///{tmp_path / 'feishu.db'}"
+    app = make_app(url, FEISHU_API_BASE=fake.url, **SETTINGS)
     yield app
     app.extensions["db"].dispose()
 

@@ -244,7 +244,12 @@ def render(row: OutboxMessage) -> tuple[str, dict[str, Any]]:
     payload = row.payload or {}
     if payload.get("type") == "card":
         return "interactive", render_card(payload, {"kind": row.target_kind, "ob": row.id})
-    return "text", {"text": str(payload.get("text", ""))}
+    return "text", {"text": safe_text(str(payload.get("text", "")))}
+
+
+def safe_text(text: str) -> str:
+    """Feishu text turns <at user_id="all"></at> into a real @所有人: names and titles must not do that."""
+    return text.replace("<at", "＜at").replace("</at>", "＜/at＞")
 
 
 def original_card(bot, outbox_id: Any) -> dict[str, Any] | None:
