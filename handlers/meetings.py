@@ -305,16 +305,36 @@ def _reason(text: str) -> str:
     "参加不了",
     "不能参加",
     "到不了",
-    patterns=(r"^参加\s*\d+", r"^参加$"),
+    patterns=(
+        r"^参加\s*\d+",
+        r"^参加$",
+        r"(?:会议|开会|例会|职代会|代表大会|委员会|组长会).{0,8}(?:去不了|来不了|到不了|参加不了|不能参加|不参加|请假|我到|能到|参加)",
+        r"(?:请假|参加|出席).{0,6}(?:会议|例会|职代会|委员会)",
+    ),
     group_ok=True,
 )
 def meeting_rsvp(ctx: Context) -> None:
     """参加 5 / 请假 5 原因：回复会议通知"""
     text = ctx.text
+    assert ctx.member is not None
     excused = any(w in text for w in EXCUSE_WORDS)
     invites = _upcoming_invites(ctx)
+    num = re.search(r"\d+", text)
+    if not invites and num:
+        past = ctx.session.scalar(
+            select(MeetingInvite).where(
+                MeetingInvite.meeting_id == int(num.group()), MeetingInvite.member_id == ctx.member.id
+            )
+        )
+        if past is not None:  # started, finished or cancelled: say so
+            ctx.reply(record_rsvp(ctx.bot, past, "excused" if excused else "attend"))
+            return
     if not invites:
-        ctx.reply("您目前没有需要回复的会议通知。查看会议请发送“我的会议”。")
+        signup = _activity_signup() if not excused and re.match(r"^参加\s*\d+$", text) else None
+        if signup is not None:
+            signup(ctx)  # "参加 3" with no meeting to answer: the member means activity 3
+            return
+        ctx.reply("您目前没有需要回复的会议通知。报名活动请发送“报名 编号”，查看会议请发送“我的会议”。")
         return
     picked = _pick(ctx, invites, ctx.args if ctx.args else text)
     if not picked:
@@ -337,6 +357,14 @@ def meeting_rsvp(ctx: Context) -> None:
             ctx.reply("方便的话请说一下请假原因（如“值班”），或回复“跳过”。")
     else:
         ctx.reply(record_rsvp(ctx.bot, inv, "attend"))
+
+
+def _activity_signup():
+    try:
+        from handlers import activities
+    except ImportError:
+        return None
+    return getattr(activities, "signup", None)
 
 
 @router.action("rsvp")

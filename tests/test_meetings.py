@@ -114,12 +114,13 @@ def test_no_invitation_and_started_meeting(bot, chat_with):
     member = add_member(bot, name="路人")
     chat = chat_with(member)
     with time_machine.travel(NOW, tick=False):
-        assert "没有需要回复" in chat.ask("参加 99")
+        assert "没有需要回复" in chat.ask("请假 99")
+        assert "活动" in chat.ask("参加 99")  # no meeting to answer: "参加 N" means activity N
     clerk = add_member(bot, name="干事", roles=["clerk"])
     chat = chat_with(clerk)
     mid = make(bot)
     with time_machine.travel(at(2026, 12, 4, 15), tick=False):
-        assert "没有需要回复" in chat.ask(f"参加 {mid}")  # it has started: nothing upcoming
+        assert "已经开始" in chat.ask(f"参加 {mid}")
 
 
 def test_reminders_one_day_and_one_hour_before_to_attending_and_unanswered(bot):
