@@ -64,19 +64,29 @@ def menu() -> None:
 
 @wecom_cli.command("check")
 def check() -> None:
-    """Fetch an access token to check WECOM_CORP_ID / WECOM_SECRET and the server's trusted IP."""
-    from bot.adapters.wecom_api import WeComError, scrub
+    """Check WECOM_CORP_ID / WECOM_SECRET / WECOM_AGENT_ID and that this server's IP is trusted (60020)."""
+    from bot.adapters.wecom_api import IP_NOT_TRUSTED, WeComError, scrub
 
-    client, _ = _client()
+    client, s = _client()
     try:
         client.token(force=True)
+        data = client.get("/cgi-bin/agent/get", {"agentid": s.WECOM_AGENT_ID})
     except WeComError as exc:
         raise click.ClickException(
             f"获取 access_token 失败：{scrub(str(exc))}（40001/40013 多为 Secret 或企业ID填错）"
         ) from None
     except Exception as exc:
         raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
-    click.echo("企业微信凭证有效：已取得 access_token（已缓存到数据库，不会显示）。")
+    code = int(data.get("errcode") or 0)
+    if code == 60020:
+        raise click.ClickException(IP_NOT_TRUSTED)
+    if code:
+        raise click.ClickException(
+            scrub(
+                f"企业微信返回错误 {code}: {data.get('errmsg', '')}（请核对 WECOM_AGENT_ID 与应用的 Secret 是否匹配）"
+            )
+        )
+    click.echo(f"企业微信连接正常：应用“{data.get('name', '')}”，凭证有效，本服务器IP已被信任。")
 
 
 commands = [wecom_cli]

@@ -124,6 +124,13 @@ class FakeWeCom:
                     "msgid": f"m{next(self._counter)}",
                     "response_code": f"rc{next(self._counter)}",
                 }
+            if path == "/cgi-bin/agent/get":
+                return {
+                    "errcode": 0,
+                    "errmsg": "ok",
+                    "agentid": int(args.get("agentid", 0)),
+                    "name": "工会小助手",
+                }
             if path in (
                 "/cgi-bin/appchat/send",
                 "/cgi-bin/menu/create",

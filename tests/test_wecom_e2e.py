@@ -225,4 +225,8 @@ def test_cli_creates_the_menu(wapp, fake):
     assert result.exit_code != 0 and "企业可信IP" in result.output
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
-    assert result.exit_code == 0 and "tok-" not in result.output
+    assert result.exit_code == 0 and "工会小助手" in result.output and "tok-" not in result.output
+    fake.fail_next("/cgi-bin/agent/get", 60020, "not allow to access from your ip")
+    with wapp.app_context():
+        result = runner.invoke(wecom_cli, ["check"])
+    assert result.exit_code != 0 and "企业可信IP" in result.output

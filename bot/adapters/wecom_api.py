@@ -132,11 +132,27 @@ class WeComClient:
         return resp.json()
 
     def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST with the token; refreshed and retried exactly once when WeCom says it expired."""
+        return self.call("POST", path, payload=payload)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.call("GET", path, params=params)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Call with the token; refreshed and retried exactly once when WeCom says it expired."""
         token = self.token()
         for attempt in range(2):
-            resp = self.http.post(
-                self.base + path, params={"access_token": token}, json=payload, timeout=self.timeout
+            resp = self.http.request(
+                method,
+                self.base + path,
+                params={**(params or {}), "access_token": token},
+                json=payload,
+                timeout=self.timeout,
             )
             resp.raise_for_status()
             data = resp.json()
