@@ -648,3 +648,38 @@ def test_batch_greeting_row_goes_out_in_one_call_and_marks_leavers(wbot, fake):
     with wbot.db.Session() as s:
         flags = dict(s.execute(select(PlatformIdentity.platform_user_id, PlatformIdentity.unreachable)).all())
     assert flags == {"a1": False, "a2": False, "left": True}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"msgid": "O1", "from": "x", "msgtype": "text", "text": "hi"},
+        {"msgid": "O2", "from": {"userid": "u"}, "msgtype": "text", "text": "hi"},
+        {"msgid": "O3", "from": {"userid": "u"}, "msgtype": "mixed", "mixed": {"msg_item": "x"}},
+        {
+            "msgid": "O4",
+            "from": {"userid": "u"},
+            "msgtype": "event",
+            "event": {"eventtype": "template_card_event"},
+        },
+        {
+            "msgid": "O5",
+            "from": {"userid": "u"},
+            "chattype": "group",
+            "msgtype": "text",
+            "text": {"content": "x"},
+        },
+        {"from": {"userid": "u"}, "msgtype": "text", "text": {"content": "x"}},
+        [1, 2, 3],
+    ],
+)
+def test_odd_aibot_payloads_never_500(wclient, payload):
+    from wechatpy.enterprise.crypto import WeChatCrypto
+
+    from tests.wecom_helpers import AIBOT_AES_KEY, AIBOT_TOKEN
+
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    env = wecom.encrypt_json(crypto, payload, "n", "1")
+    query = urlencode({"msg_signature": env["msgsignature"], "timestamp": "1", "nonce": "n"})
+    resp = wclient.post(f"/wecom/aibot?{query}", data=f'{{"encrypt": "{env["encrypt"]}"}}')
+    assert resp.status_code in (200, 400)

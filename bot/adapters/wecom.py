@@ -256,7 +256,9 @@ def app_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime)
     if event == "enter_agent":
         # WeCom sends this every time the member opens the app: welcome them once a day, not every time.
         day = (now + timedelta(hours=8)).date().isoformat()  # the day in China (UTC+8, no DST)
-        return IncomingMessage(message_id=f"enter:{user}:{day}", event="enter", raw={"channel": "app"}, **base)
+        return IncomingMessage(
+            message_id=f"enter:{user}:{day}", event="enter", raw={"channel": "app"}, **base
+        )
     if event == "click" and key in MENU_TEXT:
         return IncomingMessage(
             message_id="c:" + _dedupe(user, created, event, key),
@@ -358,8 +360,13 @@ def app_callback():
 
 
 # --- the AI bot ----------------------------------------------------------------------------------------
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object field, or {} when it is missing or of another type (never a 500 on odd payloads)."""
+    return value if isinstance(value, dict) else {}
+
+
 def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime) -> IncomingMessage | None:
-    sender = data.get("from") if isinstance(data.get("from"), dict) else {}
+    sender = _obj(data.get("from"))
     user = str(sender.get("userid") or "").strip()
     msgid = str(data.get("msgid") or "")
     if not user or not msgid:
@@ -383,23 +390,23 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
     )
     kind = data.get("msgtype")
     if kind == "text":
-        content = str((data.get("text") or {}).get("content") or "")
+        content = str(_obj(data.get("text")).get("content") or "")
         return IncomingMessage(text=normalize(content, bot_names), **base)
     if kind == "mixed":
-        items = (data.get("mixed") or {}).get("msg_item") or []
+        items = _obj(data.get("mixed")).get("msg_item")
         parts = [
-            str((i.get("text") or {}).get("content") or "")
-            for i in items
+            str(_obj(i.get("text")).get("content") or "")
+            for i in (items if isinstance(items, list) else [])
             if isinstance(i, dict) and i.get("msgtype") == "text"
         ]
         return IncomingMessage(text=normalize(" ".join(parts), bot_names), **base)
     if kind == "event":
-        event = data.get("event") if isinstance(data.get("event"), dict) else {}
+        event = _obj(data.get("event"))
         etype = event.get("eventtype")
         if etype == "enter_chat":
             return IncomingMessage(event="enter", **base)
         if etype == "template_card_event":
-            detail = event.get("template_card_event") or {}
+            detail = _obj(event.get("template_card_event"))
             action = decode_key(str(detail.get("event_key") or ""))
             if action is None:
                 return None

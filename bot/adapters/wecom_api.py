@@ -85,6 +85,10 @@ class WeComClient:
         self.timeout = timeout
         self.base = settings.WECOM_API_BASE.rstrip("/")
         self.app_key = f"{settings.WECOM_CORP_ID}:{settings.WECOM_AGENT_ID}"
+        # urllib3 logs request URLs (with access_token=...) at DEBUG: keep it quiet even when LOG_LEVEL=DEBUG.
+        pool_log = logging.getLogger("urllib3.connectionpool")
+        if pool_log.getEffectiveLevel() < logging.INFO:
+            pool_log.setLevel(logging.INFO)
 
     # token -----------------------------------------------------------------------------------------------
     def token(self, force: bool = False) -> str:
