@@ -269,6 +269,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(local_time, "local")
     app.context_processor(_template_context)
+    from admin.activities import init_app as init_activities  # issue 5: 活动报名 pages
+
+    init_activities(app)
 
 
 def _console_error(err: HTTPException):
