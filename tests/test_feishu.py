@@ -642,3 +642,54 @@ def test_text_cannot_at_everyone(fbot, fake):
     _enqueue(fbot, Text('活动：<at user_id="all"></at>'), key="inj")
     outbox.drain(fbot, platform="feishu")
     assert "<at" not in fake.delivered[0]["content"]["text"]
+
+
+def test_fuzzed_payloads_never_crash_the_adapter(fbot, fake):
+    """Type-confused events reach dispatch_event: refused (Rejected) or acknowledged, never an exception."""
+    import copy
+    import random
+
+    from bot.adapters.feishu import FeishuUnavailable, dispatch_event
+
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    samples = [
+        text_message("ou_f", "@_user_1 帮助", chat_type="group", chat_id="oc_f", mentions=[me]),
+        text_message("ou_f", "帮助"),
+        text_message("ou_f", "", message_type="post", content=json.dumps({"content": [[{"tag": "at"}]]})),
+        card_click("ou_f", {"do": "signup", "activity": 1, "_k": "user", "_ob": 1}),
+        envelope("im.chat.member.bot.added_v1", {"chat_id": "oc_f", "operator_id": {"open_id": "ou_f"}}),
+        envelope("im.chat.access_event.bot_p2p_chat_entered_v1", {"operator_id": {"open_id": "ou_f"}}),
+        envelope(
+            "application.bot.menu_v6", {"operator": {"operator_id": {"open_id": "ou_f"}}, "event_key": "x"}
+        ),
+    ]
+    junk = [None, "", "x", 0, 1.5, True, [], {}, [1, "a"], {"a": None}]
+    rng = random.Random(9)
+
+    def paths(obj, prefix=()):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield prefix + (k,)
+                yield from paths(v, prefix + (k,))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield prefix + (i,)
+                yield from paths(v, prefix + (i,))
+
+    for n in range(400):
+        ev = copy.deepcopy(rng.choice(samples))
+        ev["header"]["event_id"] = f"fuzz{n}"
+        if "message" in ev["event"] and isinstance(ev["event"]["message"], dict):
+            ev["event"]["message"]["message_id"] = f"om_fuzz{n}"
+        for _ in range(rng.randint(1, 3)):
+            target = rng.choice(list(paths(ev)))
+            parent = ev
+            for k in target[:-1]:
+                parent = parent[k]
+            if isinstance(parent, dict | list):
+                parent[target[-1]] = copy.deepcopy(rng.choice(junk))
+        try:
+            answer = dispatch_event(fbot, ev)
+        except (Rejected, FeishuUnavailable):
+            continue
+        assert isinstance(answer, dict)
