@@ -334,6 +334,8 @@ def test_bot_added_enter_menu_and_unknown(fclient, fbot, fake):
         {"chat_id": "oc_p", "operator_id": {"open_id": "ou_e"}},
     )
     post(fclient, entered)
+    post(fclient, dict(entered, header=dict(entered["header"], event_id="ev-enter-again")))
+    assert len(_replies(fake, fbot, "ou_e")) == 1  # opening the chat again the same day: no second welcome
     assert "欢迎使用" in _replies(fake, fbot, "ou_e")[0]
     menu = envelope(
         "application.bot.menu_v6", {"operator": {"operator_id": {"open_id": "ou_e"}}, "event_key": "帮助"}

@@ -13,7 +13,14 @@ HTTP checks, all before the database is touched (`verify_request`):
 - neither an Encrypt Key nor a Verification Token configured → 403 (we never accept unauthenticated events).
 
 Dedupe: messages on `message.message_id` (Feishu: do not rely on event_id for that event), every other event on
-`header.event_id`; the core's inbound table keeps the keys, far longer than Feishu's ~7-hour retry window.
+`header.event_id` (the p2p-chat-entered welcome on open_id + day); the core's inbound table keeps the keys, far
+longer than Feishu's ~7-hour retry window.
+
+Groups: we act only when `mentions[].id.open_id` is the bot's own open_id (GET /open-apis/bot/v3/info, cached in
+`feishu_state`); `@_user_N` placeholders are removed (ours) or replaced by the person's name (others').
+Card clicks: the button value is an object {our action..., "_k": "user"|"chat", "_ob": outbox id}; the answer
+carries a toast (first text reply) and the handler's first card, or else (private chats) the clicked card with
+that button turned into 已报名 / 已处理 etc.
 """
 
 from __future__ import annotations
@@ -222,7 +229,9 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
     if etype == "im.chat.access_event.bot_p2p_chat_entered_v1":
         user = _open_id(event.get("operator_id"))
         if user:
-            bot.handle(_event_msg(bot, event_id, ChatType.PRIVATE, user, user, "enter", header))
+            # Fired every time the member opens the chat: welcome at most once a day (dedupe key per day).
+            key = f"enter:{user}:{bot.clock.today().isoformat()}"
+            bot.handle(_event_msg(bot, key, ChatType.PRIVATE, user, user, "enter", header))
         return {}
     if etype == "application.bot.menu_v6":
         # A bot menu item: its event_key is what the member would have typed (e.g. 活动, 我的信息, 帮助).
