@@ -8,5 +8,6 @@ router = Router()
 from handlers import activities, help, members  # noqa: E402,F401
 from handlers import greetings, meetings  # noqa: E402,F401  (issue 8: greetings, meetings)
 from handlers import proposals  # noqa: E402,F401  (issue 6: congress proposals and suggestions)
+from handlers import care  # noqa: E402,F401  (issue 7: hardship reports and care events)
 
 __all__ = ["router"]

@@ -29,3 +29,4 @@ import admin.models  # noqa: E402, F401  (console login throttle table; plain im
 from models.wecom import WecomAccessToken  # noqa: E402, F401  (WeCom access-token cache shared by workers)
 from models.feishu import FeishuRate, FeishuState  # noqa: E402, F401  (Feishu token / bot id / send-rate state)
 from models import proposal  # noqa: E402, F401  (congress proposals and suggestions)
+from models import care  # noqa: E402, F401  (issue 7: hardship cases, care events, case audit log)
