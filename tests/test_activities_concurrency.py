@@ -53,10 +53,10 @@ def test_200_members_50_places_over_http(any_app):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
-    def post(no: str) -> int:
+    def post(no: str, text: str = f"报名 {aid}") -> int:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         try:
-            body = json.dumps({"member": no, "text": f"报名 {aid}"})
+            body = json.dumps({"member": no, "text": text})
             conn.request("POST", "/sandbox/send", body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             resp.read()
@@ -64,17 +64,49 @@ def test_200_members_50_places_over_http(any_app):
         finally:
             conn.close()
 
+    def send(pairs: list[tuple[str, str]]) -> list[int]:
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda p: post(*p), pairs))
+
     requests = [f"C{i:04d}" for i in range(MEMBERS)]
     requests += random.Random(5).sample(requests, 40)  # some members tap twice
     random.Random(7).shuffle(requests)
     try:
-        with ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(post, requests))
+        statuses = send([(no, f"报名 {aid}") for no in requests])
+        assert statuses.count(200) == len(requests), statuses
+        _check_signups(db, aid)
+        # Then 30 confirmed and 20 waitlisted members cancel at once: the freed places go to the earliest
+        # waiting members, in order, never more than the capacity.
+        with db.Session() as s:
+            confirmed = s.scalars(
+                select(Signup).where(Signup.status == "confirmed").order_by(Signup.seq)
+            ).all()
+            waiting = s.scalars(
+                select(Signup).where(Signup.status == "waitlisted").order_by(Signup.seq)
+            ).all()
+            leaving = [r.member.employee_no for r in confirmed[:30]] + [
+                r.member.employee_no for r in waiting[5:25]
+            ]
+            expected_in = {r.member_id for r in confirmed[30:]} | {r.member_id for r in waiting[:5]}
+            expected_in |= {r.member_id for r in waiting[25:50]}
+        statuses = send([(no, f"取消报名 {aid}") for no in leaving])
+        assert statuses.count(200) == len(leaving)
     finally:
         server.shutdown()
         thread.join()
-    assert statuses.count(200) == len(requests), statuses
+    with db.Session() as s:
+        by_status = dict(
+            s.execute(
+                select(Signup.status, func.count()).where(Signup.activity_id == aid).group_by(Signup.status)
+            ).all()
+        )
+        assert by_status == {"confirmed": PLACES, "waitlisted": MEMBERS - PLACES - 50, "cancelled": 50}
+        assert s.get(Activity, aid).taken == PLACES
+        now_in = set(s.scalars(select(Signup.member_id).where(Signup.status == "confirmed")))
+        assert now_in == expected_in
 
+
+def _check_signups(db, aid: int) -> None:
     with db.Session() as s:
         by_status = dict(
             s.execute(
