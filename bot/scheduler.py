@@ -126,6 +126,7 @@ class JobRunner:
     def __init__(self, bot: Bot, holder: str | None = None):
         self.bot = bot
         self.lease = Lease(bot.db, holder)
+        self.leading: bool | None = None
         self.runs: list[str] = []  # names of the jobs that ran (tests, the CLI's status line)
 
     def _leader(self, now: datetime) -> bool:
@@ -134,8 +135,10 @@ class JobRunner:
         except Exception:
             log.exception("scheduler lease check failed")
             return False
-        if not ok:
-            log.debug("lease held by another scheduler; skipping")
+        if ok != self.leading:
+            self.leading = ok
+            log.info("scheduler %s: %s", self.lease.holder, "holds the lease, running jobs" if ok else
+                     "another scheduler holds the lease, standing by")  # fmt: skip
         return ok
 
     def run(self, name: str, func: Callable[[Bot, datetime], Any], now: datetime | None = None) -> bool:
@@ -159,8 +162,12 @@ class JobRunner:
         return True
 
     def greetings(self) -> bool:
+        from bot.calendar import holiday_data_warning
         from handlers.greetings import run_greetings
 
+        warning = holiday_data_warning(self.bot.clock.today())
+        if warning:  # the console shows it too; the log makes the scheduler's operators see it every morning
+            log.warning(warning)
         return self.run("greetings", run_greetings)
 
     def catch_up(self) -> bool:
