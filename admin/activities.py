@@ -170,6 +170,7 @@ def _form_from(a: Activity | None) -> dict[str, Any]:
             "audience_kind": "all",
             "audience_ids": [],
             "post_to_groups": False,
+            "remind_unanswered": False,
             "questions": [{"label": "", "options": ""} for _ in range(MAX_QUESTIONS)],
         }
     qs = [{"label": q["label"], "options": "、".join(q.get("options") or [])} for q in a.questions or []]
@@ -188,6 +189,7 @@ def _form_from(a: Activity | None) -> dict[str, Any]:
         "audience_kind": a.audience_kind,
         "audience_ids": list(a.audience_ids or []),
         "post_to_groups": a.post_to_groups,
+        "remind_unanswered": a.remind_unanswered,
         "questions": qs,
     }
 
@@ -200,6 +202,7 @@ def _read_form() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     }
     raw["waitlist_enabled"] = bool(f.get("waitlist_enabled"))
     raw["post_to_groups"] = bool(f.get("post_to_groups"))
+    raw["remind_unanswered"] = bool(f.get("remind_unanswered"))
     raw["audience_ids"] = [int(x) for x in f.getlist("audience_ids") if x.isdigit()]
     raw["questions"] = [
         {"label": f.get(f"q{i}_label", "").strip(), "options": f.get(f"q{i}_options", "").strip()}
@@ -236,6 +239,7 @@ def _read_form() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
             errors[key] = f"请填写 {low}–{high} 的整数"
     clean["waitlist_enabled"] = raw["waitlist_enabled"]
     clean["post_to_groups"] = raw["post_to_groups"]
+    clean["remind_unanswered"] = raw["remind_unanswered"]
     clean["audience_kind"] = raw["audience_kind"] if raw["audience_kind"] in AUDIENCE_LABELS else "all"
     clean["audience_ids"] = raw["audience_ids"] if clean["audience_kind"] in ("branches", "groups") else []
     if clean["audience_kind"] in ("branches", "groups") and not clean["audience_ids"]:

@@ -95,6 +95,7 @@ class ActivityFields(BaseModel):
         None, max_length=5000, description="branches/groups 时为分会/小组 id；list 时为会员 id"
     )
     post_to_groups: StrictBool = Field(None, description="是否发到工会小组群")
+    remind_unanswered: StrictBool = Field(None, description="截止前一天提醒范围内还没报名的会员")
 
 
 class ActivityCreate(ActivityFields):
@@ -128,6 +129,7 @@ class ActivityOut(BaseModel):
     audience_kind: AudienceKind
     audience_ids: list[int]
     post_to_groups: bool
+    remind_unanswered: bool
     status: Literal["open", "cancelled"]
     created_by: str | None = Field(description="发布人工号")
     created_at: datetime
@@ -211,6 +213,7 @@ def activity_json(s, a: Activity) -> dict[str, Any]:
         "audience_kind": a.audience_kind,
         "audience_ids": list(a.audience_ids or []),
         "post_to_groups": bool(a.post_to_groups),
+        "remind_unanswered": bool(a.remind_unanswered),
         "status": a.status,
         "created_by": a.created_by.employee_no if a.created_by else None,
         "created_at": _iso(a.created_at),
@@ -306,6 +309,7 @@ def create_activity():
             audience_kind=data["audience_kind"] or "all",
             audience_ids=data["audience_ids"] or [],
             post_to_groups=bool(data["post_to_groups"]),
+            remind_unanswered=bool(data["remind_unanswered"]),
             status="open",
             created_by_id=creator.id if creator else None,
             created_at=now,

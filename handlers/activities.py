@@ -11,7 +11,7 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.context import Context
 from bot.message import Button, Card, Text
@@ -1211,6 +1211,41 @@ def send_activity_reminders(bot, now: datetime | None = None) -> int:
                 if s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)):
                     continue  # already queued by an earlier run
                 queued += bot.notify_member(s, su.member, Text(text), key=key)
+        queued += _nudge_unanswered(bot, s, now)
+    return queued
+
+
+def _nudge_unanswered(bot, s, now: datetime) -> int:
+    """Activities with remind_unanswered: within 24 h of the deadline, one nudge to who has not answered."""
+    acts = s.scalars(
+        select(Activity).where(
+            Activity.status == "open",
+            Activity.remind_unanswered.is_(True),
+            func.coalesce(Activity.signup_deadline, Activity.starts_at) > now,
+            func.coalesce(Activity.signup_deadline, Activity.starts_at) <= now + timedelta(hours=24),
+        )
+    ).all()
+    queued = 0
+    for a in acts:
+        if a.created_at and a.deadline - a.created_at < timedelta(hours=24):
+            continue  # published less than a day before the deadline: everyone just heard of it
+        answered = set(s.scalars(select(Signup.member_id).where(Signup.activity_id == a.id)))
+        for m in audience_members(s, a):
+            if m.id in answered:
+                continue
+            key = f"activity:{a.id}:nudge:{m.id}"
+            if s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)):
+                continue
+            left = "" if a.capacity is None else f"，还剩 {max(a.capacity - a.taken, 0)} 个名额"
+            queued += bot.notify_member(
+                s,
+                m,
+                Text(
+                    f"提醒：活动“{a.title}”（{bot.clock.fmt(a.starts_at)}）的报名将于 {bot.clock.fmt(a.deadline)} 截止{left}。"
+                    f"想参加请发送“报名 {a.id}”；不参加可以忽略这条消息。"
+                ),
+                key=key,
+            )
     return queued
 
 

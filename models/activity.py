@@ -68,6 +68,8 @@ class Activity(Base):
     audience_kind: Mapped[str] = mapped_column(String(12), default="all")
     audience_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     post_to_groups: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the day before the deadline, remind the audience members who have not answered yet
+    remind_unanswered: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(10), default="open", index=True)  # open | cancelled
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -464,3 +464,19 @@ def test_cancel_words_for_meetings_are_handed_over(bot, chat_with):
     c = chat_with(add_member(bot, "甲"))
     out = c.ask("例会去不了")
     assert "没有报名任何活动" not in out
+
+
+def test_nudge_unanswered_day_before_deadline(bot, chat_with):
+    deadline = NOW + timedelta(days=3)
+    aid = make_activity(bot, signup_deadline=deadline, remind_unanswered=True, audience_kind="women")
+    make_activity(bot, title="不提醒的活动", signup_deadline=deadline)
+    yes = chat_with(add_member(bot, "已报名", gender="女"))
+    no = chat_with(add_member(bot, "未报名", gender="女"))
+    chat_with(add_member(bot, "男同事", gender="男"))
+    yes.ask(f"报名 {aid}")
+    assert send_activity_reminders(bot, NOW) == 0  # too early
+    assert send_activity_reminders(bot, deadline - timedelta(hours=20)) == 1
+    assert send_activity_reminders(bot, deadline - timedelta(hours=19)) == 0
+    texts = [p.get("text", "") for p in no.inbox()]
+    assert any("报名将于" in t and f"报名 {aid}" in t for t in texts)
+    assert not any("报名将于" in p.get("text", "") for p in yes.inbox())
