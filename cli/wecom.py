@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli import bot
 
+DB_HINT = "数据库还没有建表或版本过旧：请先运行 flask --app app db upgrade"
 wecom_cli = AppGroup("wecom", help="企业微信：应用菜单与连通性检查")
 
 
@@ -52,6 +54,8 @@ def menu() -> None:
         data = client.post(f"/cgi-bin/menu/create?agentid={s.WECOM_AGENT_ID}", menu_payload())
     except WeComError as exc:
         data = {"errcode": exc.code, "errmsg": str(exc)}
+    except SQLAlchemyError:
+        raise click.ClickException(DB_HINT) from None
     except Exception as exc:
         raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
     code = int(data.get("errcode") or 0)
@@ -75,6 +79,8 @@ def check() -> None:
         raise click.ClickException(
             f"获取 access_token 失败：{scrub(str(exc))}（40001/40013 多为 Secret 或企业ID填错）"
         ) from None
+    except SQLAlchemyError:
+        raise click.ClickException(DB_HINT) from None
     except Exception as exc:
         raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
     code = int(data.get("errcode") or 0)
