@@ -185,6 +185,8 @@ def detail_card(ctx: Context, a: Activity) -> Card:
             label += f"第 {waitlist_position(s, mine)} 位"
         lines.append(f"您的状态：{label}" + (f"（带 {mine.companions} 人）" if mine.companions else ""))
         buttons.append(Button("取消报名", {"do": "cancel_signup", "activity": a.id}, "danger"))
+    elif ctx.member is not None and not in_audience(a, ctx.member):
+        lines.append(f"本活动面向{_audience_text(ctx, a)}，您不在报名范围内。")
     elif ctx.clock.now() < a.deadline:
         full = a.capacity is not None and a.taken >= a.capacity
         buttons.append(Button("报名候补" if full else "报名", {"do": "signup", "activity": a.id}))
@@ -339,7 +341,7 @@ def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
             buttons.append(Button(f"报名 {x.title}"[:20], {"do": "signup", "activity": x.id}))
     if len(pool) > 10:
         lines.append(f"……共 {len(pool)} 个活动")
-    lines.append("发送“活动 编号”看详情，“报名 编号”报名，例如“报名 3”。")
+    lines.append(f"发送“活动 编号”看详情，“报名 编号”报名，例如“报名 {pool[0].id}”。")
     return Card(title, lines, buttons)
 
 
