@@ -272,6 +272,9 @@ def init_app(app: Flask) -> None:
     from admin.activities import init_app as init_activities  # issue 5: 活动报名 pages
 
     init_activities(app)
+    from admin.proposals import init_app as init_proposals  # issue 6: 提案 pages
+
+    init_proposals(app)
 
 
 def _console_error(err: HTTPException):

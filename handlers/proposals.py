@@ -1058,7 +1058,7 @@ def reply_cmd(ctx: Context) -> None:
 
 
 def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None) -> None:
-    s, bot, now, me = ctx.session, ctx.bot, ctx.clock.now(), ctx.member
+    s, me = ctx.session, ctx.member
     mine = {d.id: d for d in departments_of_contact(s, me)}
     reviewer = ctx.can("proposals.review")
     if p.kind == "suggestion":
@@ -1066,32 +1066,41 @@ def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None)
             ctx.reply("只有提案委员会和承办部门联系人可以答复建议。")
             return
         dept = next(iter(mine.values()), None)
+    else:
+        lead = p.lead_department
+        assigned = {d.id for d in p.departments}
+        dept = lead if (lead and lead.id in mine) else next((mine[i] for i in mine if i in assigned), None)
+        if dept is None and reviewer:
+            dept = lead  # the committee records a reply on the department's behalf
+        if dept is None:
+            ctx.reply(f"{p.number} 不是交给您部门承办的，只有承办部门联系人可以答复。")
+            return
+    ctx.reply(record_reply(ctx.bot, s, p, dept, kind, text, plan, me, ctx.clock.now()))
+
+
+def record_reply(bot, s, p: Proposal, dept, kind: str, text: str, plan: date | None, me, now) -> str:
+    """Record a department's reply (chat or console) and tell the people; returns the confirmation text."""
+    author_id = me.id if me is not None else None
+    if p.kind == "suggestion":
         ev = transition(s, p, "answered", me, f"答复（{REPLY_KINDS[kind]}）", at=now)
-        s.add(Reply(proposal_id=p.id, department_id=dept.id if dept else None, author_id=me.id, kind=kind,
+        s.add(Reply(proposal_id=p.id, department_id=dept.id if dept else None, author_id=author_id, kind=kind,
                     text=text[:4000], plan_date=plan, round=1, at=now))  # fmt: skip
         notify_people(
             bot, s, p, ev, f"您的建议 {p.number}《{p.title}》有答复了（{REPLY_KINDS[kind]}）：{text}"
         )
-        ctx.reply(f"已答复 {p.number}，并通知了提出人。")
-        return
+        return f"已答复 {p.number}，并通知了提出人。"
     lead = p.lead_department
-    assigned = {d.id for d in p.departments}
-    dept = lead if (lead and lead.id in mine) else next((mine[i] for i in mine if i in assigned), None)
-    if dept is None and reviewer:
-        dept = lead  # the committee records a reply on the department's behalf
     if dept is None:
-        ctx.reply(f"{p.number} 不是交给您部门承办的，只有承办部门联系人可以答复。")
-        return
+        raise TransitionError(f"{p.number} 还没有承办部门，不能答复。")
     if p.status not in AWAITING_REPLY:
         transition(s, p, "replied", me)  # raises with the clear message
     rnd = current_round(p)
-    s.add(Reply(proposal_id=p.id, department_id=dept.id, author_id=me.id, kind=kind, text=text[:4000],
+    s.add(Reply(proposal_id=p.id, department_id=dept.id, author_id=author_id, kind=kind, text=text[:4000],
                 plan_date=plan, round=rnd, at=now))  # fmt: skip
     if lead is not None and dept.id != lead.id:
         ev = add_note(s, p, me, f"协办部门{dept.name}答复（{REPLY_KINDS[kind]}）", now)
         notify_people(bot, s, p, ev, f"提案 {p.number} 协办部门{dept.name}的答复：{text}", skip=me)
-        ctx.reply(f"已记录{dept.name}的协办答复。提案状态以牵头部门{lead.name}的答复为准。")
-        return
+        return f"已记录{dept.name}的协办答复。提案状态以牵头部门{lead.name}的答复为准。"
     plan_txt = f"（计划{_fmt_day(plan)}完成）" if plan else ""
     ev = transition(s, p, "replied", me, f"{dept.name}答复：{REPLY_KINDS[kind]}{plan_txt}", at=now)
     s.flush()
@@ -1110,7 +1119,7 @@ def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None)
         ),
         skip=me,
     )  # fmt: skip
-    ctx.reply(f"已答复 {p.number}（{REPLY_KINDS[kind]}），并通知了提案人。")
+    return f"已答复 {p.number}（{REPLY_KINDS[kind]}），并通知了提案人。"
 
 
 def _eval_buttons(p: Proposal) -> list[Button]:
