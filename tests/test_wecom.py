@@ -683,3 +683,15 @@ def test_odd_aibot_payloads_never_500(wclient, payload):
     query = urlencode({"msg_signature": env["msgsignature"], "timestamp": "1", "nonce": "n"})
     resp = wclient.post(f"/wecom/aibot?{query}", data=f'{{"encrypt": "{env["encrypt"]}"}}')
     assert resp.status_code in (200, 400)
+
+
+def test_used_response_url_falls_back_to_message_send(wbot, fake):
+    fake.used_response_codes.add("rcUSED")
+    ctx = {
+        "in_reply_to": "aibot:M9",
+        "response_url": fake.response_url("rcUSED"),
+        "received": wbot.clock.now().isoformat(),
+    }
+    enqueue(wbot, "u7", Text("私聊回复"), "reply:wecom:aibot:M9:0", context=ctx)
+    deliver(wbot)
+    assert texts_to(fake, "u7") == ["私聊回复"] and statuses(wbot)[0][0] == "sent"

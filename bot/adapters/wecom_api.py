@@ -334,13 +334,18 @@ class WeComSender:
         if card is not None:
             body: dict[str, Any] = {"msgtype": "template_card", "template_card": card}
         else:
-            texts = [as_text(r.payload) for r in [row, *siblings]]
+            texts = [as_text(r.payload) for r in sorted([row, *siblings], key=lambda r: r.id)]
             body = {
                 "msgtype": "markdown",
                 "markdown": {"content": cut_bytes("\n\n".join(texts), MARKDOWN_BYTES)},
             }
         data = self.client.post_url(url, body)
-        result = self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
+        code = int(data.get("errcode") or 0)
+        if code and code not in RATE_ERRORS:
+            # used up or expired (e.g. our first attempt reached WeCom but its answer was lost): other channel
+            log.info("wecom: response_url refused (%s), falling back", code)
+            return self._send_chat(row) if row.target_kind == "chat" else self._send_user(row)
+        result = self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
         if result.ok and siblings:
             now = self.bot.clock.now()
             with self.db.transaction() as s:
