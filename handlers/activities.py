@@ -757,7 +757,7 @@ def _find_for_organiser(ctx: Context, verb: str) -> Activity | None:
 _DENIED = "只有活动发布人、工会干事和相关小组长/分会主席可以查看名单。发送“我的报名”查看您自己的报名。"
 
 
-@router.handler("报名名单", "名单", "导出", "报名表", menu=None)
+@router.handler("报名名单", "名单", "导出", "报名表", menu=None, group_ok=False)
 def roster(ctx: Context) -> None:
     """报名名单 3：组织者查看报名名单"""
     a = _find_for_organiser(ctx, "报名名单")

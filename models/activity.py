@@ -244,7 +244,11 @@ def sign_up(
     if existing is not None:
         return SignupResult("duplicate", existing)
     need = 1 + companions
-    open_now = (Activity.id == activity.id) & (Activity.status == "open")
+    open_now = (
+        (Activity.id == activity.id)
+        & (Activity.status == "open")
+        & (func.coalesce(Activity.signup_deadline, Activity.starts_at) > now)
+    )
     try:
         with s.begin_nested():
             seq = s.execute(
@@ -268,8 +272,9 @@ def sign_up(
                     .returning(Activity.seq)
                     .execution_options(synchronize_session=False)
                 ).scalar()
-                if seq is None:
-                    return SignupResult("cancelled")
+                if seq is None:  # cancelled or deadline moved meanwhile: say which
+                    s.refresh(activity)
+                    return SignupResult(check_signup(activity, member, companions, now) or "cancelled")
                 status = "waitlisted"
             row = Signup(
                 activity_id=activity.id,
@@ -317,20 +322,19 @@ def cancel_signup(
 ) -> CancelResult:
     """Cancel the member's active sign-up, free its places and promote from the waitlist.
 
-    `force` (organisers) ignores the cancellation cut-off.
+    `force` (organisers) ignores the cancellation cut-off. A waiting member may always leave the waitlist.
     """
-    if not force and activity.status == "open":
-        if now >= activity.starts_at:
-            return CancelResult("started")
-        if activity.cancel_cutoff_hours and now >= activity.starts_at - timedelta(
-            hours=activity.cancel_cutoff_hours
-        ):
-            return CancelResult("cutoff")
     _lock_activity(s, activity.id)
     row = active_signup(s, activity.id, member.id)
     if row is None:
         return CancelResult("not_signed")
     was = row.status
+    if not force and activity.status == "open" and was == "confirmed":
+        if now >= activity.starts_at:
+            return CancelResult("started")
+        cutoff = activity.cancel_cutoff_hours
+        if cutoff and now >= activity.starts_at - timedelta(hours=cutoff):
+            return CancelResult("cutoff")
     done = s.execute(
         update(Signup)
         .where(Signup.id == row.id, Signup.status == was)

@@ -480,3 +480,26 @@ def test_nudge_unanswered_day_before_deadline(bot, chat_with):
     texts = [p.get("text", "") for p in no.inbox()]
     assert any("报名将于" in t and f"报名 {aid}" in t for t in texts)
     assert not any("报名将于" in p.get("text", "") for p in yes.inbox())
+
+
+def test_waitlisted_may_leave_inside_the_cutoff(bot, chat_with):
+    aid = make_activity(
+        bot,
+        capacity=1,
+        starts_at=NOW + timedelta(hours=10),
+        cancel_cutoff_hours=12,
+        signup_deadline=NOW + timedelta(hours=1),
+    )
+    first, second = chat_with(add_member(bot, "甲")), chat_with(add_member(bot, "乙"))
+    first.ask(f"报名 {aid}")
+    assert "候补第 1 位" in second.ask(f"报名 {aid}")
+    assert "已取消" in second.ask(f"取消报名 {aid}")
+    assert "不能在线取消" in first.ask(f"取消报名 {aid}")
+
+
+def test_roster_stays_private_in_group_chats(bot, chat_with):
+    aid = make_activity(bot)
+    clerk = add_member(bot, "干事", roles=("clerk",))
+    with bot.db.Session() as s:
+        gid = s.get(Member, clerk.id).group_id
+    assert "请私聊我" in chat_with(clerk, group_id=gid).ask(f"报名名单 {aid}")
