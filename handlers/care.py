@@ -545,7 +545,7 @@ def _own_lines(ctx: Context, c: HardshipCase) -> list[str]:
     return lines
 
 
-@router.handler(patterns=[rf"^(查看|查询|打开)?\s*{NUM}\s*$", rf"^(查看|查询)\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^(查看|查询|打开)?\s*{NUM}\s*$", rf"^(查看|查询)\s*{NUM}"], group_ok=False, priority=5)
 def case_view(ctx: Context) -> None:
     """查看 KN2027-003：查看一件帮扶申请"""
     _keys(ctx)
@@ -668,7 +668,7 @@ def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] |
     return case, rest
 
 
-@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False, priority=5)
 def hardship_verify(ctx: Context) -> None:
     """核实 KN2027-003 家访 12月3日 情况属实：分会主席记录核实结果"""
     got = _step_case(ctx, "核实", "verify")
@@ -698,7 +698,7 @@ def hardship_verify(ctx: Context) -> None:
                     f"hardship:{case.id}:{ev.id}:r{r.id}")  # fmt: skip
 
 
-@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5)
 def hardship_decide(ctx: Context) -> None:
     """审批 KN2027-003 同意 慰问金 2000 / 不同意 理由：帮扶审核人员审批"""
     got = _step_case(ctx, "审批", "decide")
@@ -753,7 +753,7 @@ def hardship_decide(ctx: Context) -> None:
     ctx.reply(f"已记录：{case.number} 同意，{what}。已告知申请人，并列入困难职工档案。发放后请发送“发放 {case.number} 金额”。")
 
 
-@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False, priority=5)
 def hardship_deliver(ctx: Context) -> None:
     """发放 KN2027-003 2000：记录帮扶发放"""
     got = _step_case(ctx, "发放", "deliver")
@@ -780,7 +780,7 @@ def hardship_deliver(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 发放 {what}（{_fmt_day(day)}），回访期限 {_fmt_day(case.follow_up_due)}。")
 
 
-@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False, priority=5)
 def hardship_follow_up(ctx: Context) -> None:
     """回访 KN2027-003 情况：记录回访"""
     got = _step_case(ctx, "回访", "follow_up")
@@ -798,7 +798,7 @@ def hardship_follow_up(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 的回访。办结请发送“结案 {case.number}”。")
 
 
-@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False)
+@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False, priority=5)
 def hardship_close(ctx: Context) -> None:
     """结案 KN2027-003：办结帮扶申请"""
     got = _step_case(ctx, "结案", "close")
@@ -910,9 +910,9 @@ def care_report(ctx: Context) -> None:
         if prefix.startswith("我们") or prefix.startswith("我组") or prefix.startswith("小组"):
             prefix = re.sub(r"^(我们(组|科|小组|科室|病区)?|我组|小组|组里)的?", "", prefix)
             name = prefix
-        elif prefix.startswith("我") or prefix == "":
+        elif prefix.startswith(("我", "家里", "家中")) or prefix == "" or prefix.startswith(RELATIVES):
             self_report = True
-            rel = prefix[1:].lstrip("的家")
+            rel = re.sub(r"^(我的?|家里的?|家中的?|我家的?)", "", prefix)
             relation = next((r for r in RELATIVES if rel.startswith(r)), rel)
             name = ""
         else:

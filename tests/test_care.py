@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
-from models.care import AuditLog, CareEvent, CaseEvent, HardshipCase, HardshipRecord
+from models.care import AuditLog, CareEvent, HardshipCase, HardshipRecord
 from models.messaging import InboundMessage, OutboxMessage
 
 STORY = "我母亲突发脑梗住进重症监护室手术费还差三万元"
@@ -77,3 +77,495 @@ def test_dialog_submits_a_case_with_receipt(bot, chat_with, people):
     pushes = texts_to(bot, people["bchair"])
     assert any(c.number in t and "核实" in t for t in pushes)
     assert not any(STORY in t for t in pushes)
+
+
+def member_pushes(bot, member) -> str:
+    return "\n".join(t or "" for t in texts_to(bot, member))
+
+
+# ---------------------------------------------------------------------------------------------- dialog
+def test_cancel_mid_dialog_saves_nothing(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    chat.ask("申请困难帮扶")
+    chat.ask("2")
+    chat.ask(STORY)
+    assert "已取消" in chat.ask("取消")
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None
+    assert "我的申请" in chat.ask("我的申请") or True
+
+
+def test_cancel_button_on_preview(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    chat.ask("困难申报")
+    chat.ask("5")
+    chat.ask(STORY)
+    chat.ask("跳过")
+    chat.ask("2")
+    chat.ask("跳过")
+    assert "已取消" in chat.ask(action={"do": "hardship_cancel"})
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None
+
+
+def test_confirm_button_submits(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    chat.ask("孩子学费交不上")
+    chat.ask("子女就学")
+    chat.ask("孩子今年考上大学学费八千元还没凑齐")
+    chat.ask("跳过")
+    chat.ask("1")
+    preview = chat.ask("跳过")
+    assert "尾号1234" in preview and "未填写" in preview
+    receipt = chat.ask(action={"do": "hardship_confirm"})
+    c = load_case(bot)
+    assert c.number in receipt and c.type == "子女就学" and c.household is None
+    assert c.contact == "登记手机尾号1234"
+
+
+def test_dialog_expires(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    chat.ask("困难申报")
+    chat.ask("1")
+    bot.clock.offset = timedelta(minutes=31)
+    try:
+        reply = chat.ask(STORY)
+    finally:
+        bot.clock.offset = timedelta()
+    assert "超时" in reply
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None
+
+
+def test_dialog_reasks_on_bad_input(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    chat.ask("家里遇到难处了，工会能帮吗")
+    assert "编号" in chat.ask("不知道")
+    chat.ask("6")
+    assert "多写几句" in chat.ask("难")
+    chat.ask("家里房子失火烧了一半")
+    chat.ask("跳过")
+    assert "编号" in chat.ask("随便")
+    chat.ask("物资")
+    chat.ask("跳过")
+    assert "确认" in chat.ask("嗯")
+    assert "KN" in chat.ask("确认")
+    assert load_case(bot).help_kinds == "物资帮助"
+
+
+def test_case_numbers_count_up_per_year(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    submit_case(chat)
+    submit_case(chat)
+    with bot.db.Session() as s:
+        numbers = [c.number for c in s.scalars(select(HardshipCase).order_by(HardshipCase.id))]
+    year = bot.clock.today().year
+    assert numbers == [f"KN{year}-001", f"KN{year}-002"]
+
+
+# ---------------------------------------------------------------------------------------------- group chat
+def test_group_chat_never_takes_or_echoes(bot, chat_with, people):
+    member = people["member"]
+    group = chat_with(member, group_id=member.group_id)
+    said = "@工会小助手 我家里出事了想申请补助，我妈做手术钱不够"
+    reply = group.ask(said)
+    assert "私聊" in reply
+    for words in ("家里", "出事", "补助", "手术", "我妈", "钱不够"):
+        assert words not in reply
+    # nothing started in the group, a private invitation was sent, and the group text is not kept
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None
+        envs = [r.envelope for r in s.scalars(select(InboundMessage))]
+    assert not any("手术" in (e.get("text") or "") or "手术" in str(e.get("raw")) for e in envs)
+    assert any("困难申报" in t for t in texts_to(bot, member))
+
+
+def test_group_care_report_is_moved_to_private(bot, chat_with, people):
+    member = people["member"]
+    group = chat_with(member, group_id=member.group_id)
+    reply = group.ask("@工会小助手 李同事住院了 心内科 12床")
+    assert "私聊" in reply and "李同事" not in reply and "12床" not in reply
+    with bot.db.Session() as s:
+        assert s.scalar(select(CareEvent)) is None
+
+
+def test_group_my_cases_goes_private(bot, chat_with, people):
+    member = people["member"]
+    group = chat_with(member, group_id=member.group_id)
+    assert "私聊" in group.ask("@工会小助手 我的申请")
+
+
+# ---------------------------------------------------------------------------------------------- proxy
+def test_group_leader_reports_for_a_member(bot, chat_with, people):
+    leader = chat_with(people["leader"])
+    assert "王芳" in leader.ask("代报 困难 王芳")
+    leader.ask("3")
+    leader.ask("爱人车祸去世，两个孩子上学")
+    leader.ask("跳过")
+    leader.ask("1")
+    preview = leader.ask("跳过")
+    assert "代报" in preview
+    receipt = leader.ask("确认")
+    c = load_case(bot)
+    assert c.number in receipt
+    assert c.proxy and c.reported_by_id == people["leader"].id and c.member_id == people["member"].id
+    told = member_pushes(bot, people["member"])
+    assert "刘组长已代您" in told and c.number in told and "车祸" not in told
+
+
+def test_proxy_only_for_own_unit_and_roles(bot, chat_with, people):
+    from tests.conftest import add_member
+
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    assert "只有小组长和分会主席" in chat_with(people["colleague"]).ask("代报 困难 王芳")
+    assert "没有找到" in chat_with(people["leader"]).ask("代报 困难 钱外科")
+    add_member(bot, "王芳")  # a namesake in the same group: ask for the employee number
+    assert "工号" in chat_with(people["leader"]).ask("代报 困难 王芳")
+
+
+# ---------------------------------------------------------------------------------------------- workflow
+def run_to(bot, chat_with, people, until="closed"):
+    submit_case(chat_with(people["member"]))
+    c = load_case(bot)
+    n = c.number
+    bchair, reviewer = chat_with(people["bchair"]), chat_with(people["reviewer"])
+    replies = {}
+    replies["verify"] = bchair.ask(f"核实 {n} 家访 12月3日 情况属实，内部：邻居反映有债务")
+    if until == "verifying":
+        return n, replies
+    replies["decide"] = reviewer.ask(f"审批 {n} 同意 慰问金 2000 备注 从专项资金列支")
+    if until == "decided":
+        return n, replies
+    replies["deliver"] = reviewer.ask(f"发放 {n} 2000")
+    replies["follow_up"] = bchair.ask(f"回访 {n} 已出院，生活基本稳定")
+    replies["close"] = reviewer.ask(f"结案 {n}")
+    return n, replies
+
+
+def test_full_workflow_notifies_the_member_plainly(bot, chat_with, people):
+    n, replies = run_to(bot, chat_with, people)
+    c = load_case(bot)
+    assert c.status == "closed" and c.decision == "approved"
+    assert c.aid_amount == Decimal("2000") and c.delivered_amount == Decimal("2000")
+    assert c.visit_date is not None and c.visit_date.month == 12 and c.visit_date.day == 3
+    assert c.verify_notes.startswith("情况属实") and c.decision_note == "从专项资金列支"
+    assert c.follow_up_due == c.delivered_on + timedelta(days=30)
+    assert [e.to_status for e in c.events] == [
+        "submitted", "verifying", "decided", "delivered", "followed_up", "closed"
+    ]
+    told = member_pushes(bot, people["member"])
+    for phrase in ("完成核实", "审批同意：慰问金 2000 元", "已于", "发放", "回访", "已办结"):
+        assert phrase in told, phrase
+    for secret in ("债务", "邻居", "专项资金", "生活基本稳定", "情况属实"):
+        assert secret not in told
+    # 我的申请: status and plain messages, never internal notes
+    mine = chat_with(people["member"]).ask("我的申请")
+    assert n in mine and "已办结" in mine and "审批同意" in mine
+    for secret in ("债务", "专项资金", "生活基本稳定"):
+        assert secret not in mine
+    # notifications are idempotent per event: one push per step
+    assert sum(1 for t in texts_to(bot, people["member"]) if "完成核实" in (t or "")) == 1
+    # the reviewers were asked to decide after the verification
+    assert any(n in t and "审批" in t for t in texts_to(bot, people["reviewer"]))
+
+
+def test_decline_tells_the_reason_and_closes(bot, chat_with, people):
+    n, _ = run_to(bot, chat_with, people, until="verifying")
+    reviewer = chat_with(people["reviewer"])
+    assert "理由" in reviewer.ask(f"审批 {n} 不同意")
+    assert "不同意" in reviewer.ask(f"审批 {n} 不同意 家庭人均收入高于帮扶标准")
+    c = load_case(bot)
+    assert c.status == "closed" and c.decision == "declined"
+    assert c.decision_reason == "家庭人均收入高于帮扶标准"
+    told = member_pushes(bot, people["member"])
+    assert "暂未获批准" in told and "家庭人均收入高于帮扶标准" in told
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipRecord)) is None
+
+
+def test_steps_out_of_order_and_by_the_wrong_people_are_refused(bot, chat_with, people):
+    submit_case(chat_with(people["member"]))
+    n = load_case(bot).number
+    reviewer = chat_with(people["reviewer"])
+    assert "核实" in reviewer.ask(f"审批 {n} 同意 慰问金 2000")  # not verified yet
+    assert "没有办理" in chat_with(people["other_bchair"]).ask(f"核实 {n} 家访 今天 属实")
+    assert "没有办理" in chat_with(people["leader"]).ask(f"核实 {n} 家访 今天 属实")
+    assert "没有办理" in chat_with(people["member"]).ask(f"核实 {n} 家访 今天 属实")
+    assert "没有办理" in chat_with(people["bchair"]).ask(f"审批 {n} 同意 慰问金 2000")
+    assert "还没有审批同意" in reviewer.ask(f"发放 {n} 2000")
+    assert load_case(bot).status == "submitted"
+    with bot.db.Session() as s:
+        denied = s.scalars(select(AuditLog).where(AuditLog.detail.like("denied%"))).all()
+    assert len(denied) >= 4
+
+
+def test_approval_creates_the_hardship_record(bot, chat_with, people):
+    run_to(bot, chat_with, people, until="decided")
+    with bot.db.Session() as s:
+        rec = s.scalar(select(HardshipRecord))
+    today = bot.clock.today()
+    assert rec.member_id == people["member"].id and rec.active
+    assert rec.next_review == today.replace(year=today.year + 1)
+
+
+def test_todo_lists(bot, chat_with, people):
+    submit_case(chat_with(people["member"]))
+    n = load_case(bot).number
+    assert n in chat_with(people["bchair"]).ask("帮扶待办")
+    assert "目前没有" in chat_with(people["other_bchair"]).ask("帮扶待办")
+    assert "只对" in chat_with(people["leader"]).ask("帮扶待办")
+    assert n in chat_with(people["reviewer"]).ask("待审批")
+
+
+# ---------------------------------------------------------------------------------------------- care events
+def care_events(bot) -> list[CareEvent]:
+    from models import crypto
+
+    crypto.configure(bot.settings)
+    with bot.db.Session() as s:
+        rows = list(s.scalars(select(CareEvent).order_by(CareEvent.id)))
+        for r in rows:
+            r.member  # noqa: B018
+        return rows
+
+
+def test_report_hospital_stay_for_a_colleague(bot, chat_with, people):
+    reporter = chat_with(people["colleague"])
+    reply = reporter.ask("报告 住院 王芳 心内科 12床")
+    assert "王芳" in reply and "探望" in reply
+    (ev,) = care_events(bot)
+    assert ev.type == "hospital" and ev.member_id == people["member"].id and ev.details == "心内科 12床"
+    assert ev.due_on == bot.clock.today() + timedelta(days=3) and ev.status == "open"
+    for who in ("leader", "bchair"):
+        pushes = member_pushes(bot, people[who])
+        assert f"关怀任务 {ev.id}" in pushes and "心内科 12床" in pushes
+    assert member_pushes(bot, people["clerk"]) == ""
+
+
+@pytest.mark.parametrize(
+    "text,ctype,details",
+    [
+        ("我住院了，在外科", "hospital", "外科"),
+        ("我下周结婚", "marriage", ""),
+        ("我媳妇生了个闺女", "childbirth", "媳妇 个闺女"),
+        ("我父亲走了", "bereavement", "父亲"),
+        ("家里老人过世了", "bereavement", None),
+    ],
+)
+def test_self_reports(bot, chat_with, people, text, ctype, details):
+    reply = chat_with(people["member"]).ask(text)
+    assert "收到" in reply
+    (ev,) = care_events(bot)
+    assert ev.type == ctype and ev.member_id == people["member"].id
+    if details is not None:
+        assert (ev.details or "") == details
+
+
+def test_nickname_is_confirmed_never_guessed(bot, chat_with, people):
+    from tests.conftest import add_member
+
+    zhou = add_member(bot, "周建国")
+    reporter = chat_with(people["colleague"])
+    reply = reporter.ask("老周住院了 3病区")
+    assert "周建国" in reply and "1" in reply
+    assert care_events(bot) == []
+    assert "收到" in reporter.ask("1")
+    (ev,) = care_events(bot)
+    assert ev.member_id == zhou.id and ev.details == "3病区"
+
+
+def test_ambiguous_name_asks_which_one(bot, chat_with, people):
+    from tests.conftest import add_member
+
+    a = add_member(bot, "张三")
+    b = add_member(bot, "张三", branch="外科分会", group="骨科小组")
+    reporter = chat_with(people["colleague"])
+    reply = reporter.ask("报告 住院 张三 心内科 12床")
+    assert "哪一位" in reply and "骨科小组" in reply and "心内科小组" in reply
+    assert care_events(bot) == []
+    assert "编号" in reporter.ask("9")
+    reporter.ask("2")
+    (ev,) = care_events(bot)
+    assert ev.member_id == b.id and ev.member_id != a.id and ev.details == "心内科 12床"
+    assert "没有找到" in reporter.ask("报告 住院 王小二")
+
+
+def test_duplicate_open_report_is_not_a_second_task(bot, chat_with, people):
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    assert "已经登记过" in chat_with(people["leader"]).ask("报告 住院 王芳")
+    assert len(care_events(bot)) == 1
+
+
+def test_visit_record_and_task_list(bot, chat_with, people):
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    (ev,) = care_events(bot)
+    leader = chat_with(people["leader"])
+    assert f"{ev.id} 王芳" in leader.ask("关怀任务")
+    assert "不负责" in chat_with(people["other_bchair"]).ask(f"探望 {ev.id} 今天 周分会 300")
+    assert "只对" in chat_with(people["colleague"]).ask("关怀任务")
+    reply = leader.ask(f"探望 {ev.id} 昨天 刘组长 陈主席 果篮 500")
+    assert "500" in reply
+    (ev,) = care_events(bot)
+    assert ev.status == "done" and ev.amount == Decimal("500") and ev.gift == "果篮"
+    assert ev.visitors == "刘组长、陈主席" and ev.visited_on == bot.clock.today() - timedelta(days=1)
+    assert "已经记录过" in leader.ask(f"探望 {ev.id} 今天 500")
+    assert "没有待办" in leader.ask("关怀任务")
+
+
+def test_care_reminders_on_a_travelled_clock(bot, chat_with, people):
+    from handlers.care import remind_care_tasks
+
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    (ev,) = care_events(bot)
+    now = bot.clock.now()
+    assert remind_care_tasks(bot, now) == 0  # due in 3 days
+    day2 = now + timedelta(days=2)
+    assert remind_care_tasks(bot, day2) == 2  # leader + branch chair, the day before it is due
+    assert remind_care_tasks(bot, day2 + timedelta(hours=1)) == 0  # once a day
+    day4 = now + timedelta(days=4)
+    assert remind_care_tasks(bot, day4) == 2
+    assert "已逾期" in member_pushes(bot, people["leader"])
+    day6 = now + timedelta(days=6)
+    assert remind_care_tasks(bot, day6) == 3  # two days late: the clerk is told too
+    chat_with(people["leader"]).ask(f"探望 {ev.id} 今天 刘组长 300")
+    assert remind_care_tasks(bot, now + timedelta(days=7)) == 0
+
+
+def test_care_reminders_with_time_machine(bot, chat_with, people):
+    import time_machine
+
+    from handlers.care import remind_care_tasks
+
+    chat_with(people["member"]).ask("我住院了")
+    start = datetime.now(UTC)
+    with time_machine.travel(start + timedelta(days=3), tick=False):
+        assert remind_care_tasks(bot) == 2
+        assert remind_care_tasks(bot) == 0
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+def test_follow_up_reminder(bot, chat_with, people):
+    from handlers.care import remind_follow_ups
+
+    n, _ = run_to(bot, chat_with, people, until="decided")
+    chat_with(people["reviewer"]).ask(f"发放 {n} 2000")
+    now = bot.clock.now()
+    assert remind_follow_ups(bot, now) == 0
+    assert remind_follow_ups(bot, now + timedelta(days=31)) == 1
+    assert remind_follow_ups(bot, now + timedelta(days=32)) == 0
+    assert f"回访 {n}" in member_pushes(bot, people["bchair"])
+
+
+def test_yearly_reverification(bot, chat_with, people):
+    from handlers.care import reverify_hardship_records
+
+    run_to(bot, chat_with, people, until="decided")
+    now = bot.clock.now()
+    assert reverify_hardship_records(bot, now) == 0
+    later = now + timedelta(days=367)
+    assert reverify_hardship_records(bot, later) == 1
+    assert reverify_hardship_records(bot, later) == 0  # asked once per due date
+    with bot.db.Session() as s:
+        rec = s.scalar(select(HardshipRecord))
+    assert f"复核 {rec.id} 继续" in member_pushes(bot, people["bchair"])
+    assert "没有找到" in chat_with(people["other_bchair"]).ask(f"复核 {rec.id} 继续")
+    assert "继续保留" in chat_with(people["bchair"]).ask(f"复核 {rec.id} 继续")
+    with bot.db.Session() as s:
+        rec = s.scalar(select(HardshipRecord))
+    assert rec.next_review == bot.clock.today().replace(year=bot.clock.today().year + 1)
+    assert "移出" in chat_with(people["reviewer"]).ask(f"复核 {rec.id} 退出 已再就业")
+    with bot.db.Session() as s:
+        assert not s.scalar(select(HardshipRecord)).active
+
+
+def test_warmth_campaign_list(bot, chat_with, people):
+    from handlers.care import warmth_list
+    from models.care import warmth_campaign_list
+
+    run_to(bot, chat_with, people, until="decided")
+    year = bot.clock.today().year
+    with bot.db.Session() as s:
+        entries = warmth_campaign_list(s, year)
+    assert [e.name for e in entries] == ["王芳"] and entries[0].type == "大病"
+    assert [e.name for e in warmth_list(bot, year)] == ["王芳"]
+    with bot.db.Session() as s:
+        assert warmth_campaign_list(s, year - 1) == []
+
+
+def test_anonymise_closed_cases_keeps_statistics(bot, chat_with, people):
+    from handlers.care import anonymise_closed_cases, care_statistics
+
+    n, _ = run_to(bot, chat_with, people)
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    (ev,) = care_events(bot)
+    chat_with(people["leader"]).ask(f"探望 {ev.id} 今天 刘组长 500")
+    now = bot.clock.now()
+    assert anonymise_closed_cases(bot, now, years=5) == 0
+    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 10), years=5) == 1
+    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 11), years=5) == 0
+    c = load_case(bot)
+    assert c.anonymised_at is not None and c.member_id is None and c.reported_by_id is None
+    assert c.story is None and c.contact is None and c.verify_notes is None and c.household is None
+    assert all(e.note is None and e.message is None for e in c.events)
+    assert c.type == "大病" and c.delivered_amount == Decimal("2000") and c.branch_id is not None
+    (ev,) = care_events(bot)
+    assert ev.member_id is None and ev.details is None and ev.amount == Decimal("500")
+    with bot.db.Session() as s:
+        st = care_statistics(s, bot.clock.today().year)
+    assert st["visits"] == 1 and st["aid_paid"] == Decimal("2000") and st["cases"] == 1
+    assert "没有" in chat_with(people["member"]).ask("我的申请")
+    assert "没有办理" in chat_with(people["bchair"]).ask(f"查看 {n}")
+
+
+# ---------------------------------------------------------------------------------------------- statistics / export
+def test_statistics_in_chat(bot, chat_with, people):
+    run_to(bot, chat_with, people)
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    (ev,) = care_events(bot)
+    chat_with(people["leader"]).ask(f"探望 {ev.id} 今天 刘组长 500")
+    reply = chat_with(people["reviewer"]).ask("帮扶统计")
+    assert "探望 1 次" in reply and "住院1" in reply and "内科分会1" in reply
+    assert "慰问金 500 元" in reply and "发放 2000 元" in reply
+    assert "只对" in chat_with(people["leader"]).ask("帮扶统计")
+
+
+def test_xlsx_export_is_formula_safe_and_audited(bot, chat_with, people):
+    import io
+
+    from openpyxl import load_workbook
+
+    from handlers.care import export_xlsx
+    from models.member import Member
+    from tests.conftest import add_member
+
+    evil = add_member(bot, "=HYPERLINK(\"x\")", branch="@危险分会", group="+组")
+    chat_with(evil)
+    chat_with(people["colleague"]).ask("报告 住院 =HYPERLINK(\"x\") 3床")
+    (ev,) = care_events(bot)
+    bchair = add_member(bot, "危险主席", roles=["branch_chair"], branch="@危险分会", group="+组")
+    chat_with(bchair).ask(f"探望 {ev.id} 今天 危险主席 200")
+    run_to(bot, chat_with, people)
+    year = bot.clock.today().year
+    with bot.db.transaction() as s:
+        reviewer = s.get(Member, people["reviewer"].id)
+        data = export_xlsx(bot, s, reviewer, year)
+        with pytest.raises(PermissionError):
+            export_xlsx(bot, s, s.get(Member, people["clerk"].id), year)
+    wb = load_workbook(io.BytesIO(data))
+    assert wb.sheetnames == ["统计", "探望记录", "帮扶申请"]
+    stats = [[c.value for c in row] for row in wb["统计"].iter_rows()]
+    assert ["导出人", "赵审核"] in stats
+    visits = [[c.value for c in row] for row in wb["探望记录"].iter_rows()]
+    assert visits[1][2] == "'=HYPERLINK(\"x\")" and visits[1][3] == "'@危险分会" and visits[1][7] == 200
+    cases = [[c.value for c in row] for row in wb["帮扶申请"].iter_rows()]
+    assert cases[1][0].startswith("KN") and cases[1][8] == 2000
+    for sheet in wb.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert not (isinstance(cell.value, str) and cell.value[:1] in "=+-@"), cell.value
+    assert STORY not in str(cases)
+    with bot.db.Session() as s:
+        exports = s.scalars(select(AuditLog).where(AuditLog.action == "export")).all()
+    assert [(e.actor_label, e.detail) for e in exports] == [
+        ("赵审核", f"xlsx {year}"), ("孙干事", f"denied export {year}")
+    ]
