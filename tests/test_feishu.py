@@ -108,6 +108,31 @@ def test_encrypt_roundtrip_matches_vector_iv():
     assert encrypt("test key", "hello world", iv=raw[:16]) == "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
 
 
+def test_decrypt_agrees_with_lark_oapi():
+    import base64
+    import os
+    import random
+
+    from lark_oapi.core.utils.decryptor import AESCipher
+
+    rng = random.Random(3)
+    for _ in range(60):
+        key = "".join(rng.choice("abc xyz中文") for _ in range(rng.randint(1, 20)))
+        text = "".join(rng.choice("ab{}\"中文 ") for _ in range(rng.randint(0, 50)))
+        data = encrypt(key, text)
+        assert decrypt(key, data) == AESCipher(key).decrypt_str(data) == text
+        garbage = base64.b64encode(os.urandom(rng.choice([16, 32, 48, 33]))).decode()
+        try:
+            expected = AESCipher(key).decrypt_str(garbage)
+        except (ValueError, UnicodeDecodeError):
+            expected = None
+        try:
+            got = decrypt(key, garbage)
+        except Rejected:
+            got = None
+        assert got == expected
+
+
 @pytest.mark.parametrize("bad", ["", "bm90IGJhc2U2NA", "AAAA", encrypt("other key", '{"a":1}')])
 def test_undecryptable(bad):
     with pytest.raises(Rejected) as exc:

@@ -25,6 +25,7 @@ that button turned into 已报名 / 已处理 etc.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -32,8 +33,8 @@ import logging
 import re
 from typing import Any
 
+from Crypto.Cipher import AES
 from flask import Blueprint, Flask, current_app, jsonify, request
-from lark_oapi.core.utils.decryptor import AESCipher
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -103,9 +104,20 @@ class Rejected(Exception):
 
 # --- crypto ---------------------------------------------------------------------------------------------------
 def decrypt(encrypt_key: str, data: str) -> str:
-    """AES-256-CBC, key = sha256(Encrypt Key), IV = the first 16 bytes, PKCS7 (lark-oapi's strict AESCipher)."""
+    """AES-256-CBC, key = sha256(Encrypt Key), IV = the first 16 bytes, strict PKCS7 (as lark-oapi's AESCipher).
+
+    Done here with pycryptodome rather than through lark-oapi, whose package import takes seconds.
+    """
     try:
-        return AESCipher(encrypt_key).decrypt_str(data)
+        raw = base64.b64decode(data, validate=True)
+        if len(raw) < 32 or len(raw) % 16:
+            raise ValueError("invalid ciphertext length")
+        key = hashlib.sha256(encrypt_key.encode("utf-8")).digest()
+        plain = AES.new(key, AES.MODE_CBC, raw[:16]).decrypt(raw[16:])
+        pad = plain[-1]
+        if not 1 <= pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
+            raise ValueError("invalid PKCS7 padding")
+        return plain[:-pad].decode("utf-8")
     except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise Rejected(400, "undecryptable body") from exc
 
