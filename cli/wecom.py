@@ -95,4 +95,49 @@ def check() -> None:
     click.echo(f"企业微信连接正常：应用“{data.get('name', '')}”，凭证有效，本服务器IP已被信任。")
 
 
+@wecom_cli.command("chats")
+def chats() -> None:
+    """List the WeCom group chats the bot knows (seen by the AI bot or configured here)."""
+    from sqlalchemy import select
+
+    from models.messaging import Chat
+
+    with bot().db.Session() as s:
+        rows = list(s.scalars(select(Chat).where(Chat.platform == "wecom").order_by(Chat.id)))
+    if not rows:
+        click.echo("还没有企业微信群：在群里 @机器人 说一句话，或用 wecom webhook 添加。")
+    for c in rows:
+        hook = "已配置消息推送" if c.webhook_url else "未配置消息推送"
+        click.echo(f"{c.chat_id}\t{c.title or '-'}\t小组ID {c.group_id or '-'}\t{hook}")
+
+
+@wecom_cli.command("webhook")
+@click.argument("chat_id")
+@click.argument("url")
+@click.option("--title", default="", help="群名称（便于识别）")
+@click.option("--group-id", type=int, default=None, help="对应的工会小组ID")
+def webhook(chat_id: str, url: str, title: str, group_id: int | None) -> None:
+    """Set the 消息推送 (group robot) webhook URL of a group chat, used for broadcasts into that group."""
+    from sqlalchemy import select
+
+    from models.messaging import Chat
+
+    if not url.startswith(("https://", "http://127.0.0.1")) or "key=" not in url:
+        raise click.ClickException(
+            "地址应形如 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…（在群设置 → 消息推送中复制）"
+        )
+    with bot().db.transaction() as s:
+        chat = s.scalar(select(Chat).where(Chat.platform == "wecom", Chat.chat_id == chat_id))
+        if chat is None:
+            chat = Chat(platform="wecom", chat_id=chat_id, title=title)
+            s.add(chat)
+        chat.webhook_url = url
+        chat.unreachable = False
+        if title:
+            chat.title = title
+        if group_id is not None:
+            chat.group_id = group_id
+    click.echo(f"已为群 {chat_id} 配置消息推送地址（密钥不显示）。")
+
+
 commands = [wecom_cli]

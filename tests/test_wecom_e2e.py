@@ -230,3 +230,24 @@ def test_cli_creates_the_menu(wapp, fake):
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
     assert result.exit_code != 0 and "企业可信IP" in result.output
+
+
+def test_cli_sets_a_group_webhook_and_broadcasts_go_there(wapp, fake):
+    from cli.wecom import wecom_cli
+
+    runner = CliRunner()
+    with wapp.app_context():
+        bad = runner.invoke(wecom_cli, ["webhook", "wrX", "ftp://nope"])
+        ok = runner.invoke(
+            wecom_cli, ["webhook", "wrX", fake.webhook_url("secretkey"), "--title", "心内科群"]
+        )
+        listing = runner.invoke(wecom_cli, ["chats"])
+    assert bad.exit_code != 0 and ok.exit_code == 0 and "secretkey" not in ok.output
+    assert "wrX" in listing.output and "心内科群" in listing.output and "secretkey" not in listing.output
+    bot = wapp.extensions["bot"]
+    from bot.message import Text
+
+    with bot.db.transaction() as s:
+        bot.notify_chat(s, "wecom", "wrX", Text("周六活动提醒"), "bc1")
+    outbox.drain(bot, platform="wecom")
+    assert fake.sent("/cgi-bin/webhook/send") == [{"msgtype": "text", "text": {"content": "周六活动提醒"}}]
