@@ -23,9 +23,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, extract, false, not_, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -43,7 +43,7 @@ from models.greeting import (
     run_row,
     template_text,
 )
-from models.member import Member, MemberRole
+from models.member import Member, MemberRole, PlatformIdentity
 from models.messaging import Chat, OutboxMessage
 
 if TYPE_CHECKING:
@@ -104,12 +104,28 @@ def birthday_members(session: Session, days: list[date]) -> Iterator[tuple[Membe
         lunar_md[(lm, ld)] = d
         if ld == 29 and cal.lunar_month_days(ly, lm) == 29:
             lunar_md[(lm, 30)] = d  # day 30 in a 29-day month falls on day 29
+    # Narrow in SQL (extract() works on SQLite and PostgreSQL); the exact rule is applied below in Python.
+    is_lunar = and_(
+        Member.birthday_is_lunar.is_(True),
+        Member.lunar_birth_month.is_not(None),
+        Member.lunar_birth_day.is_not(None),
+    )
+    solar = [
+        and_(extract("month", Member.birthday) == m, extract("day", Member.birthday) == d)
+        for m, d in solar_md
+    ]
+    lunar = [and_(Member.lunar_birth_month == m, Member.lunar_birth_day == d) for m, d in lunar_md]
     rows = session.scalars(
         select(Member)
         .where(Member.active.is_(True))
-        .where(Member.birthday.is_not(None) | Member.lunar_birth_month.is_not(None))
+        .where(
+            or_(
+                and_(not_(is_lunar), Member.birthday.is_not(None), or_(*solar)),
+                and_(is_lunar, or_(false(), *lunar)),
+            )
+        )
         .options(selectinload(Member.identities))
-        .execution_options(yield_per=2000)
+        .order_by(Member.id)
     )
     for m in rows:
         lunar = cal.lunar_birth(m)
@@ -177,7 +193,7 @@ def run_greetings(bot: Bot, now: datetime) -> RunStats:
 
 
 class Queue:
-    """Buffers outbox rows and writes them 500 per INSERT ... ON CONFLICT (idempotency_key) DO NOTHING — the same
+    """Buffers outbox rows and writes them 500 at a time, INSERT ... ON CONFLICT (idempotency_key) DO NOTHING — the same
     row and key rule as `bot.outbox.enqueue`, without one round trip per member. Counts outcomes per run."""
 
     CHUNK = 500
@@ -223,8 +239,10 @@ class Queue:
     def flush(self) -> None:
         if not self.rows or self.owner is None:
             return
-        ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(OutboxMessage)
-        res = self.s.execute(ins.values(self.rows).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+        ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(OutboxMessage.__table__)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"])
+        # Core executemany on the session's connection (same transaction); both drivers sum the rowcount.
+        res = self.s.connection().execute(stmt, self.rows)
         added = max(res.rowcount or 0, 0)
         run, field_name = self.owner
         run.queued += added
@@ -320,43 +338,60 @@ def _festivals(q: Queue, cfg: GreetingConfig, today: date) -> None:
         _done(q, runs)
 
 
-def audience_members(s: Session, audience: str, day: date) -> Iterator[Member]:
-    q = (
-        select(Member)
-        .where(Member.active.is_(True))
-        .options(selectinload(Member.identities))
-        .order_by(Member.id)
-        .execution_options(yield_per=2000)
-    )
+def audience_members(
+    s: Session, audience: str, day: date, senders
+) -> Iterator[tuple[Any, tuple[str, str] | None]]:
+    """(member row, (platform, user id) or None) for the active members of an audience — plain rows, not ORM
+    objects, so a festival for 100,000 members stays fast and small."""
+    q = select(
+        Member.id,
+        Member.name,
+        Member.gender,
+        Member.job_title,
+        Member.retired,
+        Member.is_delegate,
+        Member.birthday,
+    ).where(Member.active.is_(True))
     if audience == "women":
         q = q.where(Member.gender == "女")
     elif audience == "retirees":
         q = q.where(Member.retired.is_(True))
     elif audience == "delegates":
         q = q.where(Member.is_delegate.is_(True))
-    for m in s.scalars(q):
-        if cal.in_audience(m, audience, day):
-            yield m
+    idents: dict[int, tuple[str, str]] = {}
+    for member_id, platform, user_id in s.execute(
+        select(PlatformIdentity.member_id, PlatformIdentity.platform, PlatformIdentity.platform_user_id)
+        .where(PlatformIdentity.unreachable.is_(False), PlatformIdentity.platform.in_(list(senders)))
+        .order_by(PlatformIdentity.id)
+    ):
+        idents[member_id] = (platform, user_id)  # the newest account wins, as in Bot.notify_member
+    for row in s.execute(q.order_by(Member.id)):
+        if cal.in_audience(row, audience, day):
+            yield row, idents.get(row.id)
 
 
 def _festival_private(q: Queue, cfg: GreetingConfig, f: Festival, day: date, run: GreetingRun) -> None:
-    if "{name}" in f.template or not cfg.batch_private:
-        for m in audience_members(q.s, f.audience, day):
-            q.to_member(
-                m, render(f.template, name=m.name), f"festival:{f.code}:{day}:{m.id}", run, "festival_private"
-            )
-        return
-    # Identical text for everyone: one outbox row per platform and 1,000 recipients, payload {"batch": [ids]}.
+    personal = "{name}" in f.template
     by_platform: dict[str, list[str]] = defaultdict(list)
-    for m in audience_members(q.s, f.audience, day):
-        idents = [i for i in m.identities if not i.unreachable and i.platform in q.bot.senders]
-        if not idents:
+    for m, ident in audience_members(q.s, f.audience, day, q.bot.senders):
+        if ident is None:
             run.unreachable += 1
             q.stats.unreachable += 1
-            continue
-        by_platform[max(idents, key=lambda i: i.id).platform].append(
-            max(idents, key=lambda i: i.id).platform_user_id
-        )
+        elif personal or not cfg.batch_private:
+            payload = {"type": "text", "text": render(f.template, name=m.name)}
+            q.add(
+                ident[0],
+                "user",
+                ident[1],
+                payload,
+                f"festival:{f.code}:{day}:{m.id}",
+                run,
+                "festival_private",
+                m.id,
+            )
+        else:
+            by_platform[ident[0]].append(ident[1])
+    # Identical text for everyone: one outbox row per platform and 1,000 recipients, payload {"batch": [ids]}.
     for platform, ids in by_platform.items():
         for n, start in enumerate(range(0, len(ids), BATCH_MAX)):
             chunk = ids[start : start + BATCH_MAX]
