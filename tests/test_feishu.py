@@ -118,7 +118,7 @@ def test_decrypt_agrees_with_lark_oapi():
     rng = random.Random(3)
     for _ in range(60):
         key = "".join(rng.choice("abc xyz中文") for _ in range(rng.randint(1, 20)))
-        text = "".join(rng.choice("ab{}\"中文 ") for _ in range(rng.randint(0, 50)))
+        text = "".join(rng.choice('ab{}"中文 ') for _ in range(rng.randint(0, 50)))
         data = encrypt(key, text)
         assert decrypt(key, data) == AESCipher(key).decrypt_str(data) == text
         garbage = base64.b64encode(os.urandom(rng.choice([16, 32, 48, 33]))).decode()
@@ -367,6 +367,14 @@ def test_bot_added_enter_menu_and_unknown(fclient, fbot, fake):
     )
     post(fclient, menu)
     assert "工号" in _replies(fake, fbot, "ou_e")[-1]
+    v1 = {
+        "uuid": "u1",
+        "token": VERIFICATION_TOKEN,
+        "ts": "1",
+        "type": "event_callback",
+        "event": {"type": "x"},
+    }
+    assert post(fclient, v1).get_json() == {}
     for etype in ("im.message.message_read_v1", "im.message.recalled_v1", "some.future.event_v9"):
         r = post(fclient, envelope(etype, {"anything": 1}))
         assert r.status_code == 200 and r.get_json() == {}

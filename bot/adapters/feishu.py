@@ -216,6 +216,11 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
         return {"challenge": payload.get("challenge", "")}
     header = payload.get("header")
     event = payload.get("event")
+    if payload.get("type") == "event_callback" and "uuid" in payload:
+        # A schema 1.0 event (old subscriptions): acknowledged, or Feishu would retry it for hours.
+        kind = event.get("type") if isinstance(event, dict) else "?"
+        log.info("feishu: acknowledged a schema 1.0 event (%s); subscribe to the 2.0 events", str(kind)[:60])
+        return {}
     if not isinstance(header, dict) or not isinstance(event, dict):
         raise Rejected(400, "not a schema 2.0 event")
     etype = str(header.get("event_type", ""))
