@@ -13,7 +13,7 @@ import hashlib
 import re
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import outbox
 from bot.context import Context, active_dialog
@@ -22,7 +22,7 @@ from bot.normalize import parse_date
 from bot.permissions import can
 from handlers import router
 from models.member import Member, MemberRole
-from models.messaging import InboundMessage
+from models.messaging import InboundMessage, OutboxMessage
 from models.proposal import (
     AWAITING_REPLY,
     RATINGS,
@@ -196,20 +196,38 @@ def _is_anon_sender(ctx: Context, p: Proposal) -> bool:
     )
 
 
-def _redact_dialog_inbound(ctx: Context, since: datetime) -> None:
-    """An anonymous suggestion's text must not stay beside the sender's id in the inbound log."""
+UNLINKED = "anonymous"
+
+
+def _unlink_anonymous_dialog(ctx: Context, since: datetime) -> None:
+    """After an anonymous suggestion, nothing in the message logs may tie its text or timing to the sender:
+    the dialog's inbound rows lose their user and chat ids and their text (the dedupe key stays, so platform
+    retries are still recognised), and the bot's already delivered replies in that dialog lose their payload."""
+    since = since - timedelta(seconds=1)
     rows = ctx.session.scalars(
         select(InboundMessage).where(
             InboundMessage.platform == ctx.msg.platform,
             InboundMessage.user_id == ctx.msg.user_id,
-            InboundMessage.received_at >= since - timedelta(seconds=1),
+            InboundMessage.received_at >= since,
+            InboundMessage.status != "received",
         )
     )
     for row in rows:
         env = dict(row.envelope or {})
-        env["text"] = "[已删除]"
-        env["raw"] = {}
-        row.envelope = env
+        env.update(text="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
+        row.envelope, row.user_id, row.chat_id = env, UNLINKED, UNLINKED
+    ctx.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.platform == ctx.msg.platform,
+            OutboxMessage.target_kind == "user",
+            OutboxMessage.target_id == ctx.msg.user_id,
+            OutboxMessage.idempotency_key.like("reply:%"),
+            OutboxMessage.created_at >= since,
+            OutboxMessage.status.in_(("sent", "dead")),
+        )
+        .values(payload={"type": "text", "text": "[已删除]"})
+    )
 
 
 # ============================================================================================== submitting
@@ -493,9 +511,10 @@ def _confirm(ctx: Context) -> None:
     )
     ctx.end_dialog()
     if p.anonymous:
-        _redact_dialog_inbound(ctx, datetime.fromisoformat(d["started_at"]))
+        _unlink_anonymous_dialog(ctx, datetime.fromisoformat(d["started_at"]))
         ctx.reply(
-            f"已匿名收到您的意见，编号 {p.number}。\n工会和部门都看不到提交人；答复出来后我会私信告诉您。"
+            "已匿名收到您的意见，谢谢！工会和部门都看不到提交人；答复出来后我会私信告诉您。\n"
+            "想查看进度可以发送“我的提案”。"
         )
         return
     if p.kind == "suggestion":

@@ -479,6 +479,9 @@ def submit(
     if kind == "suggestion":
         series = f"{SUGGESTION_PREFIX}{now.astimezone(_TZ).year}"
     seq = allocate_number(session, series)
+    if anonymous:  # only the day is kept, so the time cannot be matched against message logs
+        local = now.astimezone(_TZ)
+        now = datetime(local.year, local.month, local.day, tzinfo=_TZ).astimezone(now.tzinfo)
     p = Proposal(
         congress_id=congress.id if congress is not None else None,
         series=series,
