@@ -7,6 +7,9 @@ Catch-up rules (what a run after downtime still sends) — one per kind:
   `catchup_until` on the birthday itself (a late notice still lets the chair bring a gift).
 * festival greeting: like birthdays — its day (or the working day before when `shift_to_workday`), send time
   until `catchup_until`.
+* group leader's morning note (today's birthdays in the group, optional): like birthdays.
+* next month's birthday list to the clerks: from the set day (default the 25th) on; a missed day is made up on
+  any later day of the same month, once.
 Each greeting is an outbox row keyed by the occasion (``birthday:{member}:{date}``, ``festival:{code}:{date}:
 {member}``, ``milestone_notice:{member}:{date}``), so a run repeated every minute, twice, or by two schedulers
 sends it once. The key holds the occasion's real date, so moving it to a working day never sends it twice.
@@ -163,6 +166,8 @@ class RunStats:
     milestone_notices: int = 0
     festival_private: int = 0
     festival_chats: int = 0
+    leader_notes: int = 0
+    monthly_lists: int = 0
     skipped_opt_out: int = 0
     unreachable: int = 0
     already: int = 0
@@ -182,6 +187,11 @@ def run_greetings(bot: Bot, now: datetime) -> RunStats:
         if window.open(local):
             _birthdays(q, cfg, today)
             _festivals(q, cfg, today)
+            if cfg.leader_note:
+                _leader_notes(q, cfg, today)
+            month_end = next_month(today)[0] - timedelta(days=1)
+            if cfg.monthly_list_day and today.day >= min(cfg.monthly_list_day, month_end.day):
+                _monthly_list(q, today)  # on the set day, or made up on any later day of the month
         if cfg.milestone_notice:
             # day-ahead notices: tomorrow's milestones from send time today; today's too (late) until the window ends
             if local.time() >= window.send:
@@ -316,6 +326,108 @@ def _milestone_notices(q: Queue, day: date) -> None:
                 key = f"milestone_notice:{member.id}:{bday}:{chair.id}"
                 q.to_member(chair, text, key, run, "milestone_notices")
     _done(q, runs)
+
+
+def _leader_notes(q: Queue, cfg: GreetingConfig, today: date) -> None:
+    """A morning note to each group leader: today's birthdays in the group, names only."""
+    runs = _open_runs(q, "leader_note", "birthday", [today])
+    if not runs:
+        return
+    by_group: dict[int, list[str]] = defaultdict(list)
+    for member, _day in birthday_members(q.s, [today]):
+        if member.group_id and not member.greeting_opt_out:
+            by_group[member.group_id].append(member.name)
+    wanted = set(cfg.leader_note_groups or [])
+    for gid, names in sorted(by_group.items()):
+        if wanted and gid not in wanted:
+            continue
+        leaders = q.s.scalars(
+            select(Member)
+            .join(MemberRole)
+            .where(MemberRole.role == "group_leader", Member.active.is_(True), Member.group_id == gid)
+            .options(selectinload(Member.identities))
+        )
+        text = f"今天过生日的组员：{'、'.join(names)}。别忘了送上一句祝福！"
+        for leader in leaders:
+            q.to_member(leader, text, f"leader_note:{gid}:{today}:{leader.id}", runs[today], "leader_notes")
+    _done(q, runs)
+
+
+def next_month(today: date) -> tuple[date, date]:
+    first = date(today.year + (today.month == 12), today.month % 12 + 1, 1)
+    last = date(first.year + (first.month == 12), first.month % 12 + 1, 1) - timedelta(days=1)
+    return first, last
+
+
+def month_birthdays(s: Session, first: date, last: date) -> list[tuple[Member, date]]:
+    """Every active member's celebrated birthday between first and last (cake vouchers: opted-out included)."""
+    out = []
+    q = (
+        select(Member)
+        .where(Member.active.is_(True))
+        .options(selectinload(Member.branch), selectinload(Member.group))
+    )
+    for m in s.scalars(q.order_by(Member.branch_id, Member.id)):
+        for d in cal.birthdays_in_range(m, first, last):
+            out.append((m, d))
+    out.sort(key=lambda x: ((x[0].branch.name if x[0].branch else "~"), x[1], x[0].id))
+    return out
+
+
+def _monthly_list(q: Queue, today: date) -> None:
+    """On the set day: next month's birthdays per branch to the clerks (the .xlsx is in the console)."""
+    first, last = next_month(today)
+    runs = _open_runs(q, "monthly_list", "birthday", [first])
+    if not runs:
+        return
+    per_branch: dict[str, list[str]] = defaultdict(list)
+    for m, d in month_birthdays(q.s, first, last):
+        per_branch[m.branch.name if m.branch else "未分配分会"].append(f"{m.name}（{d.day}日）")
+    lines = [f"{first.month}月生日名单（发蛋糕券用），共 {sum(len(v) for v in per_branch.values())} 人："]
+    for branch, names in per_branch.items():
+        shown = "、".join(names[:30]) + (f" 等{len(names)}人" if len(names) > 30 else "")
+        lines.append(f"{branch}（{len(names)}人）：{shown}")
+    lines.append("完整名单可在管理后台导出 Excel。")
+    clerks = q.s.scalars(
+        select(Member)
+        .join(MemberRole)
+        .where(MemberRole.role == "clerk", Member.active.is_(True))
+        .options(selectinload(Member.identities))
+    )
+    for clerk in clerks:
+        key = f"monthly_list:{first:%Y-%m}:{clerk.id}"
+        q.to_member(clerk, "\n".join(lines), key, runs[first], "monthly_lists")
+    _done(q, runs)
+
+
+def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
+    """The month's birthday list as .xlsx (branch, group, name, employee no., date, lunar/solar, milestone)."""
+    import io
+
+    from openpyxl import Workbook
+
+    first = date(year, month, 1)
+    _, last = next_month(date(year, month, 1) - timedelta(days=1))
+    wb = Workbook()
+    ws = wb.active
+    ws.title = f"{month}月生日"
+    ws.append(["分会", "小组", "姓名", "工号", "生日（公历）", "历法", "逢十", "不要祝福"])
+    for m, d in month_birthdays(s, first, last):
+        ws.append(
+            [
+                m.branch.name if m.branch else "",
+                m.group.name if m.group else "",
+                m.name,
+                m.employee_no,
+                d.isoformat(),
+                "农历" if cal.lunar_birth(m) else "公历",
+                "是" if cal.is_milestone(cal.age_on(m, d)) else "",
+                "是" if m.greeting_opt_out else "",
+            ]
+        )
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 def _festivals(q: Queue, cfg: GreetingConfig, today: date) -> None:

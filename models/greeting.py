@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import JSON, Boolean, Date, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -70,6 +70,9 @@ class GreetingConfig(Base):
     milestone_notice: Mapped[bool] = mapped_column(Boolean, default=True)
     batch_private: Mapped[bool] = mapped_column(Boolean, default=False)  # identical festival text: batch rows
     meeting_reminder_minutes: Mapped[str] = mapped_column(String(64), default="1440,60")
+    leader_note: Mapped[bool] = mapped_column(Boolean, default=False)  # morning list of today's birthdays
+    leader_note_groups: Mapped[list[int]] = mapped_column(JSON, default=list)  # empty: every group
+    monthly_list_day: Mapped[int] = mapped_column(Integer, default=25)  # next month's list to clerks; 0 = off
 
 
 class GreetingRun(Base):

@@ -297,3 +297,47 @@ def test_preview_lists_birthdays_and_festivals(bot):
     assert (date(2027, 3, 8), "生日祝福", 1) in kinds
     assert (date(2027, 3, 8), "节日祝福", 1) in kinds
     assert all(p.when.hour == 9 for p in plan)
+
+
+def test_group_leader_morning_note_names_only(bot):
+    leader = person(bot, "组长", roles=["group_leader"], birthday=None)
+    person(bot, "寿星甲", birthday=date(1990, 7, 7))
+    person(bot, "寿星乙", birthday=date(1975, 7, 7), greeting_opt_out=True)
+    person(bot, "别组", birthday=date(1990, 7, 7), group="外科小组")
+    run(bot, at(2026, 7, 7))
+    assert not keys(bot, "leader_note:")  # off by default
+    set_config(bot, leader_note=True)
+    run(bot, at(2026, 7, 7, 9, 5))
+    (note,) = texts_to(bot, leader, "leader_note:")
+    assert "寿星甲" in note and "寿星乙" not in note and "别组" not in note and "1990" not in note
+
+
+def test_monthly_birthday_list_for_clerks_and_xlsx(bot):
+    import io
+
+    from openpyxl import load_workbook
+
+    from handlers.greetings import birthday_list_xlsx
+
+    clerk = person(bot, "干事", roles=["clerk"], birthday=None)
+    person(bot, "八月甲", birthday=date(1990, 8, 3))
+    person(
+        bot, "八月乙", birthday=date(1986, 8, 20), branch="外科分会", group="外科小组", greeting_opt_out=True
+    )
+    person(bot, "七月", birthday=date(1990, 7, 30))
+    run(bot, at(2026, 7, 24))
+    assert not keys(bot, "monthly_list:")
+    run(bot, at(2026, 7, 27))  # down on the 25th and 26th: made up later in the month, once
+    run(bot, at(2026, 7, 28))
+    (text,) = texts_to(bot, clerk, "monthly_list:")
+    assert (
+        "8月生日名单" in text and "八月甲（3日）" in text and "八月乙（20日）" in text and "七月" not in text
+    )
+    assert "外科分会（1人）" in text
+    with bot.db.Session() as s:
+        data = birthday_list_xlsx(s, 2026, 8)
+    ws = load_workbook(io.BytesIO(data)).active
+    rows_ = list(ws.iter_rows(values_only=True))
+    assert rows_[0][:3] == ("分会", "小组", "姓名")
+    assert {r[2] for r in rows_[1:]} == {"八月甲", "八月乙"}
+    assert [r[6] for r in rows_[1:] if r[2] == "八月乙"] == ["是"]  # milestone flag for the clerk's gift
