@@ -601,10 +601,21 @@ def cosign_list(ctx: Context) -> None:
     if not rows:
         ctx.reply("现在没有正在征集附议的提案。")
         return
+    # "我支持小李那个停车场的提案": put the ones whose title or proposer shares words with the sentence first
+    words = re.sub(r"提案|那个|这个|的|我|支持|附议|一下", " ", ctx.args)
+    grams = {w[i : i + 2] for w in words.split() for i in range(len(w) - 1)}
+
+    def score(p: Proposal) -> int:
+        hay = p.title + (p.proposer.name if p.proposer else "")
+        return sum(g in hay for g in grams)
+
+    best = max((score(p) for p in rows), default=0)
+    if best:
+        rows = [p for p in rows if score(p) == best]
     lines = [f"{p.number} {p.title}（{p.proposer.name if p.proposer else ''}提，已附议{signed_count(ctx.session, p)}人）"
              for p in rows[:30]]  # fmt: skip
     ctx.reply(
-        "正在征集附议的提案：\n"
+        ("您说的可能是：\n" if best else "正在征集附议的提案：\n")
         + "\n".join(lines)
         + "\n要附议请发送“附议 编号”，例如：附议 "
         + rows[0].number
@@ -1211,8 +1222,7 @@ def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
         )
     )
     label = RATINGS[rating] + (f"：{comment}" if comment else "")
-    ev = transition(s, p, "evaluated", me, f"评价{label}", at=now)
-    notify_people(bot, s, p, ev, f"提案 {p.number} 的答复已被评价为“{label}”。", skip=me)
+    transition(s, p, "evaluated", me, f"评价{label}", at=now)  # told together with what follows
     if rating == "unsatisfied" and not p.rehandled:
         days = p.congress.rehandle_days if p.congress else 15
         p.rehandle_due_date = ctx.clock.today() + timedelta(days=days)
@@ -1230,13 +1240,16 @@ def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
             + f"，请重新办理并于 {_fmt_day(p.rehandle_due_date)} 前再次答复：答复 {p.number} 已办结/办理中/暂不能办 + 内容。",
             lead_only=True,
         )  # fmt: skip
-        notify_people(bot, s, p, ev2, f"提案 {p.number} 已退回承办部门重新办理。", skip=me)
+        notify_people(
+            bot, s, p, ev2, f"提案 {p.number} 的答复被评价为“{label}”，已退回承办部门重新办理。", skip=me
+        )
         ctx.reply(
             f"已记录您的评价“{label}”。{p.number} 已退回{p.lead_department.name}重新办理"
             f"（只能退回一次），期限 {_fmt_day(p.rehandle_due_date)}，再次答复后会通知您。"
         )
         return
     ev3 = transition(s, p, "closed", None, "评价后办结", at=now)
+    notify_people(bot, s, p, ev3, f"提案 {p.number} 的答复被评价为“{label}”，已办结。", skip=me)
     notify_departments(bot, s, p, f"proposal:{p.id}:{ev3.id}", f"提案 {p.number} 已办结，提案人评价：{label}。",
                        lead_only=True)  # fmt: skip
     extra = "（已重新办理过一次，按规定办结）" if rating == "unsatisfied" else ""

@@ -489,3 +489,74 @@ def test_chasing_on_a_travelled_clock(bot, cast):
     assert "逾期 15 天" in escalated()[0]
     chats["zongwu"].ask(f"答复 {num} 已办结 完成")
     assert run(28) == 0
+
+
+def test_buttons_preview_and_cosign_card(bot, cast):
+    ppl, chats = cast
+    c = chats["proposer"]
+    for t in (
+        "提交提案",
+        "6",
+        "职工食堂延长供餐",
+        "夜班职工吃不上热饭，影响健康。",
+        "食堂延长到晚上9点",
+        "跳过",
+    ):
+        c.ask(t)
+    payloads = c.say("赵代表")
+    card = payloads[-1]
+    assert card["type"] == "card" and [b["label"] for b in card["buttons"]] == ["确认提交", "修改", "取消"]
+    reply = c.ask(action=card["buttons"][0]["action"])
+    assert "编号 2027-001" in reply
+    assert "已经处理过" in c.ask(action={"do": "proposal_confirm"})  # a second click does nothing
+    invite = [p for p in chats["d3"].inbox() if p.get("type") == "card"][-1]
+    assert "请您附议" in invite["title"]
+    assert "已附议" in chats["d3"].ask(action=invite["buttons"][0]["action"])
+    # "我支持…停车场的提案" finds it among others by its words
+    write_proposal(chats["d1"], title="增设职工停车位")
+    listed = chats["d2"].ask("我支持小李那个停车场的提案")
+    assert "停车位" in listed and "供餐" not in listed
+    assert "供餐" in chats["d2"].ask("附议")
+
+
+def test_timeline_visibility_and_unknown_numbers(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    assert "没有找到" in chats["d1"].ask("提案 2027-099")
+    assert "只有提案人" in chats["zongwu"].ask(f"提案 {num}")
+    chats["reviewer"].ask(f"立案 {num} 总务处")
+    for who in ("proposer", "d1", "d2", "reviewer", "zongwu", "chair"):
+        assert "立案" in chats[who].ask(f"提案 {num}"), who
+    assert "只有提案人" in chats["baowei"].ask(f"{num} 进度")
+    mine = chats["d1"].ask("我的提案到哪一步了")
+    assert num in mine and "附议" in mine
+
+
+def test_every_step_notifies_proposer_and_cosigners(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    chats["reviewer"].ask(f"立案 {num} 总务处")
+    chats["zongwu"].ask(f"答复 {num} 已办结 已落实")
+    chats["proposer"].ask(f"不满意 {num} 没解决")
+    chats["zongwu"].ask(f"答复 {num} 已办结 再次落实")
+    chats["proposer"].ask(f"满意 {num}")
+    with bot.db.Session() as s:
+        p = find_by_number(s, num)
+        changes = [e for e in p.events if e.from_status and e.from_status != e.to_status]
+        for m in (ppl["d1"], ppl["d2"]):  # co-signers are told of every status change
+            keys = set(
+                s.scalars(select(OutboxMessage.idempotency_key).where(OutboxMessage.member_id == m.id))
+            )
+            missing = [
+                e for e in changes
+                if f"proposal:{p.id}:{e.id}:{m.id}" not in keys
+                and e.to_status not in ("cosigning", "evaluated")  # before they signed / told with the next step
+            ]  # fmt: skip
+            assert not missing, (m.name, [e.to_status for e in missing])
+        assert len(changes) == 9
+    texts = pushes(bot, ppl["proposer"])
+    for phrase in ("附议了您的提案", "已进入提案委员会审查", "已立案", "有答复了"):
+        assert any(phrase in t for t in texts), phrase
+    texts = pushes(bot, ppl["d1"])  # what the proposer did themselves reaches the co-signers
+    for phrase in ("已立案", "有答复了", "“不满意：没解决”，已退回承办部门重新办理", "“满意”，已办结"):
+        assert any(phrase in t for t in texts), phrase
