@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -104,20 +104,43 @@ def _optional(module: str, name: str) -> Callable[[Bot, datetime], Any] | None:
     return getattr(mod, name, None) if hasattr(mod, name) else None
 
 
+# Jobs other features provide, wired here when their module has them; each is f(bot, now) and idempotent
+# (outbox keys per occasion and day), so a repeated or late run sends nothing twice.
+OPTIONAL_JOBS: dict[str, tuple[tuple[str, str], ...]] = {
+    "scan": (("handlers.activities", "send_activity_reminders"),),
+    "hourly": (("handlers.proposals", "close_cosign_window"), ("handlers.care", "scrub_sensitive_replies")),
+    "daily": (
+        ("handlers.care", "remind_care_tasks"),
+        ("handlers.care", "remind_follow_ups"),
+        ("handlers.care", "reverify_hardship_records"),
+        ("handlers.proposals", "chase_proposals"),
+    ),
+    "nightly": (("handlers.care", "anonymise_closed_cases"),),
+}
+DAILY_AT = time(8, 30)  # local: reminders for care tasks and proposals (made up at start-up until 20:00)
+DAILY_UNTIL = time(20, 0)
+NIGHTLY_AT = time(3, 15)
+
+
+def optional_jobs(group: str) -> list[tuple[str, Callable[[Bot, datetime], Any]]]:
+    jobs = []
+    for module, name in OPTIONAL_JOBS[group]:
+        func = _optional(module, name)
+        if func is not None:
+            jobs.append((name, func))
+    return jobs
+
+
 def scan_jobs() -> list[tuple[str, Callable[[Bot, datetime], Any]]]:
     """What the minute scan runs: each is f(bot, now), idempotent through outbox keys."""
     from handlers.greetings import run_greetings
     from handlers.meetings import send_meeting_reminders
 
-    jobs: list[tuple[str, Callable[[Bot, datetime], Any]]] = [
+    return [
         ("greetings", run_greetings),
         ("meeting_reminders", send_meeting_reminders),
+        *optional_jobs("scan"),
     ]
-    for module, name in (("handlers.activities", "send_activity_reminders"),):
-        func = _optional(module, name)
-        if func is not None:
-            jobs.append((name, func))
-    return jobs
 
 
 class JobRunner:
@@ -170,10 +193,25 @@ class JobRunner:
             log.warning(warning)
         return self.run("greetings", run_greetings)
 
+    def group(self, name: str) -> bool:
+        """Run one group of OPTIONAL_JOBS (hourly, daily, nightly)."""
+        now = self.bot.clock.now()
+        if not self._leader(now):
+            return False
+        for job_name, func in optional_jobs(name):
+            self.run(job_name, func, now)
+        return True
+
     def catch_up(self) -> bool:
-        """At start-up: whatever is due and still meaningful now (each job applies its own catch-up rule)."""
+        """At start-up: whatever is due and still meaningful now (each job applies its own catch-up rule):
+        the minute scan, the hourly jobs, and the daily reminders when started between 08:30 and 20:00."""
         log.info("scheduler catch-up pass")
-        return self.scan()
+        if not self.scan():
+            return False
+        self.group("hourly")
+        if DAILY_AT <= self.bot.clock.local_now().time() < DAILY_UNTIL:
+            self.group("daily")
+        return True
 
     def renew(self) -> bool:
         return self._leader(self.bot.clock.now())
@@ -213,6 +251,21 @@ def build_scheduler(app: Flask, holder: str | None = None, blocking: bool = True
         coalesce=True,
         max_instances=1,
     )
+    for group, trigger, grace in (
+        ("hourly", IntervalTrigger(hours=1, timezone=tz), 1800),
+        ("daily", CronTrigger(hour=DAILY_AT.hour, minute=DAILY_AT.minute, timezone=tz), GREETING_GRACE),
+        ("nightly", CronTrigger(hour=NIGHTLY_AT.hour, minute=NIGHTLY_AT.minute, timezone=tz), GREETING_GRACE),
+    ):
+        sched.add_job(
+            runner.group,
+            trigger,
+            args=[group],
+            id=group,
+            name=f"{group} jobs",
+            misfire_grace_time=grace,
+            coalesce=True,
+            max_instances=1,
+        )
     sched.add_job(
         runner.renew,
         IntervalTrigger(seconds=30, timezone=tz),

@@ -44,7 +44,7 @@ def test_every_trigger_has_the_union_time_zone_and_hours_of_grace(app):
     sched.start(paused=True)  # job options are filled in when jobs reach the store; nothing runs while paused
     jobs = {j.id: j for j in sched.get_jobs()}
     sched.shutdown(wait=False)
-    assert set(jobs) == {"greetings", "scan", "lease", "catch_up"}
+    assert set(jobs) == {"greetings", "scan", "lease", "catch_up", "hourly", "daily", "nightly"}
     assert str(sched.timezone) == "Asia/Shanghai"
     for job in jobs.values():
         tz = (
@@ -128,17 +128,28 @@ def test_catch_up_at_start_up_after_downtime(app, bot):
     assert outbox_count(bot, "birthday:") == 1
 
 
-def test_scan_includes_activity_reminders_when_present(monkeypatch):
+def test_other_features_jobs_are_wired_when_present(monkeypatch, bot):
+    import sys
     import types
 
     calls = []
     fake = types.ModuleType("handlers.activities")
-    fake.send_activity_reminders = lambda bot, now: calls.append(now)
-    monkeypatch.setitem(__import__("sys").modules, "handlers.activities", fake)
+    fake.send_activity_reminders = lambda bot, now: calls.append(("activities", now))
+    care = types.ModuleType("handlers.care")
+    care.remind_care_tasks = lambda bot, now: calls.append(("care", now))
+    monkeypatch.setitem(sys.modules, "handlers.activities", fake)
+    monkeypatch.setitem(sys.modules, "handlers.care", care)
     names = [n for n, _ in sch.scan_jobs()]
     assert names == ["greetings", "meeting_reminders", "send_activity_reminders"]
-    fake2 = types.ModuleType("handlers.activities")
-    monkeypatch.setitem(__import__("sys").modules, "handlers.activities", fake2)
+    assert [n for n, _ in sch.optional_jobs("daily")][:1] == ["remind_care_tasks"]
+    runner = sch.JobRunner(bot, "x")
+    with time_machine.travel(at(2026, 6, 1, 7, 0), tick=False):  # before 08:30: daily reminders wait
+        runner.catch_up()
+    assert [c[0] for c in calls] == ["activities"]
+    with time_machine.travel(at(2026, 6, 1, 10, 0), tick=False):  # started late: daily reminders made up
+        runner.catch_up()
+    assert [c[0] for c in calls] == ["activities", "activities", "care"]
+    monkeypatch.setitem(sys.modules, "handlers.activities", types.ModuleType("handlers.activities"))
     assert [n for n, _ in sch.scan_jobs()] == ["greetings", "meeting_reminders"]
 
 
