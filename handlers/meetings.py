@@ -451,3 +451,38 @@ def meeting_summary(bot: Bot, meeting: Meeting) -> str:
     if excused:
         lines.append("请假：" + "、".join(excused))
     return "\n".join(lines)
+
+
+def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
+    """RSVP and attendance list as .xlsx for the console (name, branch, group, delegate, RSVP, reason, attended)."""
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "回执"
+    ws.append([meeting.title, meeting.kind, _fmt(bot, meeting.starts_at), meeting.place])
+    ws.append(["姓名", "工号", "分会", "小组", "职工代表", "回执", "请假原因", "回复时间", "签到"])
+    for inv in meeting.invites:
+        m = inv.member
+        ws.append(
+            [
+                m.name,
+                m.employee_no,
+                m.branch.name if m.branch else "",
+                m.group.name if m.group else "",
+                "是" if m.is_delegate else "",
+                RSVP_LABELS[inv.rsvp],
+                inv.reason or "",
+                bot.clock.fmt(inv.answered_at) if inv.answered_at else "",
+                {True: "已到", False: "缺席", None: ""}[inv.attended],
+            ]
+        )
+    if meeting.is_congress:
+        confirmed, total, needed = quorum(meeting)
+        ws.append([])
+        ws.append([f"代表确认参加 {confirmed}/{total}，法定人数需超过三分之二（{needed} 人）"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -228,3 +228,22 @@ def test_congress_with_quorum_gets_no_warning(bot, chat_with):
     with time_machine.travel(at(2026, 12, 3, 15), tick=False):
         send_meeting_reminders(bot, bot.clock.now())
     assert keys(bot, f"meeting:{mid}:quorum:") == []
+
+
+def test_rsvp_list_xlsx(bot, chat_with):
+    import io
+
+    from openpyxl import load_workbook
+
+    from handlers.meetings import meeting_xlsx
+
+    a = add_member(bot, name="代表甲", is_delegate=True)
+    chat = chat_with(a)
+    mid = make(bot, kind="职代会", title="职代会", attendees={"delegates": True})
+    chat.ask(f"请假 {mid} 出差")
+    with bot.db.Session() as s:
+        data = meeting_xlsx(bot, s.get(Meeting, mid))
+    rows = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert rows[1][:2] == ("姓名", "工号")
+    assert rows[2][0] == "代表甲" and rows[2][5] == "请假" and rows[2][6] == "出差"
+    assert "0/1" in rows[-1][0]
