@@ -486,3 +486,105 @@ def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+# chat: 发布会议 (clerks) ----------------------------------------------------------------------------------------
+AUDIENCE_CHOICES = (
+    ("职工代表", {"delegates": True}),
+    ("工会委员（主席、分会主席、干事）", {"roles": ["chair", "branch_chair", "clerk"]}),
+    ("小组长", {"roles": ["group_leader"]}),
+    ("分会主席", {"roles": ["branch_chair"]}),
+    ("全体会员", {"all": True}),
+)
+_TIME = re.compile(r"(上午|早上|中午|下午|晚上)?\s*(\d{1,2})\s*(?:[:：点时])\s*(\d{1,2}|半)?")
+
+
+def parse_when(text: str, bot: Bot) -> datetime | None:
+    """'12月5日 14:30' / '周五下午2点半' / '明天9点' -> aware UTC; None when the day or the hour is missing."""
+    from bot.normalize import parse_date
+
+    today = bot.clock.today()
+    day = parse_date(text, today)
+    rest = re.sub(r"\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}[日号]?|\d{1,2}(?:月|-|/)\d{1,2}(?:日|号)?", " ", text)
+    m = _TIME.search(rest)
+    if day is None or m is None:
+        return None
+    hour, minute = int(m.group(2)), 30 if m.group(3) == "半" else int(m.group(3) or 0)
+    if m.group(1) in ("下午", "晚上") and hour < 12:
+        hour += 12
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        return None
+    return bot.clock.at(day, hour, minute)
+
+
+@router.handler("发布会议", "新建会议", "安排会议", "发会议通知", group_ok=False)
+def new_meeting(ctx: Context) -> None:
+    """发布会议：发会议通知并收集回执（干事）"""
+    if not ctx.can("meetings.manage"):
+        ctx.reply("发布会议需要工会干事的权限。查看您的会议请发送“我的会议”。")
+        return
+    ctx.start_dialog("meeting_new", "title", {})
+    ctx.reply("好的，来发布会议。请发送会议名称，例如：十二月工会委员会会议（发送“取消”退出）")
+
+
+@router.dialog("meeting_new")
+def new_meeting_step(ctx: Context) -> None:
+    assert ctx.dialog is not None and ctx.member is not None
+    step, data, text = ctx.dialog.step, ctx.dialog.data, ctx.text.strip()
+    if step == "title":
+        ctx.advance("kind", title=text[:200])
+        ctx.reply("会议类型？回复编号：\n" + "\n".join(f"{i}. {k}" for i, k in enumerate(KINDS, 1)))
+    elif step == "kind":
+        n = re.search(r"\d", text)
+        kind = KINDS[int(n.group()) - 1] if n and 1 <= int(n.group()) <= len(KINDS) else None
+        kind = kind or next((k for k in KINDS if k in text), None)
+        if kind is None:
+            ctx.reply(f"请回复 1–{len(KINDS)} 的编号。")
+            return
+        ctx.advance("when", kind=kind)
+        ctx.reply("什么时间开？例如：12月5日 14:30、周五下午2点半")
+    elif step == "when":
+        when = parse_when(text, ctx.bot)
+        if when is None or when <= ctx.clock.now():
+            ctx.reply("没看懂时间（或已经过去了），请写成“12月5日 14:30”这样的格式。")
+            return
+        ctx.advance("place", starts_at=when.isoformat())
+        ctx.reply("地点在哪里？")
+    elif step == "place":
+        ctx.advance("who", place=text[:200])
+        ctx.reply(
+            "请谁参加？回复编号：\n" + "\n".join(f"{i}. {k}" for i, (k, _) in enumerate(AUDIENCE_CHOICES, 1))
+        )
+    elif step == "who":
+        n = re.search(r"\d", text)
+        if not n or not 1 <= int(n.group()) <= len(AUDIENCE_CHOICES):
+            ctx.reply(f"请回复 1–{len(AUDIENCE_CHOICES)} 的编号。")
+            return
+        label, spec = AUDIENCE_CHOICES[int(n.group()) - 1]
+        count = len(resolve_attendees(ctx.session, spec))
+        ctx.advance("confirm", who=int(n.group()) - 1)
+        starts = datetime.fromisoformat(data["starts_at"])
+        ctx.reply(
+            f"请确认：\n{data['title']}（{data['kind']}）\n时间：{_fmt(ctx.bot, starts)}\n地点：{data['place']}\n"
+            f"参加：{label}，共 {count} 人\n回复“确认”发出通知，回复“取消”放弃。"
+        )
+    elif step == "confirm":
+        if text not in ("确认", "确定", "发", "发吧", "好", "是"):
+            ctx.reply("回复“确认”发出通知，或回复“取消”放弃。")
+            return
+        label, spec = AUDIENCE_CHOICES[data["who"]]
+        meeting = create_meeting(
+            ctx.session,
+            ctx.bot,
+            title=data["title"],
+            kind=data["kind"],
+            starts_at=datetime.fromisoformat(data["starts_at"]),
+            place=data["place"],
+            attendees=spec,
+            created_by=ctx.member,
+        )
+        ctx.end_dialog()
+        ctx.reply(
+            f"已发布会议 {meeting.id}，通知已发给{label} {len(meeting.invites)} 人。"
+            f"发送“会议回执 {meeting.id}”查看回执。"
+        )

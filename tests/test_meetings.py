@@ -247,3 +247,26 @@ def test_rsvp_list_xlsx(bot, chat_with):
     assert rows[1][:2] == ("姓名", "工号")
     assert rows[2][0] == "代表甲" and rows[2][5] == "请假" and rows[2][6] == "出差"
     assert "0/1" in rows[-1][0]
+
+
+def test_clerk_publishes_a_meeting_in_chat(bot, chat_with):
+    clerk = add_member(bot, name="会务干事", roles=["clerk"])
+    leader = add_member(bot, name="小组长甲", roles=["group_leader"])
+    member = add_member(bot, name="会员")
+    chat, leader_chat = chat_with(clerk), chat_with(leader)
+    assert "权限" in chat_with(member).ask("发布会议")
+    assert "会议名称" in chat.ask("发布会议")
+    assert "类型" in chat.ask("小组长例会")
+    assert "时间" in chat.ask("3")
+    assert "没看懂" in chat.ask("改天吧")
+    assert "地点" in chat.ask("12月3日下午3点半")
+    assert "请谁参加" in chat.ask("护理部会议室")
+    confirm = chat.ask("3")
+    assert "12月3日（周四）15:30" in confirm and "共 1 人" in confirm
+    reply = chat.ask("确认")
+    assert "已发布会议" in reply and "1 人" in reply
+    (card,) = leader_chat.inbox()
+    assert card["title"] == "会议通知：小组长例会"
+    with bot.db.Session() as s:
+        m = s.scalar(select(Meeting).where(Meeting.title == "小组长例会"))
+        assert m.kind == "小组长会议" and m.created_by_id == clerk.id
