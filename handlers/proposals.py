@@ -511,6 +511,13 @@ def _confirm(ctx: Context) -> None:
     )
     ctx.end_dialog()
     if p.anonymous:
+        _notify_reviewers(
+            bot,
+            s,
+            p,
+            p.events[-1],
+            f"新的匿名意见：{p.number}《{p.title}》。答复请发送：答复 {p.number} 内容",
+        )
         _unlink_anonymous_dialog(ctx, datetime.fromisoformat(d["started_at"]))
         ctx.reply(
             "已匿名收到您的意见，谢谢！工会和部门都看不到提交人；答复出来后我会私信告诉您。\n"
@@ -518,6 +525,10 @@ def _confirm(ctx: Context) -> None:
         )
         return
     if p.kind == "suggestion":
+        ev = p.events[-1]
+        _notify_reviewers(
+            bot, s, p, ev, f"新的合理化建议：{p.number}《{p.title}》。答复请发送：答复 {p.number} 内容"
+        )
         ctx.reply(
             f"已收到您的合理化建议，编号 {p.number}，标题“{p.title}”。\n"
             f"工会将转交相关部门，答复后会通知您。随时发送“提案 {p.number}”查看进度。"
@@ -1092,10 +1103,11 @@ def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None)
     mine = {d.id: d for d in departments_of_contact(s, me)}
     reviewer = ctx.can("proposals.review")
     if p.kind == "suggestion":
-        if not (reviewer or mine):
-            ctx.reply("只有提案委员会和承办部门联系人可以答复建议。")
+        named = department_by_name(s, p.suggested_department) if p.suggested_department else None
+        dept = named if named is not None and named.id in mine else None
+        if not reviewer and dept is None:
+            ctx.reply("只有提案委员会和建议中指定的承办部门联系人可以答复这条建议。")
             return
-        dept = next(iter(mine.values()), None)
     else:
         lead = p.lead_department
         assigned = {d.id for d in p.departments}

@@ -15,7 +15,11 @@ sender is an `AnonymousSender` row holding `HMAC-SHA256(SECRET_KEY, "anon:<propo
 id, no foreign key. Console pages, exports, the API and the timeline all read `Proposal`/`ProposalEvent` and can
 only show "匿名". The notification code (`anonymous_sender`) finds the recipient by recomputing the HMAC for the
 members who have a chat identity; nothing else calls it. Without the secret key even a database dump does not
-link the row to a member.
+link the row to a member. The chat side also cuts the trail in the message logs (handlers/proposals.py): the
+dialog's inbound rows lose user id, chat id and text, the bot's delivered replies in that dialog lose their
+payload, the receipt names no number, answers to the sender go out with an opaque key and no member id, and only
+the day of submission is stored. Residual: an answer pushed to the sender sits in the outbox (target = their chat
+id) until delivered; rotating SECRET_KEY makes old anonymous suggestions unanswerable in chat.
 """
 
 from __future__ import annotations

@@ -385,14 +385,17 @@ def test_decline_and_merge(bot, cast):
     assert "不能改为" in chats["reviewer"].ask(f"合并 {c} 到 {a}")
 
 
-def test_suggestion_answered_by_reviewer(bot, cast):
+def test_suggestion_answered_by_the_named_department(bot, cast):
     ppl, chats = cast
     c = chats["plain"]
     c.ask("提个建议")
     for t in ("2", "门诊增加座椅", "门诊候诊区座位不够，老人要站很久。", "增加30把座椅", "总务处"):
         c.ask(t)
     num = c.ask("确认").split("编号 ")[1].split("，")[0]
-    assert "已答复" in chats["reviewer"].ask(f"答复 {num} 已增加30把座椅")
+    assert any(num in t for t in pushes(bot, ppl["reviewer"]))
+    assert "指定的承办部门" in chats["baowei"].ask(f"答复 {num} 已增加30把座椅")
+    assert "已答复" in chats["zongwu"].ask(f"答复 {num} 已增加30把座椅")
+    assert "不能改为" in chats["reviewer"].ask(f"答复 {num} 再补充一次")
     assert load(bot, num).status == "answered"
     assert any("有答复了" in t for t in pushes(bot, ppl["plain"]))
     assert num in c.ask("我的建议")
