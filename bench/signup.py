@@ -29,8 +29,10 @@ from sqlalchemy import func, select  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from app import create_app  # noqa: E402
+from bot.adapters import sandbox  # noqa: E402
 from models import Base, Branch, Group, Member  # noqa: E402
 from models.activity import Activity, Signup  # noqa: E402
+from models.member import link_identity  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--capacity", type=int, default=100)
     ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--direct", action="store_true", help="call Bot.handle in-process instead of over HTTP")
     ap.add_argument("--db", default="", help="database URL (default: a fresh SQLite file in a temp dir)")
     args = ap.parse_args()
 
@@ -92,10 +95,23 @@ def main() -> None:
         resp.read()
         return time.perf_counter() - t0, resp.status
 
+    bot = app.extensions["bot"]
+
+    def direct(no: str) -> tuple[float, int]:
+        """--direct: Bot.handle in-process (no HTTP, no sandbox page bookkeeping, replies left queued)."""
+        msg = sandbox.incoming(bot, user_id=f"sb-{no}", chat_id=None, text=f"报名 {aid}")
+        t0 = time.perf_counter()
+        result = bot.handle(msg)
+        return time.perf_counter() - t0, 500 if result.failed else 200
+
     numbers = [f"B{i:05d}" for i in range(args.members)]
+    if args.direct:
+        with db.transaction() as s:
+            for m in s.scalars(select(Member)):
+                link_identity(s, m, "sandbox", f"sb-{m.employee_no}")
     started = time.perf_counter()
     with ThreadPoolExecutor(args.threads) as pool:
-        results = list(pool.map(post, numbers))
+        results = list(pool.map(direct if args.direct else post, numbers))
     elapsed = time.perf_counter() - started
     server.shutdown()
 
@@ -118,7 +134,8 @@ def main() -> None:
         )
         taken = s.get(Activity, aid).taken
     confirmed = rows.get("confirmed", 0)
-    print(f"database      {db.engine.dialect.name}   threads {args.threads}")
+    via = "Bot.handle in-process" if args.direct else "HTTP POST /sandbox/send (werkzeug, threaded)"
+    print(f"database      {db.engine.dialect.name}   threads {args.threads}   via {via}")
     print(f"sign-ups      {len(results)} in {elapsed:.2f} s = {len(results) / elapsed:.1f} sign-ups/s")
     print(
         f"latency       p50 {statistics.median(lat) * 1000:.1f} ms   p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms"
