@@ -580,6 +580,7 @@ def test_longconn_command_starts_the_sdk_client(fapp, fake, monkeypatch):
         self._cache._cron.cancel()
 
     monkeypatch.setattr(ws_client.Client, "start", fake_start)
+    monkeypatch.setattr(ws_client, "loop", ws_client.loop)  # the command swaps in a fresh loop: restore it after
     result = fapp.test_cli_runner().invoke(args=["feishu", "longconn"])
     assert result.exit_code == 0, result.output
     assert "长连接" in result.output

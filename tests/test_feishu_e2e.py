@@ -106,6 +106,7 @@ class LongConnTransport:
             loop.run_until_complete(asyncio.sleep(0))
 
     def send(self, payload):
+        import lark_oapi.ws.client as ws_client
         from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
         self.seq += 1
@@ -116,7 +117,7 @@ class LongConnTransport:
         h = frame.headers.add()
         h.key, h.value = "trace_id", "t"
         frame.payload = json.dumps(payload, ensure_ascii=False).encode()
-        asyncio.run(self.client._handle_data_frame(frame))
+        ws_client.loop.run_until_complete(self.client._handle_data_frame(frame))  # the SDK's own loop
         ack = Frame()
         ack.ParseFromString(self.acks[-1])
         resp = json.loads(ack.payload)
