@@ -18,7 +18,7 @@ import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.context import Context, active_dialog
@@ -115,9 +115,16 @@ def _unit(m: Member | None) -> str:
     return " ".join(parts) or "—"
 
 
+def _secure_delete(s: Session) -> None:
+    """SQLite keeps overwritten bytes in free page space unless secure_delete is on (many builds default it on)."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(text("PRAGMA secure_delete=ON"))
+
+
 def redact_inbound(ctx: Context) -> None:
     """Blank what the member typed in the inbound log (and the sandbox page's copy): it is kept encrypted only."""
     s, msg = ctx.session, ctx.msg
+    _secure_delete(s)
     row = s.scalar(
         select(InboundMessage).where(
             InboundMessage.platform == msg.platform, InboundMessage.dedupe_key == msg.message_id[:255]
@@ -144,6 +151,7 @@ def redact_inbound(ctx: Context) -> None:
 
 def scrub_replies(s: Session, platform: str, dedupe_keys: list[str]) -> int:
     """Blank delivered replies to the given inbound messages (the preview echoed the story)."""
+    _secure_delete(s)
     n = 0
     for key in dedupe_keys:
         rows = list(
