@@ -10,11 +10,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.serving import make_server
 
 from models import Branch, Group, Member
-from models.activity import Activity, Signup
+from models.activity import Activity, Signup, cancel_signup, sign_up
 
 MEMBERS, PLACES = 200, 50
 
@@ -125,3 +127,38 @@ def _check_signups(db, aid: int) -> None:
         confirmed = s.scalars(select(Signup.seq).where(Signup.status == "confirmed")).all()
         waiting = s.scalars(select(Signup.seq).where(Signup.status == "waitlisted")).all()
         assert max(confirmed) < min(waiting)
+
+
+def test_rules_on_both_databases(any_app):
+    """Waitlist order, companions that do not fit, re-signup after cancelling, the unique index — per database."""
+    db = any_app.extensions["db"]
+    aid = _seed(db)
+    now = datetime.now(UTC)
+    with db.transaction() as s:
+        a = s.get(Activity, aid)
+        a.capacity, a.companions_max = 3, 2
+        m = s.scalars(select(Member).order_by(Member.employee_no)).all()
+        assert sign_up(s, a, m[0], now, companions=1).outcome == "confirmed"  # 2 places
+        assert sign_up(s, a, m[1], now).outcome == "confirmed"  # 3: full
+        assert sign_up(s, a, m[2], now, companions=1).position == 1  # needs 2
+        assert sign_up(s, a, m[3], now).position == 2  # needs 1
+        assert sign_up(s, a, m[3], now).outcome == "duplicate"
+        promoted = cancel_signup(s, a, m[1], now).promoted
+        assert [p.member_id for p in promoted] == [m[3].id]  # m[2] does not fit, stays first
+        assert sign_up(s, a, m[1], now).outcome == "waitlisted"  # back in, at the end
+        promoted = cancel_signup(s, a, m[0], now).promoted
+        assert [p.member_id for p in promoted] == [m[2].id]
+        s.refresh(a)
+        assert a.taken == 3
+        ids = (m[2].id, m[5].id)
+    with pytest.raises(IntegrityError), db.transaction() as s:
+        s.add(
+            Signup(activity_id=aid, member_id=ids[0], status="waitlisted", seq=999, companions=0, answers={})
+        )
+    with db.transaction() as s:  # cancelled history rows never block
+        for seq in (1000, 1001):
+            s.add(
+                Signup(
+                    activity_id=aid, member_id=ids[1], status="cancelled", seq=seq, companions=0, answers={}
+                )
+            )
