@@ -563,3 +563,17 @@ def test_every_step_notifies_proposer_and_cosigners(bot, cast):
     texts = pushes(bot, ppl["d1"])  # what the proposer did themselves reaches the co-signers
     for phrase in ("已立案", "有答复了", "“不满意：没解决”，已退回承办部门重新办理", "“满意”，已办结"):
         assert any(phrase in t for t in texts), phrase
+
+
+def test_chase_job_follows_the_travelled_clock(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    due = bot.clock.today() + timedelta(days=5)
+    chats["reviewer"].ask(f"立案 {num} 总务处 期限 {due.isoformat()}")
+    bot.clock.offset = timedelta(days=2)  # 3 days before the due date
+    chase_proposals(bot)
+    chase_proposals(bot)
+    bot.clock.offset = timedelta(days=5 + 15)  # 15 days late
+    chase_proposals(bot)
+    assert len([t for t in pushes(bot, ppl["zongwu"]) if "督办" in t]) == 2
+    assert len([t for t in pushes(bot, ppl["chair"]) if "逾期 15 天" in t]) == 1

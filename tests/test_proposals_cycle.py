@@ -24,6 +24,7 @@ from models.proposal import (
     submit,
 )
 from tests.conftest import add_member
+from tests.test_admin import add_staff, login
 from tests.test_proposals import make_congress, make_department, write_proposal
 
 
@@ -107,7 +108,7 @@ def test_permissions(bot, chat_with):
 
 
 # ---------------------------------------------------------------------------------------------- the whole cycle
-def test_congress_cycle_end_to_end(bot, chat_with):
+def test_congress_cycle_end_to_end(bot, chat_with, client):
     make_congress(bot, days_left=3)
     cats = ["工资福利", "医疗卫生", "后勤保障", "劳动保护", "民主管理", "其他"]
     dels = [add_member(bot, name=f"代表{chr(0x7532 + i)}", is_delegate=True) for i in range(10)]
@@ -195,6 +196,15 @@ def test_congress_cycle_end_to_end(bot, chat_with):
     assert not any("代表" in str(v) for row in public for v in row if v)
     assert len(list(wb["明细"].iter_rows(values_only=True))) == 41
     assert "按时答复率：85.7%" in reviewer.ask("提案统计")
+
+    # the console's report page shows the same figures
+    add_staff(bot, username="clerk9", role="clerk")
+    login(client, username="clerk9")
+    page = client.get("/admin/proposals/report").get_data(as_text=True)
+    for figure in ('id="n-proposal">36<', 'id="n-suggestion">4<', 'id="n-accepted">35<', 'id="on-time">85.7%<',
+                   'id="satisfaction">93.3%<'):  # fmt: skip
+        assert figure in page, figure
+    assert "代表甲" not in page
 
 
 def load_status(bot, number) -> str:
