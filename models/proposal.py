@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -740,3 +740,51 @@ def export_xlsx(session: Session, today: date, congress_id: int | None = None) -
 
 def _rate(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:.1f}%"
+
+
+# --------------------------------------------------------------------------------------------- demo data
+DEMO_DEPARTMENTS = ("总务处", "人事处", "财务处", "保卫处", "医务处", "护理部", "信息中心")
+
+
+def seed_demo(session: Session, now: datetime) -> dict[str, int]:
+    """A congress session collecting proposals now (two weeks) and handling departments, each with one contact
+    taken from the roster (members who are not delegates, in id order). Safe to repeat: adds only what is missing.
+    """
+    added = {"congress": 0, "departments": 0, "contacts": 0}
+    if session.scalar(select(func.count()).select_from(Congress)) == 0:
+        local = now.astimezone(_TZ)
+        start = datetime(local.year, local.month, local.day, tzinfo=_TZ) - timedelta(days=1)
+        session.add(
+            Congress(
+                name="第三届第二次",
+                year=local.year,
+                code="",
+                collect_start=start.astimezone(now.tzinfo),
+                collect_end=(start + timedelta(days=15, minutes=-1)).astimezone(now.tzinfo),
+                cosigners_required=2,
+                numbering="year",
+                delegates_only=True,
+                categories=list(DEFAULT_CATEGORIES),
+            )
+        )
+        added["congress"] = 1
+    candidates = list(
+        session.scalars(
+            select(Member)
+            .where(Member.active.is_(True), Member.is_delegate.is_(False))
+            .order_by(Member.id)
+            .limit(len(DEMO_DEPARTMENTS))
+        )
+    )
+    for i, name in enumerate(DEMO_DEPARTMENTS):
+        dept = session.scalar(select(Department).where(Department.name == name))
+        if dept is None:
+            dept = Department(name=name)
+            session.add(dept)
+            session.flush()
+            added["departments"] += 1
+        if not dept.contacts and i < len(candidates):
+            dept.contacts.append(DepartmentContact(department_id=dept.id, member_id=candidates[i].id))
+            added["contacts"] += 1
+    session.flush()
+    return added

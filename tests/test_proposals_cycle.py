@@ -217,3 +217,19 @@ def test_report_on_empty_database(bot):
         r = report(s, date(2027, 1, 1))
         assert r["on_time_rate"] is None and r["satisfaction_rate"] is None
         assert load_workbook(io.BytesIO(export_xlsx(s, date(2027, 1, 1)))).sheetnames[0] == "汇总"
+
+
+def test_demo_seed_is_repeatable(bot):
+    from models.proposal import Department, seed_demo
+
+    for i in range(8):
+        add_member(bot, name=f"职工{i}")
+    with bot.db.transaction() as s:
+        first = seed_demo(s, bot.clock.now())
+    with bot.db.transaction() as s:
+        again = seed_demo(s, bot.clock.now())
+        c = s.scalar(select(Congress))
+        assert c.window_open(bot.clock.now())
+        assert all(d.contacts for d in s.scalars(select(Department)))
+    assert first == {"congress": 1, "departments": 7, "contacts": 7}
+    assert again == {"congress": 0, "departments": 0, "contacts": 0}
