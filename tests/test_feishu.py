@@ -580,7 +580,9 @@ def test_longconn_command_starts_the_sdk_client(fapp, fake, monkeypatch):
         self._cache._cron.cancel()
 
     monkeypatch.setattr(ws_client.Client, "start", fake_start)
-    monkeypatch.setattr(ws_client, "loop", ws_client.loop)  # the command swaps in a fresh loop: restore it after
+    monkeypatch.setattr(
+        ws_client, "loop", ws_client.loop
+    )  # the command swaps in a fresh loop: restore it after
     result = fapp.test_cli_runner().invoke(args=["feishu", "longconn"])
     assert result.exit_code == 0, result.output
     assert "长连接" in result.output
@@ -638,6 +640,7 @@ def test_group_card_click_toasts_and_replies_in_the_group(fclient, fbot, fake):
 
     def ok(ctx):
         ctx.reply("冯一：已确认 ✅")
+        ctx.reply(Card("确认名单", ["冯一"], [Button("我也确认", {"do": "confirm"})]))
 
     fbot.router.actions["confirm"] = ok
     try:
@@ -649,7 +652,10 @@ def test_group_card_click_toasts_and_replies_in_the_group(fclient, fbot, fake):
         del fbot.router.actions["confirm"]
     assert answer["toast"]["type"] == "success" and "card" not in answer  # a shared card is not flipped
     outbox.drain(fbot, platform="feishu")
-    assert fake.texts("reply:om_c") == ["冯一：已确认 ✅"]
+    assert fake.texts("reply:om_c") == [
+        "冯一：已确认 ✅",
+        "确认名单\n冯一\n[我也确认]",
+    ]  # the card as a message
 
 
 def test_unbound_click_asks_to_bind(fclient, fbot, fake):

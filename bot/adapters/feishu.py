@@ -19,8 +19,8 @@ longer than Feishu's ~7-hour retry window.
 Groups: we act only when `mentions[].id.open_id` is the bot's own open_id (GET /open-apis/bot/v3/info, cached in
 `feishu_state`); `@_user_N` placeholders are removed (ours) or replaced by the person's name (others').
 Card clicks: the button value is an object {our action..., "_k": "user"|"chat", "_ob": outbox id}; the answer
-carries a toast (first text reply) and the handler's first card, or else (private chats) the clicked card with
-that button turned into 已报名 / 已处理 etc.
+carries a toast (first text reply) and, in private chats, the handler's first card or else the clicked card with
+that button turned into 已报名 / 已处理 etc. (a group's card is shared by everyone: toast only, replies as messages).
 """
 
 from __future__ import annotations
@@ -457,14 +457,14 @@ def card_action(bot, event: dict[str, Any], event_id: str, header: dict[str, Any
     refused = result.failed or any(w in joined for w in REFUSAL_WORDS)
     content = toast or ("已处理" if not refused else "没有办成，请查看消息。")
     answer["toast"] = {"type": "error" if refused else "success", "content": content}
-    if card_reply is not None:
+    if card_reply is not None and not group:
         index = next(i for i, r in enumerate(result.replies) if r.to_payload() == card_reply)
         new_meta = {
             "kind": meta.get("kind", "user"),
             "ob": _outbox_id(bot, f"reply:{PLATFORM}:{event_id}:{index}"),
         }
         answer["card"] = {"type": "raw", "data": render_card(card_reply, new_meta)}
-    elif not refused and not group and meta.get("ob"):
+    elif card_reply is None and not refused and not group and meta.get("ob"):
         # No new card from the handler: flip the clicked button on the card we sent (private chats only —
         # in a group the card is shared, and 已报名 for one member would be wrong for everyone else).
         card = original_card(bot, meta["ob"])
@@ -483,6 +483,7 @@ def inline_plan(payloads: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, 
     """What a card click shows inline: the first card (replaces the clicked one) and a short toast text.
 
     The sender applies the same rule to the outbox rows of a click, so what is shown inline is not sent again.
+    Only in private chats: a group's card is shared, so a new card there is sent as a message instead.
     """
     card = next((p for p in payloads if p.get("type") == "card"), None)
     text = next((p["text"] for p in payloads if p.get("type") == "text"), None)

@@ -346,7 +346,7 @@ class FeishuSender:
 
     def _shown_inline(self, row: OutboxMessage) -> bool:
         """The click's answer showed the first card of its replies; the same rule as `inline_plan`."""
-        if (row.payload or {}).get("type") != "card":
+        if (row.payload or {}).get("type") != "card" or row.target_kind != "user":
             return False
         prefix = row.idempotency_key.rsplit(":", 1)[0] + ":"
         with self.bot.db.Session() as s:
