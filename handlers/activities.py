@@ -979,18 +979,41 @@ def notify_changed(bot, s, a: Activity) -> int:
     return told
 
 
-def post_to_group_chats(bot, s, a: Activity) -> int:
-    """Post the new activity as a card into the group chats of its audience (chats linked to a union group)."""
+def audience_chats(s, a: Activity) -> list:
+    """The group chats (linked to a union group) where the activity's audience is."""
     from models.member import Group
     from models.messaging import Chat
 
+    if a.audience_kind == "list":
+        return []
     q = select(Chat).where(Chat.unreachable.is_(False), Chat.group_id.is_not(None))
     if a.audience_kind == "groups":
         q = q.where(Chat.group_id.in_(a.audience_ids or []))
     elif a.audience_kind == "branches":
         q = q.where(Chat.group_id.in_(select(Group.id).where(Group.branch_id.in_(a.audience_ids or []))))
-    elif a.audience_kind == "list":
-        return 0
+    return list(s.scalars(q))
+
+
+@router.action("post_activity")
+def post_activity_action(ctx: Context) -> None:
+    """The creator's one tap after publishing: post the activity card into the audience's group chats."""
+    a = ctx.session.get(Activity, _action_id(ctx))
+    if a is None or a.status != "open":
+        ctx.reply("这个活动不存在或已取消。")
+        return
+    if not (ctx.can("activities.manage_all") or (ctx.member and a.created_by_id == ctx.member.id)):
+        ctx.reply("只有活动发布人或工会干事可以把活动发到群里。")
+        return
+    n = post_to_group_chats(ctx.bot, ctx.session, a)
+    a.post_to_groups = True
+    ctx.reply(
+        f"已把“{a.title}”发到 {n} 个小组群。" if n else "没有找到可以发送的小组群（需要先把我拉进小组群）。"
+    )
+
+
+def post_to_group_chats(bot, s, a: Activity) -> int:
+    """Post the new activity as a card into the group chats of its audience (chats linked to a union group)."""
+    chats = audience_chats(s, a)
     card = Card(
         f"📣 新活动【{a.id}】{a.title}",
         [
@@ -1003,7 +1026,7 @@ def post_to_group_chats(bot, s, a: Activity) -> int:
         [Button("报名", {"do": "signup", "activity": a.id})],
     )
     posted = 0
-    for chat in s.scalars(q):
+    for chat in chats:
         posted += bot.notify_chat(
             s, chat.platform, chat.chat_id, card, key=f"activity:{a.id}:posted:{chat.id}"
         )
@@ -1177,7 +1200,12 @@ def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
     ctx.reply(
         f"活动已发布，编号 {a.id}，面向{audience[0]}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
     )
-    ctx.reply(detail_card(ctx, a))
+    card = detail_card(ctx, a)
+    chats = audience_chats(ctx.session, a)
+    if chats:
+        button = Button(f"发到 {len(chats)} 个小组群", {"do": "post_activity", "activity": a.id}, "default")
+        card = Card(card.title, card.lines, [*card.buttons, button])
+    ctx.reply(card)
 
 
 # ---- reminders (called by the scheduler every minute) ---------------------------------------------------

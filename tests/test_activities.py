@@ -503,3 +503,27 @@ def test_roster_stays_private_in_group_chats(bot, chat_with):
     with bot.db.Session() as s:
         gid = s.get(Member, clerk.id).group_id
     assert "请私聊我" in chat_with(clerk, group_id=gid).ask(f"报名名单 {aid}")
+
+
+def test_created_activity_posted_to_group_chat_with_one_tap(bot, chat_with):
+    from models.messaging import Chat as GroupChat
+
+    leader = add_member(bot, "组长", roles=("group_leader",))
+    with bot.db.transaction() as s:
+        gid = s.get(Member, leader.id).group_id
+        s.add(GroupChat(platform="sandbox", chat_id=f"sb-group-{gid}", title="心内科群", group_id=gid))
+    c = chat_with(leader)
+    for text in ("发布活动", "跳绳比赛", "12月10日 下午3点", "操场", "20"):
+        c.ask(text)
+    payloads = c.say("默认")
+    card = payloads[-1]
+    post = [b for b in card["buttons"] if b["action"]["do"] == "post_activity"]
+    assert post and post[0]["label"] == "发到 1 个小组群"
+    assert "已把“跳绳比赛”发到 1 个小组群" in c.ask(action=post[0]["action"])
+    group = chat_with(leader, group_id=gid)
+    posted = [p for p in group.inbox() if p.get("type") == "card"]
+    assert posted and "跳绳比赛" in posted[0]["title"]
+    assert {"do": "signup", "activity": post[0]["action"]["activity"]} in [
+        b["action"] for b in posted[0]["buttons"]
+    ]
+    assert "只有活动发布人" in chat_with(add_member(bot, "会员")).ask(action=post[0]["action"])
