@@ -906,6 +906,8 @@ def accept(ctx: Context) -> None:
         co_names = [x for x in re.split(r"[,;，、\s]+", m.group(1)) if x]
         rest = rest[: m.start()].strip()
     lead_name = re.sub(r"^(牵头|承办|主办)[:：]?\s*", "", rest).strip(" ,")
+    if not lead_name and p.suggested_department:
+        lead_name = p.suggested_department  # 立案 2027-012 alone: the department the proposer suggested
     lead = department_by_name(ctx.session, lead_name)
     if lead is None:
         ctx.reply(
@@ -1186,7 +1188,11 @@ _RATING_WORDS = [("partly", "基本满意"), ("unsatisfied", "不满意"), ("sat
 def evaluate(ctx: Context) -> None:
     """满意 2027-012：评价答复（满意 / 基本满意 / 不满意）"""
     text = ctx.text
-    rating = next(r for r, w in _RATING_WORDS if w in text)
+    word = re.search(r"基本满意|不满意|满意", text)
+    if word is None:  # a button-less "评价" never gets here, but be safe
+        ctx.reply("请回复“满意 编号”“基本满意 编号”或“不满意 编号 原因”。")
+        return
+    rating = {w: r for r, w in _RATING_WORDS}[word.group()]
     p = find_by_number(ctx.session, text) if re.search(NUM, text) else None
     if p is None and re.search(NUM, text):
         ctx.reply("没有找到这个编号的提案，请检查后再发，例如：满意 2027-012")
@@ -1203,10 +1209,8 @@ def evaluate(ctx: Context) -> None:
                 )
             return
         p = waiting[0]
-    comment = re.sub(NUM, "", text)
-    for _, w in _RATING_WORDS:
-        comment = comment.replace(w, "", 1) if w in comment else comment
-    comment = re.sub(r"^(对答复|答复)", "", comment.strip(" ,:;")).strip(" ,:;")
+    comment = re.sub(NUM, "", text[: word.start()] + text[word.end() :], count=1)
+    comment = re.sub(r"^\s*(对答复|答复|对)", "", comment).strip(" ,:;.")
     do_evaluate(ctx, p, rating, comment)
 
 

@@ -577,3 +577,30 @@ def test_chase_job_follows_the_travelled_clock(bot, cast):
     chase_proposals(bot)
     assert len([t for t in pushes(bot, ppl["zongwu"]) if "督办" in t]) == 2
     assert len([t for t in pushes(bot, ppl["chair"]) if "逾期 15 天" in t]) == 1
+
+
+def test_evaluation_comment_keeps_the_members_words(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    chats["reviewer"].ask(f"立案 {num} 总务处")
+    chats["zongwu"].ask(f"答复 {num} 已办结 已落实")
+    chats["proposer"].ask(f"答复不满意，{num} 问题没解决，大家还是不满意")
+    p = load(bot, num)
+    assert p.evaluations[-1].rating == "unsatisfied"
+    assert p.evaluations[-1].comment == "问题没解决,大家还是不满意"
+
+
+def test_accept_with_chinese_punctuation_and_suggested_department(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    with bot.db.transaction() as s:
+        make = find_by_number(s, num)
+        make.suggested_department = "总务处"
+    reply = chats["reviewer"].ask(f"立案 {num}")
+    assert "牵头承办：总务处" in reply
+    other = _to_review(bot, chats, title="保安巡逻")
+    make_department(bot, "医务处")
+    reply = chats["reviewer"].ask(f"立案 {other} 牵头保卫处，协办总务处、医务处，期限12月31日")
+    assert "牵头承办：保卫处，协办：总务处、医务处" in reply
+    p = load(bot, other)
+    assert (p.due_date.month, p.due_date.day) == (12, 31)
