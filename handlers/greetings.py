@@ -249,11 +249,12 @@ class Queue:
     def flush(self) -> None:
         if not self.rows or self.owner is None:
             return
-        ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(OutboxMessage.__table__)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        # Core executemany on the session's connection (same transaction); both drivers sum the rowcount.
-        res = self.s.connection().execute(stmt, self.rows)
-        added = max(res.rowcount or 0, 0)
+        table = OutboxMessage.__table__
+        ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)
+        # Core "insertmanyvalues" on the session's connection (same transaction). RETURNING gives the rows really
+        # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used).
+        added = len(self.s.connection().execute(stmt, self.rows).all())
         run, field_name = self.owner
         run.queued += added
         run.already += len(self.rows) - added

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
 from sqlalchemy import select
 
@@ -61,6 +62,12 @@ def set_config(bot, **values):
             setattr(cfg, k, v)
 
 
+@pytest.fixture
+def any_bot(any_app):
+    """SQLite, and PostgreSQL too when TEST_POSTGRES_URL is set (extract(), ON CONFLICT, rowcount)."""
+    return any_app.extensions["bot"]
+
+
 # birthdays -----------------------------------------------------------------------------------------------------
 def test_solar_birthday_at_send_time_once(bot):
     m = person(bot, "王芳", birthday=date(1985, 6, 1))
@@ -96,7 +103,8 @@ def test_catch_up_after_downtime_sends_once_same_day_only(bot):
     assert f"birthday:{b.id}:2026-03-04" not in keys(bot, "birthday:")
 
 
-def test_lunar_day_30_birthday_in_a_29_day_layue(bot):
+def test_lunar_day_30_birthday_in_a_29_day_layue(any_bot):
+    bot = any_bot
     m = person(bot, "腊月", birthday=date(1986, 2, 8), birthday_is_lunar=True, lunar_birth_month=12,
                lunar_birth_day=30)  # fmt: skip
     run(bot, at(2026, 2, 15))
@@ -122,14 +130,16 @@ def test_lunar_birthday_in_leap_year_2025_not_twice(bot):
     assert keys(bot, "birthday:") == [f"birthday:{m.id}:2025-07-09"]
 
 
-def test_feb_29_on_feb_28_in_common_years(bot):
+def test_feb_29_on_feb_28_in_common_years(any_bot):
+    bot = any_bot
     m = person(bot, "闰日", birthday=date(1996, 2, 29))
     run(bot, at(2026, 2, 28))
     run(bot, at(2026, 3, 1))
     assert keys(bot, "birthday:") == [f"birthday:{m.id}:2026-02-28"]
 
 
-def test_opt_out_inactive_and_retirees(bot):
+def test_opt_out_inactive_and_retirees(any_bot):
+    bot = any_bot
     a = person(bot, "退休", birthday=date(1950, 9, 9), retired=True)
     b = person(bot, "不要", birthday=date(1980, 9, 9), greeting_opt_out=True)
     c = person(bot, "离职", birthday=date(1980, 9, 9), active=False)
@@ -149,7 +159,8 @@ def test_unreachable_member_is_counted(bot):
         assert s.scalar(select(GreetingRun.unreachable)) == 1
 
 
-def test_milestone_birthday_template_and_day_ahead_notice_to_branch_chair(bot):
+def test_milestone_birthday_template_and_day_ahead_notice_to_branch_chair(any_bot):
+    bot = any_bot
     chair = person(bot, "主席", roles=["branch_chair"], birthday=date(1970, 1, 1))
     other_chair = person(bot, "别的主席", roles=["branch_chair"], branch="外科分会", group="外科小组")
     m = person(bot, "整十", birthday=date(1986, 6, 2))
@@ -186,7 +197,8 @@ def test_birthday_on_weekend_moved_to_last_workday(bot):
 
 
 # festivals -----------------------------------------------------------------------------------------------------
-def test_festival_audiences(bot):
+def test_festival_audiences(any_bot):
+    bot = any_bot
     woman = person(bot, "女护士", gender="女", job_title="护士", birthday=None)
     man = person(bot, "男医生", gender="男", job_title="主治医师", birthday=None)
     teacher = person(bot, "带教", gender="男", job_title="带教老师", birthday=None)
@@ -235,7 +247,8 @@ def test_staff_can_disable_edit_and_add_festivals(bot):
     assert "甲，五一快乐！" in texts_to(bot, a, "festival:")
 
 
-def test_identical_festival_text_batched_per_platform(bot):
+def test_identical_festival_text_batched_per_platform(any_bot):
+    bot = any_bot
     for i in range(5):
         person(bot, f"会员{i}", birthday=None)
     set_config(bot, batch_private=True)

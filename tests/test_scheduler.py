@@ -6,6 +6,7 @@ import threading
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
 from sqlalchemy import func, select, update
 
@@ -65,7 +66,13 @@ def test_greeting_job_fires_at_nine_shanghai_even_on_a_utc_host(app):
     assert nxt == at(2026, 6, 1, 9, 0)
 
 
-def test_lease_taken_atomically_renewed_and_taken_over_when_expired(bot):
+@pytest.fixture
+def any_bot(any_app):
+    return any_app.extensions["bot"]
+
+
+def test_lease_taken_atomically_renewed_and_taken_over_when_expired(any_bot):
+    bot = any_bot
     a, b = sch.Lease(bot.db, "A"), sch.Lease(bot.db, "B")
     t0 = datetime(2026, 6, 1, 1, 0, tzinfo=ZoneInfo("UTC"))
     assert a.acquire(t0)
@@ -89,7 +96,8 @@ def test_jobs_skip_when_not_holding_the_lease(bot):
     assert outbox_count(bot, "birthday:") == 1
 
 
-def test_two_schedulers_started_at_once_send_each_greeting_once(bot):
+def test_two_schedulers_started_at_once_send_each_greeting_once(any_bot):
+    bot = any_bot
     for i in range(6):
         person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1))
     runners = [sch.JobRunner(bot, f"proc-{i}") for i in range(2)]
