@@ -211,12 +211,6 @@ def _notify(ctx_or_bot, s: Session, member: Member | None, text: str, key: str) 
     return bot.notify_member(s, member, Text(text), key)
 
 
-def _tell_member(ctx: Context, case: HardshipCase, ev: CaseEvent, text: str) -> None:
-    ev.message = text
-    ev_id = ev.id
-    _notify(ctx, ctx.session, case.member, text, f"hardship:{case.id}:{ev_id}:m{case.member_id}")
-
-
 def _reviewers(s: Session) -> list[Member]:
     seen: dict[int, Member] = {}
     for role in ("hardship_reviewer", "chair"):
@@ -661,6 +655,108 @@ def _take_date(text: str, today: date) -> tuple[date | None, str]:
     return d, (text[: m.start()] + " " + text[m.end():]).strip()
 
 
+class StepError(ValueError):
+    """A workflow step cannot be taken as asked; the message is Chinese and safe to show to staff."""
+
+
+def _actor_id(actor) -> int | None:
+    return actor.id if isinstance(actor, Member) else getattr(actor, "member_id", None)
+
+
+def tell_member(bot, s: Session, case: HardshipCase, ev: CaseEvent, text: str) -> None:
+    """Record what the member is told on the event and push it privately (once per event)."""
+    ev.message = text
+    _notify(bot, s, case.member, text, f"hardship:{case.id}:{ev.id}:m{case.member_id}")
+
+
+def _move(s, case, to, actor, now, note=None, label=None) -> CaseEvent:
+    try:
+        ev = transition(s, case, to, actor if isinstance(actor, Member) else None, now=now, note=note)
+    except TransitionError as exc:
+        raise StepError(str(exc) + ("（需要先由分会核实）" if case.status == "submitted" and to == "decided" else "")) from None
+    if label and not isinstance(actor, Member):
+        last = s.scalars(select(AuditLog).where(AuditLog.case_id == case.id).order_by(AuditLog.id.desc())).first()
+        if last is not None:
+            last.actor_label, last.actor_id = label, _actor_id(actor)
+    return ev
+
+
+def do_verify(bot, s: Session, actor, case: HardshipCase, visit: date | None, notes: str, label=None) -> CaseEvent:
+    if not notes:
+        raise StepError(f"请写上核实情况，例如：核实 {case.number} 家访 12月3日 情况属实，建议补助")
+    now = bot.clock.now()
+    ev = _move(s, case, "verifying", actor, now, note=notes, label=label)
+    case.visit_date, case.verify_notes = visit, notes
+    case.verified_by_id, case.verified_at = _actor_id(actor), now
+    tell_member(bot, s, case, ev, f"您的困难帮扶申请 {case.number} 已由分会完成核实，现在等待工会审批，请耐心等候。")
+    for r in _reviewers(s):
+        if r.id not in (_actor_id(actor), case.member_id):
+            _notify(bot, s, r,
+                    f"困难帮扶申请 {case.number} 已核实，请审批。发送“查看 {case.number}”查看详情，然后"
+                    f"“审批 {case.number} 同意 慰问金 2000”或“审批 {case.number} 不同意 理由”。",
+                    f"hardship:{case.id}:{ev.id}:r{r.id}")  # fmt: skip
+    return ev
+
+
+def do_decline(bot, s: Session, actor, case: HardshipCase, reason: str, label=None) -> CaseEvent:
+    if not reason:
+        raise StepError(f"请写上不同意的理由（会告诉申请人），例如：审批 {case.number} 不同意 家庭收入高于帮扶标准")
+    now = bot.clock.now()
+    ev = _move(s, case, "decided", actor, now, note="不同意", label=label)
+    case.decision, case.decision_reason = "declined", reason
+    case.decided_by_id, case.decided_at = _actor_id(actor), now
+    tell_member(bot, s, case, ev,
+                f"您的困难帮扶申请 {case.number} 经工会研究，这次暂未获批准。原因：{reason}\n"
+                "如有疑问或情况有变化，可以随时私聊我或联系工会办公室。")  # fmt: skip
+    _move(s, case, "closed", actor, now, label=label)
+    return ev
+
+
+def do_approve(bot, s: Session, actor, case: HardshipCase, kind: str, amount: Decimal | None, note: str | None,
+               label=None) -> CaseEvent:  # fmt: skip
+    if kind not in AID_KINDS:
+        raise StepError("帮扶方式请选：" + "、".join(AID_KINDS))
+    if amount is None and kind != "物资":
+        raise StepError(f"请写上金额，例如：审批 {case.number} 同意 慰问金 2000")
+    if amount is not None and amount <= 0:
+        raise StepError("金额要大于0。")
+    now = bot.clock.now()
+    ev = _move(s, case, "decided", actor, now, note=note, label=label)
+    case.decision, case.aid_kind, case.aid_amount, case.decision_note = "approved", kind, amount, note
+    case.decided_by_id, case.decided_at = _actor_id(actor), now
+    ensure_record(s, case, bot.clock.today())
+    what = f"{kind} {_money(amount)} 元" if amount is not None else kind
+    tell_member(bot, s, case, ev, f"您的困难帮扶申请 {case.number} 已审批同意：{what}。工会会尽快发放，发放后会再通知您。")
+    return ev
+
+
+def do_deliver(bot, s: Session, actor, case: HardshipCase, day: date, amount: Decimal | None, note: str | None,
+               label=None) -> CaseEvent:  # fmt: skip
+    if case.decision != "approved":
+        raise StepError(f"{case.number} 还没有审批同意，不能记录发放。")
+    ev = _move(s, case, "delivered", actor, bot.clock.now(), note=note, label=label)
+    case.delivered_on, case.delivered_amount, case.delivered_by_id = day, amount, _actor_id(actor)
+    days = int(getattr(bot.settings, "HARDSHIP_FOLLOW_UP_DAYS", FOLLOW_UP_DAYS) or FOLLOW_UP_DAYS)
+    case.follow_up_due = day + timedelta(days=days)
+    what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else (case.aid_kind or "帮扶")
+    tell_member(bot, s, case, ev, f"您的{what}已于{_fmt_day(day)}发放，请注意查收。如未收到请联系工会办公室。")
+    return ev
+
+
+def do_follow_up(bot, s: Session, actor, case: HardshipCase, notes: str | None, label=None) -> CaseEvent:
+    now = bot.clock.now()
+    ev = _move(s, case, "followed_up", actor, now, note=notes, label=label)
+    case.followed_up_at, case.follow_up_notes = now, notes or None
+    tell_member(bot, s, case, ev, "感谢您接受工会的回访。以后遇到困难，随时可以私聊我，工会一直在您身边。")
+    return ev
+
+
+def do_close(bot, s: Session, actor, case: HardshipCase, note: str | None, label=None) -> CaseEvent:
+    ev = _move(s, case, "closed", actor, bot.clock.now(), note=note, label=label)
+    tell_member(bot, s, case, ev, f"您的困难帮扶申请 {case.number} 已办结。感谢您的信任，祝您和家人一切顺利。")
+    return ev
+
+
 def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] | None:
     _keys(ctx)
     redact_inbound(ctx)
@@ -685,25 +781,12 @@ def hardship_verify(ctx: Context) -> None:
     case, rest = got
     visit, notes = _take_date(rest, ctx.clock.today())
     notes = re.sub(r"^(家访|上门|电话核实)\s*", "", notes).strip(" ,.;:")
-    if not notes:
-        ctx.reply(f"请写上核实情况，例如：核实 {case.number} 家访 12月3日 情况属实，建议补助")
-        return
-    now = ctx.clock.now()
     try:
-        ev = transition(ctx.session, case, "verifying", ctx.member, now=now, note=notes)
-    except TransitionError as exc:
+        do_verify(ctx.bot, ctx.session, ctx.member, case, visit, notes)
+    except StepError as exc:
         ctx.reply(str(exc))
         return
-    case.visit_date, case.verify_notes = visit, notes
-    case.verified_by_id, case.verified_at = ctx.member.id, now
-    _tell_member(ctx, case, ev, f"您的困难帮扶申请 {case.number} 已由分会完成核实，现在等待工会审批，请耐心等候。")
     ctx.reply(f"已记录 {case.number} 的核实情况，已通知工会审批。")
-    for r in _reviewers(ctx.session):
-        if r.id not in (ctx.member.id, case.member_id):
-            _notify(ctx, ctx.session, r,
-                    f"困难帮扶申请 {case.number} 已核实，请审批。发送“查看 {case.number}”查看详情，然后"
-                    f"“审批 {case.number} 同意 慰问金 2000”或“审批 {case.number} 不同意 理由”。",
-                    f"hardship:{case.id}:{ev.id}:r{r.id}")  # fmt: skip
 
 
 @router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5)
@@ -713,51 +796,27 @@ def hardship_decide(ctx: Context) -> None:
     if got is None:
         return
     case, rest = got
-    now = ctx.clock.now()
-    s = ctx.session
     neg = re.match(r"^(不同意|不批准|不予批准|驳回|拒绝)\s*(理由|原因)?[:：]?\s*", rest)
     pos = re.match(r"^(同意|批准|通过)\s*", rest)
-    if neg:
-        reason = rest[neg.end():].strip()
-        if not reason:
-            ctx.reply(f"请写上不同意的理由（会告诉申请人），例如：审批 {case.number} 不同意 家庭收入高于帮扶标准")
-            return
-        try:
-            ev = transition(s, case, "decided", ctx.member, now=now, note="不同意")
-        except TransitionError as exc:
-            ctx.reply(str(exc) + ("（需要先由分会核实）" if case.status == "submitted" else ""))
-            return
-        case.decision, case.decision_reason = "declined", reason
-        case.decided_by_id, case.decided_at = ctx.member.id, now
-        _tell_member(ctx, case, ev,
-                     f"您的困难帮扶申请 {case.number} 经工会研究，这次暂未获批准。原因：{reason}\n"
-                     "如有疑问或情况有变化，可以随时私聊我或联系工会办公室。")  # fmt: skip
-        transition(s, case, "closed", ctx.member, now=now)
-        ctx.reply(f"已记录：{case.number} 不同意，已告知申请人并结案。")
-        return
-    if not pos:
-        ctx.reply(f"请写明同意还是不同意，例如：审批 {case.number} 同意 慰问金 2000，或：审批 {case.number} 不同意 理由")
-        return
-    body = rest[pos.end():]
-    note = None
-    nm = re.search(r"(备注|内部)[:：]?\s*(.+)$", body)
-    if nm:
-        note, body = nm.group(2).strip(), body[: nm.start()]
-    kind = next((k for k in AID_KINDS if k in body), "慰问金")
-    amount = _amount(body)
-    if amount is None and kind != "物资":
-        ctx.reply(f"请写上金额，例如：审批 {case.number} 同意 慰问金 2000")
-        return
     try:
-        ev = transition(s, case, "decided", ctx.member, now=now, note=note)
-    except TransitionError as exc:
-        ctx.reply(str(exc) + ("（需要先由分会核实）" if case.status == "submitted" else ""))
+        if neg:
+            do_decline(ctx.bot, ctx.session, ctx.member, case, rest[neg.end():].strip())
+            ctx.reply(f"已记录：{case.number} 不同意，已告知申请人并结案。")
+            return
+        if not pos:
+            ctx.reply(f"请写明同意还是不同意，例如：审批 {case.number} 同意 慰问金 2000，或：审批 {case.number} 不同意 理由")
+            return
+        body, note = rest[pos.end():], None
+        nm = re.search(r"(备注|内部)[:：]?\s*(.+)$", body)
+        if nm:
+            note, body = nm.group(2).strip(), body[: nm.start()]
+        kind = next((k for k in AID_KINDS if k in body), "慰问金")
+        amount = _amount(body)
+        do_approve(ctx.bot, ctx.session, ctx.member, case, kind, amount, note)
+    except StepError as exc:
+        ctx.reply(str(exc))
         return
-    case.decision, case.aid_kind, case.aid_amount, case.decision_note = "approved", kind, amount, note
-    case.decided_by_id, case.decided_at = ctx.member.id, now
-    ensure_record(s, case, ctx.clock.today())
     what = f"{kind} {_money(amount)} 元" if amount is not None else kind
-    _tell_member(ctx, case, ev, f"您的困难帮扶申请 {case.number} 已审批同意：{what}。工会会尽快发放，发放后会再通知您。")
     ctx.reply(f"已记录：{case.number} 同意，{what}。已告知申请人，并列入困难职工档案。发放后请发送“发放 {case.number} 金额”。")
 
 
@@ -768,23 +827,15 @@ def hardship_deliver(ctx: Context) -> None:
     if got is None:
         return
     case, rest = got
-    if case.decision != "approved":
-        ctx.reply(f"{case.number} 还没有审批同意，不能记录发放。")
-        return
     day, rest = _take_date(rest, ctx.clock.today())
     day = day or ctx.clock.today()
     amount = _amount(rest) if re.search(r"\d", rest) else case.aid_amount
-    now = ctx.clock.now()
     try:
-        ev = transition(ctx.session, case, "delivered", ctx.member, now=now, note=rest or None)
-    except TransitionError as exc:
+        do_deliver(ctx.bot, ctx.session, ctx.member, case, day, amount, rest or None)
+    except StepError as exc:
         ctx.reply(str(exc))
         return
-    case.delivered_on, case.delivered_amount, case.delivered_by_id = day, amount, ctx.member.id
-    days = int(getattr(ctx.settings, "HARDSHIP_FOLLOW_UP_DAYS", FOLLOW_UP_DAYS) or FOLLOW_UP_DAYS)
-    case.follow_up_due = day + timedelta(days=days)
     what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else (case.aid_kind or "帮扶")
-    _tell_member(ctx, case, ev, f"您的{what}已于{_fmt_day(day)}发放，请注意查收。如未收到请联系工会办公室。")
     ctx.reply(f"已记录 {case.number} 发放 {what}（{_fmt_day(day)}），回访期限 {_fmt_day(case.follow_up_due)}。")
 
 
@@ -795,14 +846,11 @@ def hardship_follow_up(ctx: Context) -> None:
     if got is None:
         return
     case, rest = got
-    now = ctx.clock.now()
     try:
-        ev = transition(ctx.session, case, "followed_up", ctx.member, now=now, note=rest or None)
-    except TransitionError as exc:
+        do_follow_up(ctx.bot, ctx.session, ctx.member, case, rest or None)
+    except StepError as exc:
         ctx.reply(str(exc))
         return
-    case.followed_up_at, case.follow_up_notes = now, rest or None
-    _tell_member(ctx, case, ev, "感谢您接受工会的回访。以后遇到困难，随时可以私聊我，工会一直在您身边。")
     ctx.reply(f"已记录 {case.number} 的回访。办结请发送“结案 {case.number}”。")
 
 
@@ -814,11 +862,10 @@ def hardship_close(ctx: Context) -> None:
         return
     case, rest = got
     try:
-        ev = transition(ctx.session, case, "closed", ctx.member, now=ctx.clock.now(), note=rest or None)
-    except TransitionError as exc:
+        do_close(ctx.bot, ctx.session, ctx.member, case, rest or None)
+    except StepError as exc:
         ctx.reply(str(exc))
         return
-    _tell_member(ctx, case, ev, f"您的困难帮扶申请 {case.number} 已办结。感谢您的信任，祝您和家人一切顺利。")
     ctx.reply(f"{case.number} 已结案。")
 
 
