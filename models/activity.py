@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
 
 from models.base import Base, UTCDateTime, utcnow
 from models.member import Member
@@ -425,9 +425,16 @@ def check_in(s: Session, activity: Activity, member: Member, now: datetime) -> s
 
 
 def signups_of(s: Session, activity_id: int, statuses=ACTIVE) -> list[Signup]:
+    """Sign-ups in first-come order, with their members (and branch, group) loaded in a few queries."""
+    member = selectinload(Signup.member)
     return list(
         s.scalars(
             select(Signup)
+            .options(
+                member.selectinload(Member.branch),
+                member.selectinload(Member.group),
+                selectinload(Signup.signed_by),
+            )
             .where(Signup.activity_id == activity_id, Signup.status.in_(statuses))
             .order_by(Signup.seq)
         )
