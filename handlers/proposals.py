@@ -283,7 +283,7 @@ def start(ctx: Context) -> None:
         DIALOG,
         "category",
         {"mode": mode, "anonymous": anonymous, "congress_id": congress.id if congress else None,
-         "started_at": now.isoformat()},
+         "need": congress.cosigners_required if congress else 0, "started_at": now.isoformat()},
     )  # fmt: skip
     what = "匿名意见" if anonymous else LONG_KIND[mode]
     intro = f"好的，我们来写一份{what}（随时发送“取消”退出）。\n"
@@ -316,7 +316,7 @@ def _next_step(ctx: Context, current: str) -> None:
         _preview(ctx)
         return
     order = ["category", "title", "situation", "measures", "department"]
-    if d.get("mode") == "proposal":
+    if d.get("mode") == "proposal" and d.get("need", 1) > 0:
         order.append("cosigners")
     i = order.index(current)
     if i + 1 < len(order):
@@ -387,7 +387,7 @@ def dialog_step(ctx: Context) -> None:
             ctx.reply("请回复“确认”提交，“修改”更改内容，或“取消”放弃。")
     elif step == "edit":
         n = re.search(r"\d", text)
-        count = len(FIELDS) if ctx.dialog.data.get("mode") == "proposal" else len(FIELDS) - 1
+        count = _field_count(ctx)
         if not n or not 1 <= int(n.group()) <= count:
             _ask_edit(ctx)
             return
@@ -396,8 +396,13 @@ def dialog_step(ctx: Context) -> None:
         ctx.reply(_category_question(ctx) if field == "category" else _QUESTIONS[field].split("：", 1)[-1])
 
 
+def _field_count(ctx: Context) -> int:
+    d = ctx.dialog.data
+    return len(FIELDS) if d.get("mode") == "proposal" and d.get("need", 1) > 0 else len(FIELDS) - 1
+
+
 def _ask_edit(ctx: Context) -> None:
-    count = len(FIELDS) if ctx.dialog.data.get("mode") == "proposal" else len(FIELDS) - 1
+    count = _field_count(ctx)
     ctx.advance("edit")
     ctx.reply(
         "要修改哪一项？回复序号：\n" + "\n".join(f"{i}. {FIELDS[i - 1][1]}" for i in range(1, count + 1))
@@ -443,7 +448,7 @@ def _preview(ctx: Context) -> None:
         f"建议措施：{d['measures']}",
         f"建议承办部门：{d.get('department') or '未指定'}",
     ]
-    if d["mode"] == "proposal":
+    if d["mode"] == "proposal" and d.get("need", 1) > 0:
         lines.append(f"附议人：{'、'.join(d.get('cosigner_names') or []) or '提交后再征集'}")
     if d.get("anonymous"):
         lines.append("（匿名提交，不会显示您的姓名）")

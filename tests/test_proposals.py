@@ -604,3 +604,16 @@ def test_accept_with_chinese_punctuation_and_suggested_department(bot, cast):
     assert "牵头承办：保卫处，协办：总务处、医务处" in reply
     p = load(bot, other)
     assert (p.due_date.month, p.due_date.day) == (12, 31)
+
+
+def test_open_congress_without_cosigners(bot, chat_with):
+    make_congress(bot, n=0, delegates_only=False)
+    reviewer = add(bot, "孙委员", roles=("proposal_reviewer",))
+    chat_with(reviewer)
+    c = chat_with(add(bot, "钱会员"))
+    num, reply = write_proposal(c)
+    assert "已进入提案委员会审查" in reply
+    p = load(bot, num)
+    assert p.kind == "proposal" and p.status == "under_review"
+    assert [e.to_status for e in p.events] == ["submitted", "under_review"]
+    assert any(num in t for t in pushes(bot, reviewer))
