@@ -418,6 +418,10 @@ def add_signup(activity_id: int):
                 require_answers=False,
             )
             if res.ok:
+                from handlers.activities import notify_added
+
+                assert res.signup is not None
+                notify_added(_bot(), s, a, res.signup, "工会")
                 label = "已报名" if res.outcome == "confirmed" else f"已登记候补第 {res.position} 位"
                 flash(f"{member.name}：{label}。", "ok")
             else:

@@ -425,6 +425,9 @@ def add_signup(activity_id: int):
             status, code, message = REFUSALS[result.outcome]
             raise ApiError(status, code, message)
         assert result.signup is not None
+        from handlers.activities import notify_added
+
+        notify_added(_bot(), s, a, result.signup, "工会")
         out = signup_json(result.signup)
     resp = jsonify(out)
     resp.status_code = 201

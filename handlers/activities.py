@@ -647,6 +647,21 @@ def _do_cancel(ctx: Context, a: Activity) -> None:
         ctx.reply(text)
 
 
+def notify_added(bot, s, a: Activity, signup: Signup, by: str) -> bool:
+    """An organiser (console, API) or a group leader signed the member up: tell them privately."""
+    status = "已报名" if signup.status == "confirmed" else f"候补第 {waitlist_position(s, signup)} 位"
+    return bot.notify_member(
+        s,
+        signup.member,
+        Text(
+            f"{by}帮您报名了“{a.title}”（{status}），时间 {bot.clock.fmt(a.starts_at)}"
+            + (f"，地点：{a.place}" if a.place else "")
+            + f"。去不了请发送“取消报名 {a.id}”。"
+        ),
+        key=f"activity:{a.id}:added:{signup.id}",
+    )
+
+
 def notify_promoted(bot, s, a: Activity, promoted: list[Signup]) -> None:
     for su in promoted:
         bot.notify_member(
@@ -878,12 +893,8 @@ def proxy_signup(ctx: Context) -> None:
             lines.append(f"✗ {who.name}：" + refusal(ctx, a, res.outcome).split("\n")[0])
             continue
         if res.signup is not None and res.ok:
-            ctx.notify(
-                who,
-                f"{m.name}帮您报名了“{a.title}”（{STATUS_LABELS[res.signup.status]}），时间 {ctx.clock.fmt(a.starts_at)}。"
-                f"去不了请发送“取消报名 {a.id}”。",
-                key=f"activity:{a.id}:proxy:{res.signup.id}",
-            )
+            notify_added(ctx.bot, ctx.session, a, res.signup, m.name)
+
     ctx.session.refresh(a)
     ctx.reply(f"代报名“{a.title}”：\n" + "\n".join(lines) + f"\n{_count_line(a)}")
 

@@ -79,6 +79,9 @@ def test_signups_same_rules_as_chat(client, clerk, bot, chat_with):
     assert r.status_code == 201 and r.get_json()["status"] == "confirmed"
     r = client.post(url, json={"employee_no": "A2"}, headers=clerk)
     assert r.status_code == 201 and r.get_json()["status"] == "waitlisted"
+    assert any(
+        "工会帮您报名了" in p.get("text", "") and "候补第 1 位" in p.get("text", "") for p in chats[1].inbox()
+    )
     r = client.post(url, json={"employee_no": "A2"}, headers=clerk)
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "already_signed_up"
     r = client.post(url, json={"employee_no": "A3", "companions": 2}, headers=clerk)
