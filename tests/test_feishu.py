@@ -737,3 +737,18 @@ def test_fuzzed_payloads_never_crash_the_adapter(fbot, fake):
         except (Rejected, FeishuUnavailable):
             continue
         assert isinstance(answer, dict)
+
+
+def test_tenant_token_never_logged(fbot, fake, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    _enqueue(fbot, Text("一"), key="log1")
+    outbox.drain(fbot, platform="feishu")
+    fake.expire_tokens()
+    _enqueue(fbot, Text("二"), key="log2")
+    outbox.drain(fbot, platform="feishu")
+    tokens = {c["auth"].removeprefix("Bearer ") for c in fake.calls if c["auth"]}
+    assert len(tokens) == 2
+    text = caplog.text + json.dumps([(r.msg, r.args) for r in caplog.records], default=str)
+    assert not any(t in text for t in tokens) and "new tenant access token" in caplog.text
