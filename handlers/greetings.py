@@ -531,6 +531,11 @@ def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
         cfg = config(s)
         send = Window.of(cfg).send
         shift, notices = cfg.birthday_shift_to_workday, cfg.milestone_notice
+        leader_note, note_groups, monthly_day = (
+            cfg.leader_note,
+            set(cfg.leader_note_groups or []),
+            cfg.monthly_list_day,
+        )
         members = list(
             s.scalars(select(Member).where(Member.active.is_(True)).options(selectinload(Member.identities)))
         )
@@ -548,6 +553,28 @@ def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
                 per_day[send_day].append(m)
             if cal.is_milestone(cal.age_on(m, bday)) and start <= bday - timedelta(days=1) <= end:
                 milestones[bday - timedelta(days=1)] += 1
+    if leader_note:
+        groups_on: dict[date, set[int]] = defaultdict(set)
+        for m in members:
+            if m.greeting_opt_out or not m.group_id or (note_groups and m.group_id not in note_groups):
+                continue
+            for bday in cal.birthdays_in_range(m, start, end):
+                groups_on[bday].add(m.group_id)
+        for day, gids in groups_on.items():
+            out.append(
+                Planned(datetime.combine(day, send), "组长生日提醒", f"{len(gids)}个小组的组长", len(gids))
+            )
+    if monthly_day:
+        clerks = sum(1 for m in members if "clerk" in m.roles)
+        first = date(start.year, start.month, 1)
+        while first <= end:
+            nxt_first, nxt_last = next_month(first)
+            send_day = first.replace(day=min(monthly_day, (nxt_first - timedelta(days=1)).day))
+            if start <= send_day <= end:
+                n = sum(len(cal.birthdays_in_range(m, nxt_first, nxt_last)) for m in members)
+                what = f"{nxt_first.month}月生日名单（{n}位会员，发给干事）"
+                out.append(Planned(datetime.combine(send_day, send), "生日名单", what, clerks))
+            first = nxt_first
     for day, ms in per_day.items():
         out.append(Planned(datetime.combine(day, send), "生日祝福", "、".join(x.name for x in ms[:5]) + (
             f" 等{len(ms)}人" if len(ms) > 5 else ""), len(ms)))  # fmt: skip

@@ -310,6 +310,7 @@ def test_preview_lists_birthdays_and_festivals(bot):
     assert (date(2027, 3, 8), "生日祝福", 1) in kinds
     assert (date(2027, 3, 8), "节日祝福", 1) in kinds
     assert all(p.when.hour == 9 for p in plan)
+    assert (date(2027, 3, 25), "生日名单", 0) in kinds  # next month's list on the 25th (no clerk yet)
 
 
 def test_group_leader_morning_note_names_only(bot):
