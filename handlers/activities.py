@@ -603,7 +603,9 @@ def cancel(ctx: Context) -> None:
 
 def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
     """“去不了” also answers meetings: when nothing points at an activity, hand over to the other handler."""
-    if parse_id(ctx.text) is not None or match_title(ctx.text, mine) or re.search("报名|活动", ctx.text):
+    if parse_id(ctx.text) is not None or re.search("报名|活动", ctx.text):
+        return False
+    if match_title(ctx.text, mine) or match_title(ctx.text, open_activities(ctx.session, ctx.clock.now())):
         return False
     rivals = [m for m in router.matches(ctx.text) if m.route.func is not cancel]
     if not rivals:

@@ -461,9 +461,11 @@ def test_loose_proxy_and_signup_without_activity_asks(bot, chat_with):
 
 
 def test_cancel_words_for_meetings_are_handed_over(bot, chat_with):
+    make_activity(bot, title="乒乓球比赛")
     c = chat_with(add_member(bot, "甲"))
     out = c.ask("例会去不了")
     assert "没有报名任何活动" not in out
+    assert "没有报名任何活动" in c.ask("乒乓球去不了了")  # an activity's name: answered here
 
 
 def test_nudge_unanswered_day_before_deadline(bot, chat_with):
