@@ -275,6 +275,9 @@ def init_app(app: Flask) -> None:
     from admin.proposals import init_app as init_proposals  # issue 6: 提案 pages
 
     init_proposals(app)
+    from admin.cases import init_app as init_cases  # issue 7: 帮扶与关怀 pages
+
+    init_cases(app)
 
 
 def _console_error(err: HTTPException):

@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "cases.verify": frozenset({"branch_chair"}),
     "cases.audit": frozenset({"chair"}),
     "care.manage": frozenset({"clerk", "chair", "branch_chair", "group_leader"}),
+    "cases.console": frozenset({"hardship_reviewer", "chair", "branch_chair", "clerk"}),  # 帮扶与关怀 pages
     "greetings.manage": frozenset({"clerk", "chair"}),
     "meetings.manage": frozenset({"clerk", "chair"}),
     "outbox.view": frozenset({"clerk", "chair"}),

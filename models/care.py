@@ -329,7 +329,7 @@ def audit(
 ) -> AuditLog:
     row = AuditLog(
         at=at or utcnow(),
-        actor_id=actor.id if actor is not None else None,
+        actor_id=actor.id if isinstance(actor, Member) else None,
         actor_label=(actor_label or (actor.name if actor is not None else "system"))[:100],
         action=action,
         subject=subject,
@@ -410,7 +410,7 @@ def transition(
     ev = CaseEvent(
         case_id=case.id,
         at=now,
-        actor_id=actor.id if actor is not None else None,
+        actor_id=actor.id if isinstance(actor, Member) else None,
         from_status=frm,
         to_status=to,
         note=note or None,

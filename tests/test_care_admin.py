@@ -1,0 +1,94 @@
+"""Console pages for hardship cases and care events: lists by permission, case page and actions, stats, export,
+audit log."""
+
+from __future__ import annotations
+
+import io
+
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from models.care import AuditLog, HardshipCase
+from tests.conftest import add_member
+from tests.test_admin import add_staff, csrf, login
+from tests.test_care import STORY, member_pushes, submit_case
+
+
+def setup_case(bot, chat_with):
+    member = add_member(bot, "王芳")
+    chat_with(member)
+    chat_with(add_member(bot, "陈主席", roles=["branch_chair"]))
+    submit_case(chat_with(member))
+    with bot.db.Session() as s:
+        c = s.scalar(select(HardshipCase))
+        return member, c.id, c.number
+
+
+def test_reviewer_sees_full_case_and_takes_every_step(bot, client, chat_with):
+    member, case_id, number = setup_case(bot, chat_with)
+    add_staff(bot, "rev", role="hardship_reviewer")
+    login(client, "rev")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert number in html and "王芳" in html
+    page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    assert STORY in page and "记录核实" in page
+    token = csrf(client, f"/admin/care/case/{case_id}")
+    steps = [
+        ("verify", {"visit": "2026-11-20", "notes": "家访属实内部"}),
+        ("approve", {"kind": "帮扶金", "amount": "3000", "note": ""}),
+        ("deliver", {"day": "", "amount": "", "note": ""}),
+        ("follow_up", {"notes": "情况好转"}),
+        ("close", {"note": ""}),
+    ]
+    for step, data in steps:
+        r = client.post(f"/admin/care/case/{case_id}/{step}", data={"csrf_token": token, **data})
+        assert r.status_code == 302, step
+    with bot.db.Session() as s:
+        c = s.get(HardshipCase, case_id)
+        assert c.status == "closed" and c.aid_kind == "帮扶金"
+    told = member_pushes(bot, member)
+    assert "帮扶金 3000 元" in told and "已办结" in told and "家访属实内部" not in told
+    with bot.db.Session() as s:
+        labels = {r.actor_label for r in s.scalars(select(AuditLog).where(AuditLog.case_id == case_id))}
+    assert "console:rev" in labels
+
+
+def test_clerk_sees_only_that_a_case_exists(bot, client, chat_with):
+    _, case_id, number = setup_case(bot, chat_with)
+    add_staff(bot, "clerk1", role="clerk")
+    login(client, "clerk1")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert number in html and "大病" not in html
+    page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    assert "办理中" in page and STORY not in page and "记录核实" not in page
+    token = csrf(client, "/admin/care/")
+    r = client.post(f"/admin/care/case/{case_id}/verify", data={"csrf_token": token, "notes": "x"})
+    assert r.status_code == 403
+    assert client.get("/admin/care/export.xlsx").status_code == 403
+    assert client.get("/admin/care/audit").status_code == 403
+
+
+def test_other_branch_chair_gets_403(bot, client, chat_with):
+    _, case_id, number = setup_case(bot, chat_with)
+    other = add_member(bot, "周主席", roles=["branch_chair"], branch="外科分会", group="骨科")
+    add_staff(bot, "bc2", role="branch_chair", member_id=other.id)
+    login(client, "bc2")
+    assert number not in client.get("/admin/care/").get_data(as_text=True)
+    assert client.get(f"/admin/care/case/{case_id}").status_code == 403
+    with bot.db.Session() as s:
+        assert s.scalar(select(AuditLog).where(AuditLog.detail == "denied: console")) is not None
+
+
+def test_stats_export_and_audit_for_the_chair(bot, client, chat_with):
+    setup_case(bot, chat_with)
+    add_staff(bot, "boss", role="chair")
+    login(client, "boss")
+    assert "年度统计" in client.get("/admin/care/").get_data(as_text=True)
+    assert "申请 1 件" in client.get("/admin/care/stats").get_data(as_text=True)
+    r = client.get("/admin/care/export.xlsx")
+    assert r.status_code == 200
+    wb = load_workbook(io.BytesIO(r.data))
+    cells = [c.value for row in wb["统计"].iter_rows() for c in row]
+    assert "boss干事（console:boss）" in cells
+    audit_page = client.get("/admin/care/audit").get_data(as_text=True)
+    assert "导出" in audit_page and "console:boss" in audit_page
