@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
 from cli import bot
 
 db_cli = AppGroup("db", help="数据库：建表与升级")
 worker_cli = AppGroup("worker", help="后台投递")
+log = logging.getLogger(__name__)
+MAX_DB_PAUSE = 10.0  # seconds between attempts while the database is down
 
 
 @db_cli.command("upgrade")
@@ -30,8 +34,18 @@ def run(once: bool, interval: float) -> None:
     from bot import outbox
 
     b = bot()
+    pause = 0.0
     while True:
-        worked = b.process_pending() + outbox.deliver_due(b)
+        try:
+            worked = b.process_pending() + outbox.deliver_due(b)
+        except DBAPIError as exc:  # the database restarts or is unreachable: wait for it, do not die
+            if once:
+                raise
+            pause = min(max(pause * 2, interval, 0.5), MAX_DB_PAUSE)
+            log.warning("worker: database unavailable (%s); retrying in %.1fs", type(exc).__name__, pause)
+            time.sleep(pause)
+            continue
+        pause = 0.0
         if once:
             click.echo(f"done: {worked}")
             return
