@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
@@ -150,6 +151,8 @@ class JobRunner:
         self.bot = bot
         self.lease = Lease(bot.db, holder)
         self.leading: bool | None = None
+        self._guard = threading.Lock()
+        self._busy: set[str] = set()
         self.runs: list[str] = []  # names of the jobs that ran (tests, the CLI's status line)
 
     def _leader(self, now: datetime) -> bool:
@@ -168,11 +171,19 @@ class JobRunner:
         now = now or self.bot.clock.now()
         if not self._leader(now):
             return False
+        with self._guard:  # the 09:00 job and the minute scan may both reach run_greetings: one at a time
+            if name in self._busy:
+                log.info("job %s is still running; skipped this time", name)
+                return True
+            self._busy.add(name)
         try:
             func(self.bot, now)
             self.runs.append(name)
         except Exception:
             log.exception("scheduled job %s failed", name)
+        finally:
+            with self._guard:
+                self._busy.discard(name)
         return True
 
     def scan(self) -> bool:

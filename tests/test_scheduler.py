@@ -172,3 +172,16 @@ def test_cli_preview_and_status(app, bot):
     assert result.exit_code != 0
     result = runner.invoke(args=["schedule", "status"])
     assert result.exit_code == 0 and "no scheduler" in result.output
+
+
+def test_same_job_never_overlaps_in_one_process(bot):
+    runner = sch.JobRunner(bot, "solo")
+    calls = []
+
+    def slow(b, now):
+        calls.append(now)
+        runner.run("greetings", slow)  # the minute scan arriving while the 09:00 run is still going
+
+    with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
+        assert runner.run("greetings", slow)
+    assert len(calls) == 1 and runner.runs == ["greetings"]
