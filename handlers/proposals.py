@@ -673,11 +673,17 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
     )
     ctx.reply(f"已附议 {p.number}《{p.title}》，谢谢！目前{count}人附议。如需撤回请发送“不附议 {p.number}”。")
     if p.status in ("submitted", "cosigning") and count >= congress.cosigners_required:
-        if p.status == "submitted":
-            transition(s, p, "cosigning", None, "征集附议", at=now)
-        ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
-        notify_people(ctx.bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
-        _notify_reviewers(ctx.bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。")
+        try:
+            with s.begin_nested():
+                if p.status == "submitted":
+                    transition(s, p, "cosigning", None, "征集附议", at=now)
+                ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
+                notify_people(ctx.bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
+                _notify_reviewers(
+                    ctx.bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。"
+                )
+        except TransitionError:
+            pass  # a co-signer writing at the same moment moved it first; the co-sign itself stands
 
 
 @router.handler(patterns=(rf"^(不附议|不同意附议|撤回附议)\s*{NUM}",), group_ok=False)

@@ -346,6 +346,20 @@ def transition(
         raise TransitionError(f"{proposal.number} 合并需要指定合并到哪一件提案。")
     if to == "rehandling" and proposal.rehandled:
         raise TransitionError(f"{proposal.number} 已经重新办理过一次，不能再退回，只能办结。")
+    # compare-and-set: of two people moving the same proposal at once, only the first wins (the second
+    # waits for the first's row lock on PostgreSQL, then finds the status changed)
+    moved = session.execute(
+        update(Proposal)
+        .where(Proposal.id == proposal.id, Proposal.status == frm)
+        .values(status=to)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        session.refresh(proposal)
+        raise TransitionError(
+            f"{proposal.number} 刚刚已被其他人处理，现在是“{STATUS_LABELS.get(proposal.status, proposal.status)}”。"
+            "请发送“提案 编号”查看最新进度。"
+        )
     if to in ("declined", "received"):
         proposal.kind = "suggestion"
     if to == "accepted":

@@ -233,3 +233,49 @@ def test_demo_seed_is_repeatable(bot):
         assert all(d.contacts for d in s.scalars(select(Department)))
     assert first == {"congress": 1, "departments": 7, "contacts": 7}
     assert again == {"congress": 0, "departments": 0, "contacts": 0}
+
+
+def test_two_reviewers_accepting_at_once_only_one_wins(any_app):
+    bot = any_app.extensions["bot"]
+    make_congress(bot, n=0)
+    m = add_member(bot, name="代表", is_delegate=True)
+    make_department(bot, "总务处")
+    with bot.db.transaction() as s:
+        p = submit(s, member=s.get(Member, m.id), kind="proposal", category="其他", title="t", situation="s",
+                   measures="m", congress=s.scalar(select(Congress)), secret="k", now=bot.clock.now())  # fmt: skip
+        p.status = "under_review"
+        pid = p.id
+    from handlers.proposals import do_accept
+    from models.proposal import Department, TransitionError
+
+    results: list[str] = []
+    postgres = bot.db.engine.dialect.name == "postgresql"
+    barrier = threading.Barrier(2)
+
+    def work() -> None:
+        try:
+            with bot.db.transaction() as s:
+                p = s.get(Proposal, pid)
+                if postgres:
+                    barrier.wait(timeout=30)  # both have read "under_review" before either writes
+                dept = s.scalar(select(Department))
+                do_accept(bot, s, p, dept, [], date(2099, 1, 1), None, bot.clock.now())
+            results.append("ok")
+        except TransitionError as e:
+            results.append(str(e))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    refused = [r for r in results if r != "ok"]
+    assert len(results) == 2 and len(refused) == 1, results
+    # PostgreSQL: the loser read "under_review" and is stopped by the compare-and-set;
+    # SQLite: writers are serialised, so the loser already reads "accepted"
+    assert ("刚刚已被其他人处理" if postgres else "不能改为") in refused[0]
+    assert results.count("ok") == 1
+    with bot.db.Session() as s:
+        p = s.get(Proposal, pid)
+        assert p.status == "accepted"
+        assert [e.to_status for e in p.events].count("accepted") == 1
