@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, redirect, url_for
+from werkzeug.routing import IntegerConverter
 
 from bot import observability
 from bot.adapters import sandbox
@@ -22,6 +23,7 @@ def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = No
     settings = load_settings(overrides)
     observability.configure_logging(settings.LOG_LEVEL, json_logs=settings.APP_ENV == "production")
     app = Flask(__name__, instance_path=str(INSTANCE))
+    app.url_map.converters["int"] = RowIdConverter
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
         SESSION_COOKIE_HTTPONLY=True,
@@ -51,6 +53,14 @@ def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = No
 
     register_cli(app)
     return app
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:id>` in every route: an id the database cannot hold (≥ 2^63) is a 404, not a driver OverflowError."""
+
+    def __init__(self, map, *args, **kwargs):  # noqa: A002  (werkzeug's signature)
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _register_optional(app: Flask) -> None:

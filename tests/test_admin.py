@@ -578,3 +578,10 @@ def test_import_cancel_drops_the_upload(clerk, bot):
     resp = post(clerk, "/admin/members/import/confirm")
     assert resp.headers["Location"].endswith("/admin/members/import")
     assert member_count(bot) == 0
+
+
+def test_console_ids_beyond_the_database_range_are_not_found(client, bot):
+    add_staff(bot, role="admin")
+    login(client)
+    for path in ("/admin/members/{}", "/admin/activities/{}", "/admin/proposals/{}", "/admin/care/case/{}"):
+        assert client.get(path.format(2**63)).status_code == 404, path

@@ -664,3 +664,14 @@ def test_register_paths_refuses_mistakes():
         register_paths({"/api/v1/members": {}})
     with pytest.raises(ValueError):
         register_paths({"/members": {"get": {"summary": "another"}}})
+
+
+
+def test_ids_beyond_the_database_range_are_not_found(client):
+    """<int:id> routes stop at 2^63 - 1: a larger id matches no route (4xx), never a driver overflow (500)."""
+    headers = auth(make_token(client.application))
+    for method, path in (("get", ""), ("patch", ""), ("post", "/cancel"), ("delete", "/signups/E1")):
+        r = getattr(client, method)(f"{API}/activities/{2**63}{path}", headers=headers, json={})
+        assert r.status_code in (404, 405), (method, path, r.status_code)
+        assert r.get_json()["error"]["code"]
+    assert client.get(f"{API}/activities/{2**63 - 1}", headers=headers).status_code == 404
