@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import ProgrammingError
 
 from app import create_app
 from bot import outbox
@@ -52,9 +53,26 @@ def make_app(url: str, **overrides):
     app = create_app({"DATABASE_URL": url, "APP_ENV": "test", "SECRET_KEY": "test-secret", **overrides})
     db = app.extensions["db"]
     if db.engine.dialect.name == "postgresql":
-        Base.metadata.drop_all(db.engine)
-    db.create_all()
+        _empty_postgres(db.engine)
+    else:
+        db.create_all()
     return app
+
+
+def _empty_postgres(engine) -> None:
+    """Empty every table of this process's database and restart its id sequences: ~15x faster than dropping and
+    creating the schema for each test (small tables: DELETE beats TRUNCATE). A database without the schema (the
+    process's first test, or one after a test dropped tables) gets it built afresh."""
+    try:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.exec_driver_sql(f'DELETE FROM "{table.name}"')
+            sequences = conn.exec_driver_sql("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+            for (name,) in sequences.all():
+                conn.exec_driver_sql(f'ALTER SEQUENCE "{name}" RESTART')
+    except ProgrammingError:
+        Base.metadata.drop_all(engine)
+        Base.metadata.create_all(engine)
 
 
 @pytest.fixture
