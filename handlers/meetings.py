@@ -4,16 +4,19 @@ Catch-up rules:
 * invitation: queued in the transaction that creates the meeting (no scheduler involved).
 * reminders (default 1 day and 1 hour before, `GreetingConfig.meeting_reminder_minutes` or per meeting): sent by
   the minute scan while the meeting has not started; after downtime only the most recent due reminder goes out
-  (never the 1-day one an hour before the meeting, never any once the meeting has started). Recipients: invitees
-  who said 参加 or have not answered.
+  (never the 1-day one an hour before the meeting, never any once the meeting has started). A reminder that fell
+  due before the invitation (or the last change notice) went out is skipped: the notice already said it all.
+  Recipients: invitees who said 参加 or have not answered. Keyed by the start time, so a moved meeting is
+  reminded again for its new time.
 * quorum warning (职代会: confirmed delegates not more than two thirds): to the clerks from 24 hours before until
-  the start, once.
+  the start, once per start time.
 * change / cancellation notices: queued in the transaction that makes the change, once per version.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +34,24 @@ if TYPE_CHECKING:
     from bot.core import Bot
 
 DEFAULT_REMINDERS = (1440, 60)
+MAX_REMINDERS = 5
 EXCUSE_WORDS = ("请假", "去不了", "来不了", "不能参加", "参加不了", "到不了", "不参加", "没法参加", "不去")
 WEEKDAY_NAMES = "一二三四五六日"
+CHANGE_FIELDS = ("title", "starts_at", "place", "agenda", "rsvp_deadline")
 
 
 # building blocks ----------------------------------------------------------------------------------------------
 def _fmt(bot: Bot, dt: datetime) -> str:
     loc = bot.clock.local(dt)
     return f"{loc.month}月{loc.day}日（周{WEEKDAY_NAMES[loc.weekday()]}）{loc:%H:%M}"
+
+
+def when_words(bot: Bot, dt: datetime, now: datetime) -> str:
+    """今天 18:00 / 明天 09:00 / 后天 … / 12月4日（周五）14:30 — from the local calendar dates, never an offset."""
+    loc = bot.clock.local(dt)
+    days = (loc.date() - bot.clock.local(now).date()).days
+    word = {0: "今天", 1: "明天", 2: "后天"}.get(days)
+    return f"{word} {loc:%H:%M}" if word else _fmt(bot, dt)
 
 
 def invitation_card(bot: Bot, meeting: Meeting) -> Card:
@@ -58,6 +71,60 @@ def invitation_card(bot: Bot, meeting: Meeting) -> Card:
     )
 
 
+def parse_offsets(text: str) -> list[int]:
+    """'1天, 2小时, 30分钟' or '1440 60' (minutes) -> [1440, 120, 30]; ValueError with a Chinese message."""
+    units = {"天": 1440, "日": 1440, "小时": 60, "时": 60, "分钟": 1, "分": 1, "": 1}
+    tokens = re.findall(r"(\d+)\s*(天|日|小时|时|分钟|分)?", text.translate(_FULL_WIDTH))
+    leftover = re.sub(
+        r"(\d+)\s*(天|日|小时|时|分钟|分)?|[\s,，、;；]|前|提前", "", text.translate(_FULL_WIDTH)
+    )
+    if leftover:
+        raise ValueError("提醒时间写成“1天、2小时、30分钟”这样，或分钟数，用逗号分隔")
+    values = sorted({int(n) * units[u or ""] for n, u in tokens if int(n) > 0}, reverse=True)
+    if len(values) > MAX_REMINDERS or any(v > 30 * 1440 for v in values):
+        raise ValueError(f"最多 {MAX_REMINDERS} 个提醒，每个不超过提前 30 天")
+    return values
+
+
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
+
+
+def offsets_text(minutes: list[int] | None) -> str:
+    """[1440, 90] -> '1天、90分钟' (for forms and pages)."""
+    out = []
+    for m in minutes or []:
+        out.append(f"{m // 1440}天" if m % 1440 == 0 else f"{m // 60}小时" if m % 60 == 0 else f"{m}分钟")
+    return "、".join(out)
+
+
+def meeting_errors(
+    *,
+    title: str | None,
+    kind: str | None,
+    starts_at: datetime | None,
+    rsvp_deadline: datetime | None,
+    now: datetime,
+    new_time: bool = True,
+    new_deadline: bool = True,
+) -> dict[str, str]:
+    """Field -> Chinese message for a meeting's details (the same rules in the console, chat and API)."""
+    errors: dict[str, str] = {}
+    if not title or len(title) > 200:
+        errors["title"] = "请填写会议名称（200 字以内）"
+    if kind not in KINDS:
+        errors["kind"] = f"会议类型应为：{'、'.join(KINDS)}"
+    if starts_at is None:
+        errors["starts_at"] = "请填写会议时间"
+    elif new_time and starts_at <= now:
+        errors["starts_at"] = "会议时间应在将来"
+    if rsvp_deadline is not None:
+        if starts_at is not None and rsvp_deadline > starts_at:
+            errors["rsvp_deadline"] = "回执截止不能晚于会议开始"
+        elif new_deadline and rsvp_deadline <= now:
+            errors["rsvp_deadline"] = "回执截止应在将来"
+    return errors
+
+
 def create_meeting(
     session: Session,
     bot: Bot,
@@ -71,7 +138,6 @@ def create_meeting(
     rsvp_deadline: datetime | None = None,
     reminder_minutes: list[int] | None = None,
     created_by: Member | None = None,
-    send: bool = True,
 ) -> Meeting:
     """Create a meeting, invite the members `attendees` resolves to, and queue the invitation cards."""
     if kind not in KINDS:
@@ -84,7 +150,7 @@ def create_meeting(
         agenda=agenda,
         attendees=attendees,
         rsvp_deadline=rsvp_deadline,
-        reminder_minutes=reminder_minutes,
+        reminder_minutes=reminder_minutes or None,
         created_by_id=created_by.id if created_by else None,
         created_at=bot.clock.now(),
         status="scheduled",
@@ -94,13 +160,13 @@ def create_meeting(
     for m in resolve_attendees(session, attendees):
         meeting.invites.append(MeetingInvite(member=m, rsvp="none"))
     session.flush()
-    if send:
-        send_invitations(session, bot, meeting)
+    send_invitations(session, bot, meeting)
     return meeting
 
 
 def send_invitations(session: Session, bot: Bot, meeting: Meeting) -> int:
     card = invitation_card(bot, meeting)
+    meeting.notified_at = bot.clock.now()
     return sum(
         bot.notify_member(session, inv.member, card, f"meeting:{meeting.id}:invite:{inv.member_id}")
         for inv in meeting.invites
@@ -110,10 +176,11 @@ def send_invitations(session: Session, bot: Bot, meeting: Meeting) -> int:
 def change_meeting(session: Session, bot: Bot, meeting: Meeting, **changes: Any) -> int:
     """Change time/place/agenda; everyone invited is told (once per version)."""
     for k, v in changes.items():
-        if k not in {"title", "starts_at", "place", "agenda", "rsvp_deadline"}:
+        if k not in CHANGE_FIELDS:
             raise ValueError(f"cannot change {k}")
         setattr(meeting, k, v)
     meeting.version += 1
+    meeting.notified_at = bot.clock.now()
     card = invitation_card(bot, meeting)
     card = Card(f"会议变更：{meeting.title}", ["会议信息有变化，请以此为准：", *card.lines], card.buttons)
     return sum(
@@ -124,11 +191,57 @@ def change_meeting(session: Session, bot: Bot, meeting: Meeting, **changes: Any)
     )
 
 
+@dataclass
+class Update:
+    told: int = 0  # invitees sent the change notice
+    added: int = 0  # new invitees (sent the invitation)
+    removed: int = 0  # invitees no longer on the list (told so)
+
+
+def update_meeting(
+    session: Session, bot: Bot, meeting: Meeting, *, attendees: dict[str, Any] | None = None, **fields: Any
+) -> Update:
+    """Apply an edit from the console, chat or API (already validated).
+
+    A changed title, time, place, agenda or deadline goes to everyone who was invited; members the new
+    attendee list adds get the invitation, members it drops are told they need not come.
+    """
+    result = Update()
+    if "kind" in fields:
+        meeting.kind = fields.pop("kind")
+    if "reminder_minutes" in fields:
+        meeting.reminder_minutes = fields.pop("reminder_minutes") or None
+    wanted: dict[int, Member] | None = None
+    if attendees is not None and attendees != meeting.attendees:
+        meeting.attendees = attendees
+        wanted = {m.id: m for m in resolve_attendees(session, attendees)}
+        meeting.version += 1
+        text = Text(f"“{meeting.title}”（{_fmt(bot, meeting.starts_at)}）的参会名单有调整，您不用参加了。")
+        for inv in [i for i in meeting.invites if i.member_id not in wanted]:
+            key = f"meeting:{meeting.id}:v{meeting.version}:out:{inv.member_id}"
+            bot.notify_member(session, inv.member, text, key)
+            meeting.invites.remove(inv)
+            result.removed += 1
+    changed = {k: v for k, v in fields.items() if getattr(meeting, k) != v}
+    if changed:
+        result.told = change_meeting(session, bot, meeting, **changed)
+    if wanted is not None:
+        current = {inv.member_id for inv in meeting.invites}
+        card = invitation_card(bot, meeting)
+        for member_id, m in wanted.items():
+            if member_id not in current:
+                meeting.invites.append(MeetingInvite(member=m, rsvp="none"))
+                bot.notify_member(session, m, card, f"meeting:{meeting.id}:v{meeting.version}:in:{member_id}")
+                result.added += 1
+        session.flush()
+    return result
+
+
 def cancel_meeting(session: Session, bot: Bot, meeting: Meeting, reason: str = "") -> int:
-    meeting.status, meeting.cancel_reason = "cancelled", reason or None
+    meeting.status, meeting.cancel_reason = "cancelled", (reason or "").strip()[:200] or None
     text = f"会议取消通知：原定{_fmt(bot, meeting.starts_at)}的“{meeting.title}”已取消。"
-    if reason:
-        text += f"原因：{reason}。"
+    if meeting.cancel_reason:
+        text += f"原因：{meeting.cancel_reason}。"
     return sum(
         bot.notify_member(session, inv.member, Text(text), f"meeting:{meeting.id}:cancel:{inv.member_id}")
         for inv in meeting.invites
@@ -143,7 +256,10 @@ def record_rsvp(bot: Bot, invite: MeetingInvite, answer: str, reason: str | None
     if meeting.starts_at <= now:
         return f"“{meeting.title}”已经开始或结束，回执不能再改了。"
     if meeting.rsvp_deadline and meeting.rsvp_deadline < now and invite.rsvp != "none":
-        return f"“{meeting.title}”的回执已截止，如需变更请直接联系会务干事。"
+        return (
+            f"“{meeting.title}”的回执已于{_fmt(bot, meeting.rsvp_deadline)}截止，您登记的是"
+            f"“{RSVP_LABELS[invite.rsvp]}”。如需变更请直接联系会务干事。"
+        )
     invite.rsvp, invite.answered_at = answer, now
     invite.reason = ((reason or "").strip()[:200] or None) if answer == "excused" else None
     when = _fmt(bot, meeting.starts_at)
@@ -162,39 +278,43 @@ def reminder_offsets(session: Session, meeting: Meeting) -> list[int]:
     return vals or list(DEFAULT_REMINDERS)
 
 
-def _offset_label(minutes: int) -> str:
-    if minutes % 1440 == 0:
-        return "明天" if minutes == 1440 else f"{minutes // 1440}天后"
-    if minutes % 60 == 0:
-        return f"{minutes // 60}小时后"
-    return f"{minutes}分钟后"
+def due_offsets(session: Session, meeting: Meeting) -> list[int]:
+    """The meeting's reminder offsets that fall due after its invitation (or last change notice) went out."""
+    since = meeting.notified_at or meeting.created_at
+    return [o for o in reminder_offsets(session, meeting) if meeting.starts_at - timedelta(minutes=o) > since]
+
+
+def _stamp(meeting: Meeting) -> str:
+    return f"{meeting.starts_at:%Y%m%d%H%M}"
 
 
 def send_meeting_reminders(bot: Bot, now: datetime) -> int:
     """Reminders and quorum warnings that are due now (called by the minute scan)."""
     queued = 0
     with bot.db.transaction() as s:
-        horizon = now + timedelta(days=8)
+        horizon = now + timedelta(days=31)
         meetings = s.scalars(
             select(Meeting)
             .where(Meeting.status == "scheduled", Meeting.starts_at > now, Meeting.starts_at <= horizon)
             .options(selectinload(Meeting.invites).selectinload(MeetingInvite.member))
         ).all()
         for meeting in meetings:
-            offsets = reminder_offsets(s, meeting)
-            due = [o for o in offsets if now >= meeting.starts_at - timedelta(minutes=o)]
+            due = [o for o in due_offsets(s, meeting) if now >= meeting.starts_at - timedelta(minutes=o)]
             if due:
                 o = min(due)  # only the most recent reminder that is due (no stale "tomorrow" an hour before)
                 text = (
-                    f"会议提醒：“{meeting.title}”{_offset_label(o)}开始——{_fmt(bot, meeting.starts_at)}，"
-                    f"{meeting.place or '地点另行通知'}。"
+                    f"会议提醒：“{meeting.title}”将于{when_words(bot, meeting.starts_at, now)}开始，"
+                    f"地点：{meeting.place or '另行通知'}。"
                 )
                 for inv in meeting.invites:
                     if inv.rsvp == "excused" or not inv.member.active:
                         continue
                     extra = "" if inv.rsvp == "attend" else f"您还没有回复，能来请回复“参加 {meeting.id}”。"
                     queued += bot.notify_member(
-                        s, inv.member, Text(text + extra), f"meeting:{meeting.id}:remind:{o}:{inv.member_id}"
+                        s,
+                        inv.member,
+                        Text(text + extra),
+                        f"meeting:{meeting.id}:remind:{o}:{_stamp(meeting)}:{inv.member_id}",
                     )
             if meeting.is_congress and now >= meeting.starts_at - timedelta(days=1):
                 queued += _quorum_warning(s, bot, meeting)
@@ -211,7 +331,7 @@ def _quorum_warning(s: Session, bot: Bot, meeting: Meeting) -> int:
         f"发送“会议回执 {meeting.id}”查看名单。"
     )
     return sum(
-        bot.notify_member(s, clerk, Text(text), f"meeting:{meeting.id}:quorum:{clerk.id}")
+        bot.notify_member(s, clerk, Text(text), f"meeting:{meeting.id}:quorum:{_stamp(meeting)}:{clerk.id}")
         for clerk in _clerks(s, meeting)
     )
 
@@ -231,11 +351,11 @@ def preview_meetings(bot: Bot, start, end) -> list[tuple[datetime, str, str, int
     out = []
     with bot.db.Session() as s:
         for meeting in s.scalars(select(Meeting).where(Meeting.status == "scheduled")):
-            for o in reminder_offsets(s, meeting):
+            for o in due_offsets(s, meeting):
                 at = bot.clock.local(meeting.starts_at - timedelta(minutes=o))
                 if start <= at.date() <= end:
                     n = sum(1 for i in meeting.invites if i.rsvp != "excused")
-                    out.append((at, "会议提醒", f"{meeting.title}（{_offset_label(o)}开始）", n))
+                    out.append((at, "会议提醒", f"{meeting.title}（提前{offsets_text([o])}）", n))
             if meeting.is_congress:
                 at = bot.clock.local(meeting.starts_at - timedelta(days=1))
                 if start <= at.date() <= end:

@@ -35,6 +35,9 @@ class Meeting(Base):
     )  # None: the configured default (1 day, 1 h)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when everyone invited was last sent the full details (invitation or change notice): a reminder due
+    # before then would only repeat it ("明天开始" right after an invitation for tonight), so it is skipped
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(
         Integer, default=1
     )  # bumped by a change: change notices are keyed by it

@@ -24,6 +24,7 @@ def at(y, m, d, h=9, mi=0):
 
 NOW = at(2026, 12, 1, 10)  # a Tuesday
 START = at(2026, 12, 4, 14, 30)  # Friday 14:30
+STAMP = "202612040630"  # START in UTC: reminder keys carry the start time
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,8 @@ def _clock():
         yield
 
 
-def make(bot, kind="工会委员会", attendees=None, starts_at=START, **kw) -> int:
-    with time_machine.travel(NOW, tick=False), bot.db.transaction() as s:
+def make(bot, kind="工会委员会", attendees=None, starts_at=START, created=NOW, **kw) -> int:
+    with time_machine.travel(created, tick=False), bot.db.transaction() as s:
         m = create_meeting(
             s,
             bot,
@@ -138,8 +139,8 @@ def test_reminders_one_day_and_one_hour_before_to_attending_and_unanswered(bot):
         with time_machine.travel(when, tick=False):
             send_meeting_reminders(bot, bot.clock.now())
     assert keys(bot, f"meeting:{mid}:remind:") == [
-        f"meeting:{mid}:remind:1440:{a.id}",
-        f"meeting:{mid}:remind:1440:{b.id}",
+        f"meeting:{mid}:remind:1440:{STAMP}:{a.id}",
+        f"meeting:{mid}:remind:1440:{STAMP}:{b.id}",
     ]
     with time_machine.travel(at(2026, 12, 4, 13, 30), tick=False):
         send_meeting_reminders(bot, bot.clock.now())
@@ -160,7 +161,7 @@ def test_reminder_catch_up_after_downtime(bot):
     # down from the day before until 40 minutes before the start: only the 1-hour reminder goes out
     with time_machine.travel(at(2026, 12, 4, 13, 50), tick=False):
         send_meeting_reminders(bot, bot.clock.now())
-    assert keys(bot, f"meeting:{mid}:remind:") == [f"meeting:{mid}:remind:60:{a.id}"]
+    assert keys(bot, f"meeting:{mid}:remind:") == [f"meeting:{mid}:remind:60:{STAMP}:{a.id}"]
     # a second meeting whose start passed during the outage gets nothing
     late = make(bot, title="错过的会", starts_at=at(2026, 12, 5, 9))
     with time_machine.travel(at(2026, 12, 5, 9, 5), tick=False):
@@ -211,7 +212,7 @@ def test_congress_quorum_live_count_and_warning(bot, chat_with):
         send_meeting_reminders(bot, bot.clock.now())
         send_meeting_reminders(bot, bot.clock.now())
         inbox = clerk_chat.inbox()
-    assert keys(bot, f"meeting:{mid}:quorum:") == [f"meeting:{mid}:quorum:{clerk.id}"]
+    assert keys(bot, f"meeting:{mid}:quorum:") == [f"meeting:{mid}:quorum:{STAMP}:{clerk.id}"]
     warning = [p for p in inbox if p.get("type") == "text" and "法定人数" in p["text"]]
     assert warning and "4/6" in warning[0]["text"]
 
@@ -270,3 +271,74 @@ def test_clerk_publishes_a_meeting_in_chat(bot, chat_with):
     with bot.db.Session() as s:
         m = s.scalar(select(Meeting).where(Meeting.title == "小组长例会"))
         assert m.kind == "小组长会议" and m.created_by_id == clerk.id
+
+
+def texts_to(bot, member) -> list[str]:
+    with bot.db.Session() as s:
+        rows = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.member_id == member.id).order_by(OutboxMessage.id)
+        )
+        return [r.payload.get("text", "") for r in rows]
+
+
+def scan(bot, when):
+    with time_machine.travel(when, tick=False):
+        return send_meeting_reminders(bot, bot.clock.now())
+
+
+def test_same_day_meeting_gets_no_tomorrow_reminder_right_after_the_invitation(bot, chat_with):
+    """Created 08:00 for 18:00: the invitation says it all; the 1-hour reminder says 今天, never 明天."""
+    a = add_member(bot, name="甲", roles=["clerk"])
+    chat_with(a)
+    mid = make(bot, title="例会", starts_at=at(2026, 12, 1, 18), created=at(2026, 12, 1, 8))
+    assert scan(bot, at(2026, 12, 1, 8, 1)) == 0
+    assert scan(bot, at(2026, 12, 1, 12)) == 0
+    assert scan(bot, at(2026, 12, 1, 17)) == 1
+    assert keys(bot, f"meeting:{mid}:remind:") == [f"meeting:{mid}:remind:60:202612011000:{a.id}"]
+    (reminder,) = [t for t in texts_to(bot, a) if t.startswith("会议提醒")]
+    assert "今天 18:00" in reminder and "明天" not in reminder
+
+
+def test_reminder_words_come_from_the_dates(bot, chat_with):
+    a = add_member(bot, name="甲", roles=["clerk"])
+    chat_with(a)
+    make(bot, title="周五的会")  # Friday 14:30, created Tuesday
+    make(bot, title="午夜的会", starts_at=at(2026, 12, 3, 0, 30))  # Thursday 00:30
+    scan(bot, at(2026, 12, 2, 0, 30))  # 1 day before the midnight meeting: 明天 (Wednesday -> Thursday)
+    scan(bot, at(2026, 12, 2, 23, 30))  # 1 hour before it, still Wednesday evening: 明天 too
+    scan(bot, at(2026, 12, 3, 14, 30))  # 1 day before Friday's
+    scan(bot, at(2026, 12, 4, 13, 30))
+    reminders = [t.split("，")[0] for t in texts_to(bot, a) if t.startswith("会议提醒")]
+    assert reminders == [
+        "会议提醒：“午夜的会”将于明天 00:30开始",
+        "会议提醒：“午夜的会”将于明天 00:30开始",
+        "会议提醒：“周五的会”将于明天 14:30开始",
+        "会议提醒：“周五的会”将于今天 14:30开始",
+    ]
+    # a reminder two days or more ahead names the date
+    make(bot, title="下周的会", starts_at=at(2026, 12, 9, 9), reminder_minutes=[3 * 1440])
+    scan(bot, at(2026, 12, 6, 9))
+    assert "将于12月9日（周三）09:00开始" in texts_to(bot, a)[-1]
+
+
+def test_evening_invitation_for_next_morning_skips_the_day_before_reminder(bot, chat_with):
+    a = add_member(bot, name="甲", roles=["clerk"])
+    chat_with(a)
+    mid = make(bot, starts_at=at(2026, 12, 2, 9), created=at(2026, 12, 1, 20))
+    assert scan(bot, at(2026, 12, 1, 20, 1)) == 0
+    assert scan(bot, at(2026, 12, 2, 8)) == 1
+    assert [k.split(":")[3] for k in keys(bot, f"meeting:{mid}:remind:")] == ["60"]
+    assert "今天 09:00" in texts_to(bot, a)[-1]
+
+
+def test_moved_meeting_is_reminded_again_for_its_new_time(bot, chat_with):
+    a = add_member(bot, name="甲", roles=["clerk"])
+    chat_with(a)
+    mid = make(bot)
+    scan(bot, at(2026, 12, 3, 14, 30))  # the 1-day reminder for Friday
+    with time_machine.travel(at(2026, 12, 3, 15), tick=False), bot.db.transaction() as s:
+        change_meeting(s, bot, s.get(Meeting, mid), starts_at=at(2026, 12, 8, 9))
+    assert scan(bot, at(2026, 12, 3, 15, 1)) == 0  # the change notice just went out
+    assert scan(bot, at(2026, 12, 7, 9)) == 1
+    assert "明天 09:00" in texts_to(bot, a)[-1]
+    assert len(keys(bot, f"meeting:{mid}:remind:1440:")) == 2
