@@ -342,3 +342,68 @@ def test_moved_meeting_is_reminded_again_for_its_new_time(bot, chat_with):
     assert scan(bot, at(2026, 12, 7, 9)) == 1
     assert "明天 09:00" in texts_to(bot, a)[-1]
     assert len(keys(bot, f"meeting:{mid}:remind:1440:")) == 2
+
+
+def test_reminder_offsets_global_setting_and_per_meeting(bot, chat_with):
+    from models.greeting import config
+
+    a = add_member(bot, name="甲", roles=["clerk"])
+    chat_with(a)
+    with bot.db.transaction() as s:
+        config(s).meeting_reminder_minutes = "120，30"
+    default = make(bot, title="按全局设置")
+    own = make(bot, title="单独设置", reminder_minutes=[3 * 1440])
+    scan(bot, at(2026, 12, 1, 14, 30))  # 3 days before: only the meeting with its own offset
+    scan(bot, at(2026, 12, 3, 14, 30))  # 1 day before: the global setting has no 1-day reminder
+    assert keys(bot, f"meeting:{default}:remind:") == []
+    scan(bot, at(2026, 12, 4, 12, 30))
+    scan(bot, at(2026, 12, 4, 14))
+    assert [k.split(":")[3] for k in keys(bot, f"meeting:{default}:remind:")] == ["120", "30"]
+    assert [k.split(":")[3] for k in keys(bot, f"meeting:{own}:remind:")] == ["4320"]
+
+
+def test_parse_offsets():
+    from handlers.meetings import offsets_text, parse_offsets
+
+    assert parse_offsets("1天、2小时，30分钟") == [1440, 120, 30]
+    assert parse_offsets("提前１天 60") == [1440, 60]
+    assert parse_offsets("") == []
+    assert offsets_text([1440, 120, 90]) == "1天、2小时、90分钟"
+    for bad in ("明早", "1周", "1天 2天 3天 4天 5天 6天", "31天"):
+        with pytest.raises(ValueError):
+            parse_offsets(bad)
+
+
+def test_rsvp_deadline_refuses_changes_and_says_what_to_do(bot, chat_with):
+    a, b = add_member(bot, name="甲", roles=["clerk"]), add_member(bot, name="乙", roles=["clerk"])
+    ca, cb = chat_with(a), chat_with(b)
+    mid = make(bot, rsvp_deadline=at(2026, 12, 2, 18))
+    assert "请于12月2日（周三）18:00前回复" in "\n".join(ca.inbox()[0]["lines"])
+    assert "已登记" in ca.ask(f"参加 {mid}")
+    with time_machine.travel(at(2026, 12, 3, 9), tick=False):
+        reply = ca.ask(f"请假 {mid} 临时手术")
+        assert "回执已于12月2日（周三）18:00截止" in reply and "联系会务干事" in reply and "参加" in reply
+        assert rsvp_of(bot, mid, a) == ("attend", None)
+        assert "回执已于" in ca.ask(action={"do": "rsvp", "meeting": mid, "answer": "excused"})
+        assert "已登记" in cb.ask(f"参加 {mid}")  # not answered yet: a late answer is still welcome
+    assert rsvp_of(bot, mid, b)[0] == "attend"
+
+
+def test_change_and_cancel_reach_every_invitee_through_the_outbox(bot):
+    people = [add_member(bot, name=n, roles=["clerk"]) for n in ("参加的", "请假的", "没回的")]
+    with bot.db.transaction() as s:
+        for m in people:
+            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    mid = make(bot)
+    with bot.db.transaction() as s:
+        for inv, answer in zip(s.get(Meeting, mid).invites, ("attend", "excused", "none"), strict=True):
+            inv.rsvp = answer
+    with bot.db.transaction() as s:
+        assert change_meeting(s, bot, s.get(Meeting, mid), starts_at=at(2026, 12, 5, 9)) == 3
+    with bot.db.transaction() as s:
+        assert cancel_meeting(s, bot, s.get(Meeting, mid), "") == 3
+    assert keys(bot, f"meeting:{mid}:v2:") == [f"meeting:{mid}:v2:{m.id}" for m in people]
+    assert keys(bot, f"meeting:{mid}:cancel:") == [f"meeting:{mid}:cancel:{m.id}" for m in people]
+    for m in people:
+        texts = texts_to(bot, m)
+        assert texts[-1] == "会议取消通知：原定12月5日（周六）09:00的“十二月工会委员会会议”已取消。"
