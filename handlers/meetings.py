@@ -28,7 +28,7 @@ from bot.message import Button, Card, Text
 from handlers import router
 from models.greeting import config
 from models.meeting import KINDS, RSVP_LABELS, Meeting, MeetingInvite, quorum, resolve_attendees
-from models.member import Member, MemberRole
+from models.member import Branch, Group, Member, MemberRole
 
 if TYPE_CHECKING:
     from bot.core import Bot
@@ -608,7 +608,7 @@ def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
     return buf.getvalue()
 
 
-# chat: 发布会议 (clerks) ----------------------------------------------------------------------------------------
+# chat: 发布会议 / 修改会议 / 取消会议 (clerks) ------------------------------------------------------------------
 AUDIENCE_CHOICES = (
     ("职工代表", {"delegates": True}),
     ("工会委员（主席、分会主席、干事）", {"roles": ["chair", "branch_chair", "clerk"]}),
@@ -616,6 +616,9 @@ AUDIENCE_CHOICES = (
     ("分会主席", {"roles": ["branch_chair"]}),
     ("全体会员", {"all": True}),
 )
+PICK_BRANCHES, PICK_GROUPS = len(AUDIENCE_CHOICES) + 1, len(AUDIENCE_CHOICES) + 2
+SKIP_WORDS = ("跳过", "没有", "无", "不用", "不设", "不需要")
+YES_WORDS = ("确认", "确定", "发", "发吧", "好", "是", "对")
 _TIME = re.compile(r"(上午|早上|中午|下午|晚上)?\s*(\d{1,2})\s*(?:[:：点时])\s*(\d{1,2}|半)?")
 
 
@@ -635,6 +638,63 @@ def parse_when(text: str, bot: Bot) -> datetime | None:
     if not (0 <= hour < 24 and 0 <= minute < 60):
         return None
     return bot.clock.at(day, hour, minute)
+
+
+def _skip(text: str) -> bool:
+    return text.strip(" .!") in SKIP_WORDS
+
+
+def _audience_from_names(session: Session, text: str) -> tuple[str, dict[str, Any]] | None:
+    """Branch and group names written out ("内科分会、外科小组") -> (label, attendee spec), or None."""
+    branches = [b for b in session.scalars(select(Branch).order_by(Branch.id)) if b.name in text]
+    groups = [g for g in session.scalars(select(Group).order_by(Group.id)) if g.name in text]
+    if not branches and not groups:
+        return None
+    spec: dict[str, Any] = {}
+    if branches:
+        spec["branches"] = [b.id for b in branches]
+    if groups:
+        spec["groups"] = [g.id for g in groups]
+    return "、".join(x.name for x in [*branches, *groups]), spec
+
+
+def _audience_options(session: Session, kind: str) -> list[tuple[int, str]]:
+    if kind == "branches":
+        return [(b.id, b.name) for b in session.scalars(select(Branch).order_by(Branch.name))]
+    return [
+        (g.id, f"{g.branch.name} · {g.name}")
+        for g in session.scalars(select(Group).order_by(Group.branch_id, Group.name))
+    ]
+
+
+def _confirm_new(ctx: Context, label: str, spec: dict[str, Any]) -> None:
+    data = ctx.dialog.data if ctx.dialog else {}
+    count = len(resolve_attendees(ctx.session, spec))
+    if not count:
+        ctx.reply(f"“{label}”里没有在册会员，请换一个范围：回复编号，或写出分会、小组的名称。")
+        return
+    ctx.advance("confirm", label=label, spec=spec)
+    lines = [
+        "请确认：",
+        f"{data['title']}（{data['kind']}）",
+        f"时间：{_fmt(ctx.bot, datetime.fromisoformat(data['starts_at']))}",
+        f"地点：{data['place']}",
+    ]
+    if data.get("agenda"):
+        lines.append(f"议程：{data['agenda']}")
+    if data.get("deadline"):
+        lines.append(f"回执截止：{_fmt(ctx.bot, datetime.fromisoformat(data['deadline']))}")
+    lines += [f"参加：{label}，共 {count} 人", "回复“确认”发出通知，回复“取消”放弃。"]
+    ctx.reply("\n".join(lines))
+
+
+def _ask_audience(ctx: Context) -> None:
+    choices = [k for k, _ in AUDIENCE_CHOICES] + ["指定分会", "指定小组"]
+    ctx.reply(
+        "请谁参加？回复编号：\n"
+        + "\n".join(f"{i}. {k}" for i, k in enumerate(choices, 1))
+        + "\n也可以直接写分会或小组的名称，例如“内科分会、外科分会”。"
+    )
 
 
 @router.handler("发布会议", "新建会议", "安排会议", "发会议通知", group_ok=False)
@@ -671,28 +731,61 @@ def new_meeting_step(ctx: Context) -> None:
         ctx.advance("place", starts_at=when.isoformat())
         ctx.reply("地点在哪里？")
     elif step == "place":
-        ctx.advance("who", place=text[:200])
-        ctx.reply(
-            "请谁参加？回复编号：\n" + "\n".join(f"{i}. {k}" for i, (k, _) in enumerate(AUDIENCE_CHOICES, 1))
-        )
+        ctx.advance("agenda", place=text[:200])
+        ctx.reply("议程是什么？一条消息写完即可，例如“1. 年终总结 2. 明年计划”。没有请回复“跳过”。")
+    elif step == "agenda":
+        ctx.advance("deadline", agenda="" if _skip(text) else text[:2000])
+        ctx.reply("请大家在什么时间前回复参加或请假？例如“12月4日 18:00”。不设截止请回复“跳过”。")
+    elif step == "deadline":
+        deadline = None
+        if not _skip(text):
+            deadline = parse_when(text, ctx.bot)
+            starts = datetime.fromisoformat(data["starts_at"])
+            if deadline is None or not ctx.clock.now() < deadline <= starts:
+                ctx.reply(
+                    f"回执截止要在现在和会议开始（{_fmt(ctx.bot, starts)}）之间，"
+                    "请写成“12月4日 18:00”这样的格式，或回复“跳过”。"
+                )
+                return
+        ctx.advance("who", deadline=deadline.isoformat() if deadline else None)
+        _ask_audience(ctx)
     elif step == "who":
-        n = re.search(r"\d", text)
-        if not n or not 1 <= int(n.group()) <= len(AUDIENCE_CHOICES):
-            ctx.reply(f"请回复 1–{len(AUDIENCE_CHOICES)} 的编号。")
+        n = re.fullmatch(r"(\d+)\s*[.号]?", text)
+        if n and 1 <= int(n.group(1)) <= len(AUDIENCE_CHOICES):
+            _confirm_new(ctx, *AUDIENCE_CHOICES[int(n.group(1)) - 1])
+        elif n and int(n.group(1)) in (PICK_BRANCHES, PICK_GROUPS):
+            kind = "branches" if int(n.group(1)) == PICK_BRANCHES else "groups"
+            options = _audience_options(ctx.session, kind)
+            if not options:
+                ctx.reply("名册里还没有分会或小组。请换一个编号。")
+                return
+            ctx.advance("pick", pick=kind, options=[i for i, _ in options])
+            ctx.reply(
+                f"请选择{'分会' if kind == 'branches' else '小组'}，回复编号，可以多选（如“1 3”）：\n"
+                + "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(options, 1))
+            )
+        elif (named := _audience_from_names(ctx.session, text)) is not None:
+            _confirm_new(ctx, *named)
+        else:
+            ctx.reply(f"请回复 1–{PICK_GROUPS} 的编号，或写出分会、小组的名称（例如“内科分会”）。")
+    elif step == "pick":
+        options: list[int] = data["options"]
+        picked = sorted({int(x) for x in re.findall(r"\d+", text) if 1 <= int(x) <= len(options)})
+        if not picked:
+            named = _audience_from_names(ctx.session, text)
+            if named is None:
+                ctx.reply(f"请回复 1–{len(options)} 的编号，多个用空格隔开，例如“1 3”。")
+                return
+            _confirm_new(ctx, *named)
             return
-        label, spec = AUDIENCE_CHOICES[int(n.group()) - 1]
-        count = len(resolve_attendees(ctx.session, spec))
-        ctx.advance("confirm", who=int(n.group()) - 1)
-        starts = datetime.fromisoformat(data["starts_at"])
-        ctx.reply(
-            f"请确认：\n{data['title']}（{data['kind']}）\n时间：{_fmt(ctx.bot, starts)}\n地点：{data['place']}\n"
-            f"参加：{label}，共 {count} 人\n回复“确认”发出通知，回复“取消”放弃。"
-        )
+        ids = [options[i - 1] for i in picked]
+        model = Branch if data["pick"] == "branches" else Group
+        names = "、".join(ctx.session.get(model, i).name for i in ids)
+        _confirm_new(ctx, names, {data["pick"]: ids})
     elif step == "confirm":
-        if text not in ("确认", "确定", "发", "发吧", "好", "是"):
+        if text not in YES_WORDS:
             ctx.reply("回复“确认”发出通知，或回复“取消”放弃。")
             return
-        label, spec = AUDIENCE_CHOICES[data["who"]]
         meeting = create_meeting(
             ctx.session,
             ctx.bot,
@@ -700,11 +793,210 @@ def new_meeting_step(ctx: Context) -> None:
             kind=data["kind"],
             starts_at=datetime.fromisoformat(data["starts_at"]),
             place=data["place"],
-            attendees=spec,
+            agenda=data.get("agenda") or "",
+            rsvp_deadline=datetime.fromisoformat(data["deadline"]) if data.get("deadline") else None,
+            attendees=data["spec"],
             created_by=ctx.member,
         )
         ctx.end_dialog()
         ctx.reply(
-            f"已发布会议 {meeting.id}，通知已发给{label} {len(meeting.invites)} 人。"
+            f"已发布会议 {meeting.id}，通知已发给{data['label']} {len(meeting.invites)} 人。"
             f"发送“会议回执 {meeting.id}”查看回执。"
         )
+
+
+# a meeting's number in a clerk's command: a standalone number, not part of a date or time ("改期 5 12月6日 9:00")
+_MEETING_NO = re.compile(r"(?<![\d月/.:\-])(\d{1,6})(?![\d月日点时:/.\-])(?:号会议|号)?")
+
+
+def _managed_meeting(ctx: Context, verb: str, how: str) -> tuple[Meeting, str] | None:
+    """The scheduled, not yet started meeting a clerk's command names, and the rest of the text; else replies."""
+    m = _MEETING_NO.search(ctx.args)
+    meeting = ctx.session.get(Meeting, int(m.group(1))) if m else None
+    if meeting is None:
+        upcoming = ctx.session.scalars(
+            select(Meeting)
+            .where(Meeting.status == "scheduled", Meeting.starts_at > ctx.clock.now())
+            .order_by(Meeting.starts_at)
+            .limit(10)
+        ).all()
+        lines = [f"{x.id}. {x.title} {_fmt(ctx.bot, x.starts_at)}" for x in upcoming]
+        head = f"没有找到会议 {m.group(1)}。" if m else f"要{verb}哪个会议？"
+        ctx.reply(head + ("\n" + "\n".join(lines) if lines else "\n近期没有待开的会议。") + f"\n{how}")
+        return None
+    if meeting.status == "cancelled":
+        ctx.reply(f"“{meeting.title}”已经取消了，不能再{verb}。要重新开请发送“发布会议”。")
+        return None
+    if meeting.starts_at <= ctx.clock.now():
+        ctx.reply(f"“{meeting.title}”已经开始或结束，不能再{verb}。")
+        return None
+    rest = (ctx.args[: m.start()] + " " + ctx.args[m.end() :]).strip() if m else ctx.args
+    return meeting, rest
+
+
+CHANGEABLE = (("starts_at", "时间"), ("place", "地点"), ("agenda", "议程"), ("rsvp_deadline", "回执截止"))
+_FIELD_WORDS = {"starts_at": ("改期", "改时间", "延期", "提前"), "place": ("地点", "换地方", "会场")}
+_VALUE_PREFIX = re.compile(r"^(?:改到|改为|改成|换到|换成|延期到|推迟到|提前到|到|为|成)\s*")
+
+
+@router.handler(
+    "修改会议",
+    "会议改期",
+    "会议延期",
+    "会议改时间",
+    "会议改地点",
+    "会议换地方",
+    "会议变更",
+    "更改会议",
+    "改会议",
+    "改期",
+    group_ok=False,
+)
+def change_meeting_chat(ctx: Context) -> None:
+    """会议改期 5 12月6日 14:00 / 修改会议 5：改时间、地点、议程（干事）"""
+    if not ctx.can("meetings.manage"):
+        ctx.reply("修改会议需要工会干事的权限。去不了可以发送“请假 编号 原因”，查看会议请发送“我的会议”。")
+        return
+    how = "请发送“会议改期 编号 新时间”，例如“会议改期 5 12月6日 14:00”；改地点、议程请发送“修改会议 编号”。"
+    found = _managed_meeting(ctx, "修改", how)
+    if found is None:
+        return
+    meeting, rest = found
+    field = next((f for f, words in _FIELD_WORDS.items() if any(w in ctx.text for w in words)), None)
+    ctx.start_dialog("meeting_change", "field", {"meeting": meeting.id})
+    if field is None:
+        ctx.reply(
+            f"要修改“{meeting.title}”的什么？回复编号：\n"
+            + "\n".join(f"{i}. {label}" for i, (_, label) in enumerate(CHANGEABLE, 1))
+        )
+        return
+    ctx.advance("value", field=field)
+    value = _VALUE_PREFIX.sub("", rest).strip()
+    if value:
+        _change_value(ctx, meeting, field, value)
+    else:
+        _ask_value(ctx, meeting, field)
+
+
+def _ask_value(ctx: Context, meeting: Meeting, field: str) -> None:
+    now = {
+        "starts_at": _fmt(ctx.bot, meeting.starts_at),
+        "place": meeting.place or "未定",
+        "agenda": meeting.agenda or "无",
+        "rsvp_deadline": _fmt(ctx.bot, meeting.rsvp_deadline) if meeting.rsvp_deadline else "不设",
+    }[field]
+    hint = {
+        "starts_at": "请发送新的时间，例如“12月6日 14:00”。",
+        "place": "请发送新的地点。",
+        "agenda": "请发送新的议程，一条消息写完。",
+        "rsvp_deadline": "请发送新的回执截止时间，例如“12月5日 18:00”，不设截止请回复“跳过”。",
+    }[field]
+    ctx.reply(f"现在是：{now}\n{hint}")
+
+
+def _change_value(ctx: Context, meeting: Meeting, field: str, text: str) -> None:
+    """Check the new value and ask for confirmation (nothing is sent before 确认)."""
+    value: Any = text[:2000] if field == "agenda" else text[:200]
+    if field in ("starts_at", "rsvp_deadline"):
+        value = None if field == "rsvp_deadline" and _skip(text) else parse_when(text, ctx.bot)
+        if value is None and not (field == "rsvp_deadline" and _skip(text)):
+            ctx.reply("没看懂时间，请写成“12月6日 14:00”这样的格式（发送“取消”退出）。")
+            return
+        starts = value if field == "starts_at" else meeting.starts_at
+        deadline = value if field == "rsvp_deadline" else meeting.rsvp_deadline
+        errors = meeting_errors(
+            title=meeting.title,
+            kind=meeting.kind,
+            starts_at=starts,
+            rsvp_deadline=deadline,
+            now=ctx.clock.now(),
+            new_deadline=field == "rsvp_deadline",
+        )
+        if errors:
+            ctx.reply(f"{next(iter(errors.values()))}，请重新发送（发送“取消”退出）。")
+            return
+    if value == getattr(meeting, field):
+        ctx.reply("和原来一样，不用改。请发送新的内容，或发送“取消”退出。")
+        return
+    shown = _fmt(ctx.bot, value) if isinstance(value, datetime) else (value or "不设")
+    label = dict(CHANGEABLE)[field]
+    stored = value.isoformat() if isinstance(value, datetime) else value
+    ctx.advance("confirm", field=field, value=stored)
+    ctx.reply(
+        f"请确认：“{meeting.title}”的{label}改为：{shown}\n"
+        f"受邀的 {len(meeting.invites)} 人都会收到变更通知。回复“确认”发出，回复“取消”放弃。"
+    )
+
+
+@router.dialog("meeting_change")
+def change_meeting_step(ctx: Context) -> None:
+    assert ctx.dialog is not None
+    step, data, text = ctx.dialog.step, ctx.dialog.data, ctx.text.strip()
+    meeting = ctx.session.get(Meeting, data["meeting"])
+    if meeting is None or meeting.status != "scheduled" or meeting.starts_at <= ctx.clock.now():
+        ctx.end_dialog()
+        ctx.reply("这个会议已经取消或开始了，不能再修改。")
+        return
+    if step == "field":
+        n = re.fullmatch(r"(\d)\.?", text)
+        field = CHANGEABLE[int(n.group(1)) - 1][0] if n and 1 <= int(n.group(1)) <= len(CHANGEABLE) else None
+        field = field or next((f for f, label in CHANGEABLE if label in text), None)
+        if field is None:
+            ctx.reply(f"请回复 1–{len(CHANGEABLE)} 的编号（发送“取消”退出）。")
+            return
+        ctx.advance("value", field=field)
+        _ask_value(ctx, meeting, field)
+    elif step == "value":
+        _change_value(ctx, meeting, data["field"], text)
+    elif step == "confirm":
+        if text not in YES_WORDS:
+            ctx.reply("回复“确认”发出变更通知，或回复“取消”放弃。")
+            return
+        field, value = data["field"], data["value"]
+        if field in ("starts_at", "rsvp_deadline") and value:
+            value = datetime.fromisoformat(value)
+        result = update_meeting(ctx.session, ctx.bot, meeting, **{field: value})
+        ctx.end_dialog()
+        ctx.reply(f"已修改“{meeting.title}”，变更通知已发给受邀的 {result.told} 人。")
+
+
+@router.handler("取消会议", "会议取消", "撤销会议", "会议不开了", group_ok=False)
+def cancel_meeting_chat(ctx: Context) -> None:
+    """取消会议 5 原因：取消会议并通知受邀的人（干事）"""
+    if not ctx.can("meetings.manage"):
+        ctx.reply("取消会议需要工会干事的权限。去不了可以发送“请假 编号 原因”，查看会议请发送“我的会议”。")
+        return
+    found = _managed_meeting(ctx, "取消", "请发送“取消会议 编号 原因”，例如“取消会议 5 与上级会议冲突”。")
+    if found is None:
+        return
+    meeting, reason = found
+    reason = reason.strip(" ,:;：")[:200]
+    ctx.start_dialog("meeting_cancel", "confirm", {"meeting": meeting.id, "reason": reason})
+    ctx.reply(
+        Card(
+            f"确定取消会议“{meeting.title}”吗？",
+            [
+                f"时间：{_fmt(ctx.bot, meeting.starts_at)}",
+                f"受邀的 {len(meeting.invites)} 人都会收到取消通知，此操作不能撤回。",
+                f"原因：{reason}" if reason else "可以在“确认”后写原因，例如“确认 与上级会议冲突”。",
+                "回复“确认”取消会议；回复“保留”不取消。",
+            ],
+        )
+    )
+
+
+@router.dialog("meeting_cancel")
+def cancel_meeting_step(ctx: Context) -> None:
+    assert ctx.dialog is not None
+    data, text = ctx.dialog.data, ctx.text.strip()
+    meeting = ctx.session.get(Meeting, data["meeting"])
+    ctx.end_dialog()
+    m = re.match(r"^(确认|确定)\s*(?:取消)?[,:;：\s]*(.*)$", text)
+    if meeting is None or m is None:
+        ctx.reply(f"好的，会议{'“' + meeting.title + '”' if meeting else ''}照常举行，没有取消。")
+        return
+    if meeting.status != "scheduled" or meeting.starts_at <= ctx.clock.now():
+        ctx.reply(f"“{meeting.title}”已经取消或开始了。")
+        return
+    told = cancel_meeting(ctx.session, ctx.bot, meeting, m.group(2) or data.get("reason") or "")
+    ctx.reply(f"已取消会议“{meeting.title}”，取消通知已发给受邀的 {told} 人。")

@@ -261,7 +261,9 @@ def test_clerk_publishes_a_meeting_in_chat(bot, chat_with):
     assert "时间" in chat.ask("3")
     assert "没看懂" in chat.ask("改天吧")
     assert "地点" in chat.ask("12月3日下午3点半")
-    assert "请谁参加" in chat.ask("护理部会议室")
+    assert "议程" in chat.ask("护理部会议室")
+    assert "回复" in chat.ask("跳过")
+    assert "请谁参加" in chat.ask("跳过")
     confirm = chat.ask("3")
     assert "12月3日（周四）15:30" in confirm and "共 1 人" in confirm
     reply = chat.ask("确认")
@@ -407,3 +409,103 @@ def test_change_and_cancel_reach_every_invitee_through_the_outbox(bot):
     for m in people:
         texts = texts_to(bot, m)
         assert texts[-1] == "会议取消通知：原定12月5日（周六）09:00的“十二月工会委员会会议”已取消。"
+
+
+def test_publish_in_chat_with_agenda_deadline_and_branches(bot, chat_with):
+    clerk = add_member(bot, name="会务干事", roles=["clerk"], branch="工会办公室", group="办公室小组")
+    inner = [add_member(bot, name=f"内科{i}") for i in range(2)]
+    surgeon = add_member(bot, name="外科甲", branch="外科分会", group="普外小组")
+    add_member(bot, name="药剂科甲", branch="药剂科分会", group="药房小组")
+    chat = chat_with(clerk)
+    inner_chat, surgeon_chat = chat_with(inner[0]), chat_with(surgeon)
+    chat.ask("发布会议")
+    chat.ask("分会工作会")
+    chat.ask("4")
+    chat.ask("12月4日 14:30")
+    chat.ask("行政楼三楼")
+    assert "跳过" in chat.ask("1. 年终总结 2. 明年计划")
+    assert "之间" in chat.ask("12月5日 18:00")  # after the start: refused, says what to do
+    assert "请谁参加" in chat.ask("12月3日 18:00")
+    assert "请回复 1–7" in chat.ask("随便")
+    pick = chat.ask("6")
+    assert "内科分会" in pick and "外科分会" in pick
+    numbers = {line.split(". ")[1]: line.split(". ")[0] for line in pick.splitlines() if ". " in line}
+    confirm = chat.ask(f"{numbers['内科分会']} {numbers['外科分会']}")
+    assert "参加：内科分会、外科分会，共 3 人" in confirm
+    assert "议程：1. 年终总结 2. 明年计划" in confirm and "回执截止：12月3日（周四）18:00" in confirm
+    assert "已发布会议" in chat.ask("确认")
+    (card,) = inner_chat.inbox()
+    assert (
+        "议程：1. 年终总结 2. 明年计划" in card["lines"]
+        and "请于12月3日（周四）18:00前回复。" in card["lines"]
+    )
+    assert surgeon_chat.inbox()
+    with bot.db.Session() as s:
+        m = s.scalar(select(Meeting).where(Meeting.title == "分会工作会"))
+        assert m.kind == "其他" and m.rsvp_deadline == at(2026, 12, 3, 18) and len(m.invites) == 3
+    # groups by name, straight at the "who" step
+    chat.ask("发布会议")
+    for answer in ("普外小组碰头会", "3", "12月4日 9:00", "示教室", "跳过", "跳过"):
+        chat.ask(answer)
+    assert "参加：普外小组，共 1 人" in chat.ask("普外小组")
+    chat.ask("确认")
+    assert [c["title"] for c in surgeon_chat.inbox()] == ["会议通知：普外小组碰头会"]
+
+
+def test_change_a_meeting_in_chat(bot, chat_with):
+    clerk = add_member(bot, name="干事", roles=["clerk"])
+    chair = add_member(bot, name="分会主席", roles=["branch_chair"])
+    chat, chair_chat = chat_with(clerk), chat_with(chair)
+    mid = make(bot)
+    chat.inbox(), chair_chat.inbox()
+    assert "权限" in chair_chat.ask(f"会议改期 {mid} 12月5日 9:00")
+    assert "要修改哪个会议" in chat.ask("会议改期") and str(mid) in chat.ask("会议改期")
+    assert "没有找到会议 999" in chat.ask("会议改期 999 12月5日 9:00")
+    assert "应在将来" in chat.ask(f"会议改期 {mid} 11月30日 9:00")
+    confirm = chat.ask(f"会议改期 {mid} 12月5日 9:00")
+    assert "改为：12月5日（周六）09:00" in confirm and "2 人" in confirm
+    assert chair_chat.inbox() == []  # nothing is sent before 确认
+    assert "变更通知已发给受邀的 2 人" in chat.ask("确认")
+    (notice,) = chair_chat.inbox()
+    assert (
+        notice["title"] == "会议变更：十二月工会委员会会议"
+        and "时间：12月5日（周六）09:00" in notice["lines"]
+    )
+    # the place, step by step
+    assert "1. 时间" in chat.ask(f"修改会议 {mid}")
+    assert "现在是：行政楼三楼会议室" in chat.ask("2")
+    assert "改为：门诊楼五楼会议室" in chat.ask("门诊楼五楼会议室")
+    chat.ask("确认")
+    (notice,) = chair_chat.inbox()
+    assert "地点：门诊楼五楼会议室" in notice["lines"]
+    with bot.db.Session() as s:
+        m = s.get(Meeting, mid)
+        assert m.starts_at == at(2026, 12, 5, 9) and m.place == "门诊楼五楼会议室" and m.version == 3
+    # "5号会议改地点到…" in one go; 取消 leaves it as it was
+    assert "改为：礼堂" in chat.ask(f"{mid}号会议改地点到礼堂")
+    chat.ask("取消")
+    with bot.db.Session() as s:
+        assert s.get(Meeting, mid).place == "门诊楼五楼会议室"
+
+
+def test_cancel_a_meeting_in_chat(bot, chat_with):
+    clerk = add_member(bot, name="干事", roles=["clerk"])
+    chair = add_member(bot, name="分会主席", roles=["branch_chair"])
+    chat, chair_chat = chat_with(clerk), chat_with(chair)
+    mid = make(bot)
+    chat.inbox(), chair_chat.inbox()
+    assert "权限" in chair_chat.ask(f"取消会议 {mid}")
+    confirm = chat.ask(f"取消会议 {mid} 与上级会议冲突")
+    assert "确定取消会议" in confirm and "原因：与上级会议冲突" in confirm and "不能撤回" in confirm
+    assert "照常举行" in chat.ask("保留")
+    with bot.db.Session() as s:
+        assert s.get(Meeting, mid).status == "scheduled"
+    assert chair_chat.inbox() == []
+    assert "确认 与上级会议冲突" in chat.ask(f"会议取消 {mid}")
+    assert "取消通知已发给受邀的 2 人" in chat.ask("确认 临时有上级检查")
+    (notice,) = chair_chat.inbox()
+    assert "已取消" in notice["text"] and "临时有上级检查" in notice["text"]
+    assert "已经取消" in chat.ask(f"取消会议 {mid}")
+    with bot.db.Session() as s:
+        m = s.get(Meeting, mid)
+        assert m.status == "cancelled" and m.cancel_reason == "临时有上级检查"
