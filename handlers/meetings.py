@@ -273,6 +273,11 @@ def record_rsvp(bot: Bot, invite: MeetingInvite, answer: str, reason: str | None
 def reminder_offsets(session: Session, meeting: Meeting) -> list[int]:
     if meeting.reminder_minutes:
         return sorted({int(x) for x in meeting.reminder_minutes if int(x) > 0}, reverse=True)
+    return default_offsets(session)
+
+
+def default_offsets(session: Session) -> list[int]:
+    """The union-wide setting (minutes before the start), or 1 day and 1 hour."""
     raw = config(session).meeting_reminder_minutes or ""
     vals = sorted({int(x) for x in re.findall(r"\d+", raw) if int(x) > 0}, reverse=True)
     return vals or list(DEFAULT_REMINDERS)
@@ -573,6 +578,13 @@ def meeting_summary(bot: Bot, meeting: Meeting) -> str:
     return "\n".join(lines)
 
 
+def _cell(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula (= + - @, tab, CR first) is prefixed with an apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
     """RSVP and attendance list as .xlsx for the console (name, branch, group, delegate, RSVP, reason, attended)."""
     import io
@@ -582,26 +594,36 @@ def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "回执"
-    ws.append([meeting.title, meeting.kind, _fmt(bot, meeting.starts_at), meeting.place])
+    status = "（已取消）" if meeting.status == "cancelled" else ""
+    ws.append(
+        [_cell(meeting.title + status), meeting.kind, _fmt(bot, meeting.starts_at), _cell(meeting.place)]
+    )
     ws.append(["姓名", "工号", "分会", "小组", "职工代表", "回执", "请假原因", "回复时间", "签到"])
     for inv in meeting.invites:
         m = inv.member
-        ws.append(
-            [
-                m.name,
-                m.employee_no,
-                m.branch.name if m.branch else "",
-                m.group.name if m.group else "",
-                "是" if m.is_delegate else "",
-                RSVP_LABELS[inv.rsvp],
-                inv.reason or "",
-                bot.clock.fmt(inv.answered_at) if inv.answered_at else "",
-                {True: "已到", False: "缺席", None: ""}[inv.attended],
-            ]
-        )
+        row = [
+            m.name,
+            m.employee_no,
+            m.branch.name if m.branch else "",
+            m.group.name if m.group else "",
+            "是" if m.is_delegate else "",
+            RSVP_LABELS[inv.rsvp],
+            inv.reason or "",
+            bot.clock.fmt(inv.answered_at) if inv.answered_at else "",
+            {True: "已到", False: "缺席", None: ""}[inv.attended],
+        ]
+        ws.append([_cell(v) for v in row])
+    counts = {k: sum(1 for i in meeting.invites if i.rsvp == k) for k in RSVP_LABELS}
+    came = sum(1 for i in meeting.invites if i.attended)
+    ws.append([])
+    ws.append(
+        [
+            f"邀请 {len(meeting.invites)} 人：参加 {counts['attend']}，请假 {counts['excused']}，"
+            f"未回复 {counts['none']}，签到 {came}"
+        ]
+    )
     if meeting.is_congress:
         confirmed, total, needed = quorum(meeting)
-        ws.append([])
         ws.append([f"代表确认参加 {confirmed}/{total}，法定人数需超过三分之二（{needed} 人）"])
     buf = io.BytesIO()
     wb.save(buf)
