@@ -29,14 +29,13 @@ from handlers.meetings import (
     reminder_offsets,
     update_meeting,
 )
-from models.meeting import KINDS, RSVP_LABELS, Meeting, MeetingInvite, quorum, resolve_attendees
+from models.meeting import INVITE_ROLES, KINDS, RSVP_LABELS, Meeting, MeetingInvite, quorum, resolve_attendees
 from models.member import ROLE_LABELS, Branch, Group, Member
 from models.staff import StaffAccount
 
 bp = console_blueprint("meetings_admin", __name__, url_prefix="/admin/meetings")
 nav.register("会议", "meetings_admin.index", "meetings.manage", order=35)
 
-INVITE_ROLES = ("chair", "branch_chair", "clerk", "group_leader", "proposal_reviewer", "hardship_reviewer")
 STATUS_LABELS = {"scheduled": "待召开", "cancelled": "已取消"}
 ATTENDED_VALUES = {"yes": True, "no": False, "clear": None}
 

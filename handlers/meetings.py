@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -290,7 +290,7 @@ def due_offsets(session: Session, meeting: Meeting) -> list[int]:
 
 
 def _stamp(meeting: Meeting) -> str:
-    return f"{meeting.starts_at:%Y%m%d%H%M}"
+    return f"{meeting.starts_at.astimezone(UTC):%Y%m%d%H%M}"
 
 
 def send_meeting_reminders(bot: Bot, now: datetime) -> int:

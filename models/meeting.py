@@ -13,6 +13,8 @@ from models.member import Member, MemberRole
 
 KINDS = ("职代会", "工会委员会", "小组长会议", "其他")
 RSVP_LABELS = {"attend": "参加", "excused": "请假", "none": "未回复"}
+# roles a meeting can invite by (the console's checkboxes, the API's attendees.roles)
+INVITE_ROLES = ("chair", "branch_chair", "clerk", "group_leader", "proposal_reviewer", "hardship_reviewer")
 
 
 class Meeting(Base):
