@@ -22,6 +22,7 @@ from handlers.meetings import (
     cancel_meeting,
     create_meeting,
     default_offsets,
+    lock_meeting,
     meeting_errors,
     meeting_xlsx,
     offsets_text,
@@ -71,8 +72,8 @@ def _parse_local(value: str) -> datetime | None:
     return _bot().clock.at(naive.date(), naive.hour, naive.minute)
 
 
-def _get(s, meeting_id: int) -> Meeting:
-    return s.get(Meeting, meeting_id) or abort(404)
+def _get(s, meeting_id: int, lock: bool = False) -> Meeting:
+    return (lock_meeting(s, meeting_id) if lock else s.get(Meeting, meeting_id)) or abort(404)
 
 
 def _counts(m: Meeting) -> dict[str, int]:
@@ -262,7 +263,7 @@ def _editable(m: Meeting) -> str | None:
 @require("meetings.manage")
 def edit(meeting_id: int):
     with _db().transaction() as s:
-        m = _get(s, meeting_id)
+        m = _get(s, meeting_id, lock=request.method == "POST")
         if (why := _editable(m)) is not None:
             flash(why, "error")
             return redirect(url_for("meetings_admin.detail", meeting_id=meeting_id))
@@ -349,7 +350,7 @@ def attendance(meeting_id: int, invite_id: int):
 @require("meetings.manage")
 def cancel(meeting_id: int):
     with _db().transaction() as s:
-        m = _get(s, meeting_id)
+        m = _get(s, meeting_id, lock=True)
         if (why := _editable(m)) is not None:
             flash(why, "error")
             return redirect(url_for("meetings_admin.detail", meeting_id=meeting_id))

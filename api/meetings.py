@@ -35,6 +35,7 @@ from handlers.meetings import (
     MAX_REMINDERS,
     cancel_meeting,
     create_meeting,
+    lock_meeting,
     meeting_errors,
     update_meeting,
 )
@@ -243,8 +244,8 @@ def rsvp_json(inv: MeetingInvite) -> dict[str, Any]:
 
 
 # rules ---------------------------------------------------------------------------------------------------
-def _get(s: Session, meeting_id: int) -> Meeting:
-    m = s.get(Meeting, meeting_id)
+def _get(s: Session, meeting_id: int, lock: bool = False) -> Meeting:
+    m = lock_meeting(s, meeting_id) if lock else s.get(Meeting, meeting_id)
     if m is None:
         raise ApiError(404, "not_found", "未找到该会议，请检查编号")
     return m
@@ -382,7 +383,7 @@ def update_meeting_endpoint(meeting_id: int):
         if key in data and data[key] is None:
             raise validation_error({key: "不能为 null"})
     with transaction() as s:
-        m = _get(s, meeting_id)
+        m = _get(s, meeting_id, lock=True)
         _open(m)
         starts_at = data.get("starts_at", m.starts_at)
         deadline = data.get("rsvp_deadline", m.rsvp_deadline)
@@ -416,7 +417,7 @@ def cancel_meeting_endpoint(meeting_id: int):
     """Cancel and tell everyone invited; cancelling a cancelled meeting again changes nothing."""
     body = json_body(CancelBody) if request.get_data(cache=True) else CancelBody()
     with transaction() as s:
-        m = _get(s, meeting_id)
+        m = _get(s, meeting_id, lock=True)
         if m.status != "cancelled":
             _open(m)
             cancel_meeting(s, _bot(), m, body.reason or "")

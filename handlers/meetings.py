@@ -237,6 +237,11 @@ def update_meeting(
     return result
 
 
+def lock_meeting(session: Session, meeting_id: int) -> Meeting | None:
+    """The meeting, row-locked for an edit: two clerks saving at once cannot both become version n+1."""
+    return session.get(Meeting, meeting_id, with_for_update=True, populate_existing=True)
+
+
 def cancel_meeting(session: Session, bot: Bot, meeting: Meeting, reason: str = "") -> int:
     meeting.status, meeting.cancel_reason = "cancelled", (reason or "").strip()[:200] or None
     text = f"会议取消通知：原定{_fmt(bot, meeting.starts_at)}的“{meeting.title}”已取消。"
@@ -954,7 +959,7 @@ def _change_value(ctx: Context, meeting: Meeting, field: str, text: str) -> None
 def change_meeting_step(ctx: Context) -> None:
     assert ctx.dialog is not None
     step, data, text = ctx.dialog.step, ctx.dialog.data, ctx.text.strip()
-    meeting = ctx.session.get(Meeting, data["meeting"])
+    meeting = lock_meeting(ctx.session, data["meeting"])
     if meeting is None or meeting.status != "scheduled" or meeting.starts_at <= ctx.clock.now():
         ctx.end_dialog()
         ctx.reply("这个会议已经取消或开始了，不能再修改。")
@@ -1011,7 +1016,7 @@ def cancel_meeting_chat(ctx: Context) -> None:
 def cancel_meeting_step(ctx: Context) -> None:
     assert ctx.dialog is not None
     data, text = ctx.dialog.data, ctx.text.strip()
-    meeting = ctx.session.get(Meeting, data["meeting"])
+    meeting = lock_meeting(ctx.session, data["meeting"])
     ctx.end_dialog()
     m = re.match(r"^(确认|确定)\s*(?:取消)?[,:;：\s]*(.*)$", text)
     if meeting is None or m is None:

@@ -20,6 +20,12 @@ NOW = datetime(2026, 12, 1, 10, tzinfo=SH)
 START = "2026-12-04T14:30:00+08:00"
 
 
+@pytest.fixture
+def app(any_app):
+    """SQLite and, with TEST_POSTGRES_URL, PostgreSQL too (row locks, JSON attendee specs)."""
+    return any_app
+
+
 @pytest.fixture(autouse=True)
 def _clock():
     with time_machine.travel(NOW, tick=False):
