@@ -939,6 +939,12 @@ def _change_value(ctx: Context, meeting: Meeting, field: str, text: str) -> None
             now=ctx.clock.now(),
             new_deadline=field == "rsvp_deadline",
         )
+        if field == "starts_at" and list(errors) == ["rsvp_deadline"] and meeting.rsvp_deadline:
+            ctx.reply(
+                f"新时间早于回执截止（{_fmt(ctx.bot, meeting.rsvp_deadline)}）。请换个时间，"
+                f"或先发送“取消”，再用“修改会议 {meeting.id}”改回执截止。"
+            )
+            return
         if errors:
             ctx.reply(f"{next(iter(errors.values()))}，请重新发送（发送“取消”退出）。")
             return

@@ -462,6 +462,10 @@ def test_change_a_meeting_in_chat(bot, chat_with):
     assert "要修改哪个会议" in chat.ask("会议改期") and str(mid) in chat.ask("会议改期")
     assert "没有找到会议 999" in chat.ask("会议改期 999 12月5日 9:00")
     assert "应在将来" in chat.ask(f"会议改期 {mid} 11月30日 9:00")
+    with bot.db.transaction() as s:
+        s.get(Meeting, mid).rsvp_deadline = at(2026, 12, 3, 18)
+    assert "新时间早于回执截止（12月3日（周四）18:00）" in chat.ask(f"会议改期 {mid} 12月2日 9:00")
+    chat.ask("取消")
     confirm = chat.ask(f"会议改期 {mid} 12月5日 9:00")
     assert "改为：12月5日（周六）09:00" in confirm and "2 人" in confirm
     assert chair_chat.inbox() == []  # nothing is sent before 确认
