@@ -278,6 +278,9 @@ def init_app(app: Flask) -> None:
     from admin.cases import init_app as init_cases  # issue 7: 帮扶与关怀 pages
 
     init_cases(app)
+    from admin.meetings import init_app as init_meetings  # issue 8: 会议 pages
+
+    init_meetings(app)
 
 
 def _console_error(err: HTTPException):

@@ -13,6 +13,8 @@ from models.member import Member, MemberRole
 
 KINDS = ("职代会", "工会委员会", "小组长会议", "其他")
 RSVP_LABELS = {"attend": "参加", "excused": "请假", "none": "未回复"}
+# roles a meeting can invite by (the console's checkboxes, the API's attendees.roles)
+INVITE_ROLES = ("chair", "branch_chair", "clerk", "group_leader", "proposal_reviewer", "hardship_reviewer")
 
 
 class Meeting(Base):
@@ -35,6 +37,9 @@ class Meeting(Base):
     )  # None: the configured default (1 day, 1 h)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when everyone invited was last sent the full details (invitation or change notice): a reminder due
+    # before then would only repeat it ("明天开始" right after an invitation for tonight), so it is skipped
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(
         Integer, default=1
     )  # bumped by a change: change notices are keyed by it
