@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 03:17:31.921682
+Create Date: 2026-11-30 04:16:38.993079
 """
 
 import sqlalchemy as sa
@@ -521,6 +521,7 @@ def upgrade() -> None:
         sa.Column("reminder_minutes", sa.JSON(), nullable=True),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", models.base.UTCDateTime(), nullable=False),
+        sa.Column("notified_at", models.base.UTCDateTime(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
