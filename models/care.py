@@ -19,11 +19,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import IntEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from bot.permissions import can
 from models.base import Base, UTCDateTime, utcnow
+from models.counters import next_value
 from models.crypto import EncryptedDecimal, EncryptedText
 from models.member import Branch, Group, Member, MemberRole
 
@@ -303,17 +304,8 @@ def find_case(session: Session, text: str) -> HardshipCase | None:
 
 
 def allocate_seq(session: Session, year: int) -> int:
-    row = session.get(HardshipCounter, year)
-    if row is None:
-        session.add(HardshipCounter(year=year, value=0))
-        session.flush()
-    value = session.execute(
-        update(HardshipCounter)
-        .where(HardshipCounter.year == year)
-        .values(value=HardshipCounter.value + 1)
-        .returning(HardshipCounter.value)
-    ).scalar_one()
-    return int(value)
+    """The next case number of `year` (models.counters: atomic, gapless, no duplicates under concurrency)."""
+    return next_value(session, HardshipCounter, year=year)
 
 
 def audit(
