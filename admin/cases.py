@@ -114,7 +114,7 @@ def index():
             for ev in s.scalars(select(CareEvent).order_by(CareEvent.status.desc(), CareEvent.due_on).limit(500)):
                 if branch_only and ev.branch_id != v.branch_id:
                     continue
-                state = "done" if ev.status == "done" else ("overdue" if ev.due_on < today else "due")
+                state = ev.status if ev.status != "open" else ("overdue" if ev.due_on < today else "due")
                 tasks.append((ev, state, ev.member.name if ev.member else "（已匿名）", ev.branch.name if ev.branch else ""))
         return render_template(
             "cases_admin/index.html",

@@ -18,7 +18,7 @@ import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.context import Context, active_dialog
@@ -31,10 +31,8 @@ from models.care import (
     AID_KINDS,
     CARE_LABELS,
     CASE_TYPES,
-    FOLLOW_UP_DAYS,
     HELP_KINDS,
     NUMBER_RE,
-    RETENTION_YEARS,
     Access,
     AuditLog,
     CareEvent,
@@ -52,6 +50,7 @@ from models.care import (
     may_act,
     members_with_role,
     plus_year,
+    retention_cutoff,
     submit_case,
     transition,
     warmth_campaign_list,
@@ -736,8 +735,7 @@ def do_deliver(bot, s: Session, actor, case: HardshipCase, day: date, amount: De
         raise StepError(f"{case.number} 还没有审批同意，不能记录发放。")
     ev = _move(s, case, "delivered", actor, bot.clock.now(), note=note, label=label)
     case.delivered_on, case.delivered_amount, case.delivered_by_id = day, amount, _actor_id(actor)
-    days = int(getattr(bot.settings, "HARDSHIP_FOLLOW_UP_DAYS", FOLLOW_UP_DAYS) or FOLLOW_UP_DAYS)
-    case.follow_up_due = day + timedelta(days=days)
+    case.follow_up_due = day + timedelta(days=bot.settings.HARDSHIP_FOLLOW_UP_DAYS)
     what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else (case.aid_kind or "帮扶")
     tell_member(bot, s, case, ev, f"您的{what}已于{_fmt_day(day)}发放，请注意查收。如未收到请联系工会办公室。")
     return ev
@@ -1397,12 +1395,13 @@ def reverify_hardship_records(bot, now: datetime | None = None) -> int:
 
 
 def anonymise_closed_cases(bot, now: datetime | None = None, years: int | None = None) -> int:
-    """Retention: closed cases (and done care events) older than `years` lose every personal field and the link
-    to the member; type, branch, dates and amounts stay for the statistics. Returns cases anonymised."""
+    """Retention (HARDSHIP_RETENTION_YEARS): closed cases closed before the cut-off, and care events reported
+    before it (a task still open that long is finished as `expired`), lose every personal field, the link to the
+    member and the member's name in the audit log; type, branch, dates and amounts stay for the statistics.
+    Finished outbox copies of the case's pushes go too. Returns cases plus care events anonymised."""
     crypto.configure(bot.settings)
     now = now or bot.clock.now()
-    years = years or int(getattr(bot.settings, "HARDSHIP_RETENTION_YEARS", RETENTION_YEARS) or RETENTION_YEARS)
-    cutoff = now - timedelta(days=365 * years + years // 4)
+    cutoff = retention_cutoff(now, years or bot.settings.HARDSHIP_RETENTION_YEARS)
     n = 0
     with bot.db.transaction() as s:
         for case in s.scalars(
@@ -1412,20 +1411,41 @@ def anonymise_closed_cases(bot, now: datetime | None = None, years: int | None =
                 HardshipCase.anonymised_at.is_(None),
             )
         ):
-            anonymise_case(case, now)
+            anonymise_case(s, case, now)
             for rec in s.scalars(
                 select(HardshipRecord).where(HardshipRecord.case_id == case.id, HardshipRecord.active.is_(False))
             ):
                 rec.member_id, rec.end_reason = None, None
+            _drop_pushes(s, f"hardship:{case.id}:")
             audit(s, None, "change", case=case, detail="anonymised (retention)", at=now)
             n += 1
+        cutoff_day = cutoff.astimezone(bot.clock.tz).date()
         for ev in s.scalars(
-            select(CareEvent).where(
-                CareEvent.status == "done", CareEvent.reported_at < cutoff, CareEvent.anonymised_at.is_(None)
-            )
+            select(CareEvent).where(CareEvent.reported_at < cutoff, CareEvent.anonymised_at.is_(None))
         ):
-            anonymise_care_event(ev, now)
+            if ev.visited_on is not None and ev.visited_on >= cutoff_day:
+                continue  # visited late: the visit itself is not yet past the limit
+            if ev.status == "open":
+                ev.status = "expired"
+            anonymise_care_event(s, ev, now)
+            _drop_pushes(s, f"care:{ev.id}:")
+            audit(s, None, "change", subject="care", detail=f"care {ev.id} anonymised (retention)", at=now)
+            n += 1
     return n
+
+
+def _drop_pushes(s: Session, prefix: str) -> None:
+    """Delivered (or dead) pushes of an anonymised case or care event: their keys and recipients link it."""
+    ids = list(
+        s.scalars(
+            select(OutboxMessage.id).where(
+                OutboxMessage.idempotency_key.startswith(prefix), OutboxMessage.status.in_(("sent", "dead"))
+            )
+        )
+    )
+    if ids:
+        s.execute(delete(SandboxMessage).where(SandboxMessage.outbox_id.in_(ids)))
+        s.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
 
 
 def warmth_list(bot, year: int):

@@ -60,8 +60,6 @@ CARE_LABELS = {
 }
 CARE_DUE_DAYS = {"marriage": 7, "childbirth": 7, "other": 7}  # all others: 3 days
 DEFAULT_CARE_DUE_DAYS = 3
-FOLLOW_UP_DAYS = 30
-RETENTION_YEARS = 5
 NUMBER_RE = re.compile(r"KN\s*(\d{4})\s*-\s*(\d{1,4})", re.IGNORECASE)
 
 
@@ -189,7 +187,8 @@ class CareEvent(Base):
     details: Mapped[str | None] = mapped_column(EncryptedText)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_on: Mapped[date] = mapped_column(Date, index=True)
-    status: Mapped[str] = mapped_column(String(8), default="open", index=True)  # open | done
+    # open | done (visit recorded) | expired (still open when the retention limit passed: never visited)
+    status: Mapped[str] = mapped_column(String(8), default="open", index=True)
     last_reminded_on: Mapped[date | None] = mapped_column(Date)
     visited_on: Mapped[date | None] = mapped_column(Date)
     visitors: Mapped[str | None] = mapped_column(String(200))
@@ -501,8 +500,33 @@ def warmth_campaign_list(session: Session, year: int) -> list[WarmthEntry]:
     return out
 
 
-def anonymise_case(case: HardshipCase, now: datetime) -> None:
-    """Wipe everything personal; keep year, type, branch, status, dates and amounts for the statistics."""
+ANON_MEMBER = "会员本人（已匿名）"
+ANON_DETAIL = "（已匿名）"
+
+
+def retention_cutoff(now: datetime, years: int) -> datetime:
+    """The same moment `years` calendar years before `now` (29 February becomes the 28th)."""
+    try:
+        return now.replace(year=now.year - years)
+    except ValueError:
+        return now.replace(year=now.year - years, day=28)
+
+
+def _unlink_audit(session: Session, rows, member: Member | None) -> None:
+    """Audit rows stay (the counts of views and changes), but no longer name the member: their own actions lose
+    the actor and the detail; staff rows keep their actor, and any mention of the member's name goes."""
+    for row in rows:
+        if member is not None and row.actor_id == member.id:
+            row.actor_id, row.actor_label, row.detail = None, ANON_MEMBER, ANON_DETAIL
+        elif member is not None and member.name and member.name in row.detail:
+            row.detail = ANON_DETAIL
+
+
+def anonymise_case(session: Session, case: HardshipCase, now: datetime) -> None:
+    """Wipe everything personal; keep year, type, branch, status, dates and amounts for the statistics. The audit
+    log keeps its rows (who of the staff viewed or changed the case, when) but loses the member's identity."""
+    member = case.member
+    _unlink_audit(session, session.scalars(select(AuditLog).where(AuditLog.case_id == case.id)), member)
     for name in ("story", "household", "help_details", "contact", "verify_notes", "decision_reason",
                  "decision_note", "follow_up_notes"):  # fmt: skip
         setattr(case, name, None)
@@ -517,10 +541,17 @@ def anonymise_case(case: HardshipCase, now: datetime) -> None:
     case.anonymised_at = now
 
 
-def anonymise_care_event(ev: CareEvent, now: datetime) -> None:
+def anonymise_care_event(session: Session, ev: CareEvent, now: datetime) -> None:
+    """Wipe the personal fields of a care event (the amount, type, branch and dates stay for the statistics) and
+    the member's identity from its audit rows."""
+    rows = session.scalars(
+        select(AuditLog).where(AuditLog.subject == "care", AuditLog.detail.startswith(f"care {ev.id} "))
+    )
+    _unlink_audit(session, rows, ev.member)
     ev.details = None
     ev.visit_note = None
     ev.visitors = None
+    ev.gift = None
     ev.member_id = None
     ev.reported_by_id = None
     ev.done_by_id = None

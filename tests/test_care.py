@@ -456,6 +456,32 @@ def test_follow_up_reminder(bot, chat_with, people):
     assert f"回访 {n}" in member_pushes(bot, people["bchair"])
 
 
+def test_follow_up_days_come_from_the_settings(tmp_path):
+    from handlers.care import remind_follow_ups
+    from tests.conftest import Chat, add_member, make_app
+
+    app = make_app(f"sqlite:///{tmp_path / 'f.db'}", HARDSHIP_FOLLOW_UP_DAYS=10)
+    bot = app.extensions["bot"]
+    try:
+        people = {
+            "member": add_member(bot, "王芳"),
+            "bchair": add_member(bot, "陈主席", roles=["branch_chair"]),
+            "reviewer": add_member(bot, "赵审核", roles=["hardship_reviewer"], branch="工会办公室", group="办公室"),
+        }
+        chat_with = lambda m: Chat(bot, m)  # noqa: E731
+        for m in people.values():
+            chat_with(m)
+        n, _ = run_to(bot, chat_with, people, until="decided")
+        assert "回访期限" in chat_with(people["reviewer"]).ask(f"发放 {n} 2000")
+        c = load_case(bot)
+        assert c.follow_up_due == c.delivered_on + timedelta(days=10)  # not the default 30
+        now = bot.clock.now()
+        assert remind_follow_ups(bot, now + timedelta(days=9)) == 0
+        assert remind_follow_ups(bot, now + timedelta(days=11)) == 1
+    finally:
+        app.extensions["db"].dispose()
+
+
 def test_yearly_reverification(bot, chat_with, people):
     from handlers.care import reverify_hardship_records
 
@@ -501,7 +527,7 @@ def test_anonymise_closed_cases_keeps_statistics(bot, chat_with, people):
     chat_with(people["leader"]).ask(f"探望 {ev.id} 今天 刘组长 500")
     now = bot.clock.now()
     assert anonymise_closed_cases(bot, now, years=5) == 0
-    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 10), years=5) == 1
+    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 10), years=5) == 2  # the case, the visit
     assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 11), years=5) == 0
     c = load_case(bot)
     assert c.anonymised_at is not None and c.member_id is None and c.reported_by_id is None

@@ -91,7 +91,7 @@ def test_anonymised_case_cells(bot, world, viewer):
 
     case_id = make_case(bot, world["own_member"], world["proxy_reporter"], "closed")
     with bot.db.transaction() as s:
-        anonymise_case(s.get(HardshipCase, case_id), bot.clock.now())
+        anonymise_case(s, s.get(HardshipCase, case_id), bot.clock.now())
     assert level(bot, viewer, world, case_id) == ANON[viewer]
 
 
