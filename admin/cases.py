@@ -110,7 +110,7 @@ def index():
         tasks = []
         if can(v.roles, "care.manage") or can(v.roles, "cases.review"):
             branch_only = v.branch_id is not None and "branch_chair" in v.roles
-            branch_only = branch_only and not ({"clerk", "chair", "admin", "hardship_reviewer"} & v.roles)
+            branch_only = branch_only and not ({"clerk", "chair", "hardship_reviewer"} & v.roles)
             for ev in s.scalars(select(CareEvent).order_by(CareEvent.status.desc(), CareEvent.due_on).limit(500)):
                 if branch_only and ev.branch_id != v.branch_id:
                     continue

@@ -1148,7 +1148,7 @@ def _may_manage_care(m: Member, ev: CareEvent) -> bool:
         return False
     if ev.member_id == m.id:
         return False
-    if {"clerk", "chair", "admin"} & roles:
+    if {"clerk", "chair"} & roles:
         return True
     if "branch_chair" in roles and ev.branch_id is not None and ev.branch_id == m.branch_id:
         return True

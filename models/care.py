@@ -242,12 +242,13 @@ def can_see_case(viewer: Member | None, case: HardshipCase) -> Access:
     |-----------------------------------------------|--------|
     | nobody / inactive member                      | NONE   |
     | the case's own member (whatever their roles)  | OWN    |
-    | hardship_reviewer, chair, admin (cases.review)| FULL   |
+    | hardship_reviewer, chair (cases.review)       | FULL   |
     | branch chair of the case's branch, while      | FULL   |
     |   submitted / verifying                       |        |
     | branch chair of the case's branch, later      | EXISTS |
     | group leader of the member's group            | EXISTS |
     | clerk (arranges visits and payments)          | EXISTS |
+    | admin (manages accounts, not health data)     | EXISTS |
     | the proxy reporter (代报)                      | EXISTS |
     | anyone else (incl. other branches' chairs)    | NONE   |
     An anonymised case: FULL roles keep FULL (the data is gone anyway), everybody else NONE.
@@ -266,7 +267,7 @@ def can_see_case(viewer: Member | None, case: HardshipCase) -> Access:
         return Access.FULL if case.status in OPEN_FOR_BRANCH else Access.EXISTS
     if "group_leader" in roles and case.group_id is not None and viewer.group_id == case.group_id:
         return Access.EXISTS
-    if "clerk" in roles:
+    if "clerk" in roles or "admin" in roles:
         return Access.EXISTS
     if case.reported_by_id is not None and case.reported_by_id == viewer.id:
         return Access.EXISTS

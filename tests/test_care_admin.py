@@ -92,3 +92,29 @@ def test_stats_export_and_audit_for_the_chair(bot, client, chat_with):
     assert "boss干事（console:boss）" in cells
     audit_page = client.get("/admin/care/audit").get_data(as_text=True)
     assert "导出" in audit_page and "console:boss" in audit_page
+
+
+def test_system_admin_sees_only_that_a_case_exists(bot, client, chat_with):
+    from bot.permissions import can
+
+    _, case_id, number = setup_case(bot, chat_with)
+    chat_with(add_member(bot, "刘组长", roles=["group_leader"])).ask("报告 住院 王芳 心内科 12床")
+    assert can({"admin"}, "members.view") and can({"admin"}, "staff.manage")  # accounts: yes
+    assert not any(can({"admin"}, p) for p in ("cases.review", "cases.verify", "cases.audit", "care.manage"))
+    add_staff(bot, "root", role="admin")
+    login(client, "root")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert number in html and "王芳" in html and "大病" not in html
+    assert "12床" not in html and "年度统计" not in html and "查阅记录" not in html  # no care tasks, no stats
+    page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    assert "办理中" in page and STORY not in page and "记录核实" not in page
+    token = csrf(client, "/admin/care/")
+    assert client.post(f"/admin/care/case/{case_id}/verify", data={"csrf_token": token, "notes": "x"}).status_code == 403
+    for path in ("/admin/care/stats", "/admin/care/export.xlsx", "/admin/care/audit"):
+        assert client.get(path).status_code == 403, path
+    admin_member = add_member(bot, "管理员", roles=["admin"], branch="办公室", group="办")
+    chat = chat_with(admin_member)
+    reply = chat.ask(f"查看 {number}")
+    assert "王芳" in reply and "办理中" in reply and STORY not in reply
+    assert "只对" in chat.ask("帮扶统计") and "只对" in chat.ask("关怀任务")
+    assert "没有办理" in chat.ask(f"核实 {number} 家访 今天 属实")
