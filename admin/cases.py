@@ -95,15 +95,27 @@ def _audit(s, v: Viewer, action: str, **kw) -> None:
     row.actor_label = v.label
 
 
+LIST_FILTERS = {"": "全部", "open": "办理中", "closed": "已办结"}
+
+
 @bp.get("/")
 @require("cases.console")
 def index():
+    """Case list and care task board. Names and case numbers are case data: each page view writes ONE audit row
+    (who, when, which filter, how many cases and tasks were shown), never one per case."""
     bot = _bot()
     today = bot.clock.today()
-    with bot.db.Session() as s:
+    status = request.args.get("status", "")
+    status = status if status in LIST_FILTERS else ""
+    with bot.db.transaction() as s:
         v = _viewer(s)
+        q = select(HardshipCase).order_by(HardshipCase.id.desc()).limit(500)
+        if status == "open":
+            q = q.where(HardshipCase.status != "closed")
+        elif status == "closed":
+            q = q.where(HardshipCase.status == "closed")
         cases = []
-        for c in s.scalars(select(HardshipCase).order_by(HardshipCase.id.desc()).limit(500)):
+        for c in s.scalars(q):
             lvl = can_see_case(v, c)
             if lvl >= Access.EXISTS:
                 cases.append((c, lvl, c.member.name if c.member else "（已匿名）", c.branch.name if c.branch else ""))
@@ -116,10 +128,13 @@ def index():
                     continue
                 state = ev.status if ev.status != "open" else ("overdue" if ev.due_on < today else "due")
                 tasks.append((ev, state, ev.member.name if ev.member else "（已匿名）", ev.branch.name if ev.branch else ""))
+        _audit(s, v, "view", detail=f"console list: filter={status or 'all'}, {len(cases)} cases, {len(tasks)} care tasks")
         return render_template(
             "cases_admin/index.html",
             cases=cases,
             tasks=tasks,
+            status=status,
+            filters=LIST_FILTERS,
             status_labels=STATUS_LABELS,
             care_labels=CARE_LABELS,
             full=Access.FULL,

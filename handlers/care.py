@@ -622,6 +622,7 @@ def case_todo(ctx: Context) -> None:
     if not cases:
         ctx.reply("目前没有待处理的帮扶申请。")
         return
+    audit(ctx.session, m, "view", detail=f"chat list: 帮扶待办, {len(cases)} cases", at=ctx.clock.now())
     nxt = {"submitted": "待核实", "verifying": "待审批", "decided": "待发放", "delivered": "待回访",
            "followed_up": "待结案"}  # fmt: skip
     lines = [f"· {c.number} {c.member.name if c.member else '—'} {c.type} {nxt.get(c.status, '')}" for c in cases]
@@ -1174,6 +1175,8 @@ def care_tasks(ctx: Context) -> None:
     if not rows:
         ctx.reply("目前没有待办的关怀任务。")
         return
+    audit(ctx.session, m, "view", subject="care", detail=f"chat list: 关怀任务, {min(len(rows), 30)} tasks",
+          at=ctx.clock.now())  # fmt: skip
     today = ctx.clock.today()
     lines = []
     for ev in rows[:30]:

@@ -118,3 +118,41 @@ def test_system_admin_sees_only_that_a_case_exists(bot, client, chat_with):
     assert "王芳" in reply and "办理中" in reply and STORY not in reply
     assert "只对" in chat.ask("帮扶统计") and "只对" in chat.ask("关怀任务")
     assert "没有办理" in chat.ask(f"核实 {number} 家访 今天 属实")
+
+
+def test_each_list_view_writes_one_audit_row(bot, client, chat_with):
+    member, case_id, number = setup_case(bot, chat_with)
+    leader = add_member(bot, "刘组长", roles=["group_leader"])
+    chat_with(leader).ask("报告 住院 王芳 心内科 12床")
+    add_staff(bot, "rev", role="hardship_reviewer")
+    login(client, "rev")
+
+    def list_rows():
+        with bot.db.Session() as s:
+            return [
+                (r.actor_label, r.action, r.subject, r.case_id, r.detail)
+                for r in s.scalars(select(AuditLog).where(AuditLog.detail.like("%list%")).order_by(AuditLog.id))
+            ]
+
+    assert list_rows() == []
+    assert number in client.get("/admin/care/").get_data(as_text=True)
+    assert number not in client.get("/admin/care/?status=closed").get_data(as_text=True)
+    assert number in client.get("/admin/care/?status=open").get_data(as_text=True)
+    with bot.db.Session() as s:
+        per_case = s.scalars(select(AuditLog).where(AuditLog.case_id == case_id, AuditLog.action == "view")).all()
+    assert per_case == []  # one row per page, not one per case shown
+    assert list_rows() == [
+        ("console:rev", "view", "case", None, "console list: filter=all, 1 cases, 1 care tasks"),
+        ("console:rev", "view", "case", None, "console list: filter=closed, 0 cases, 1 care tasks"),
+        ("console:rev", "view", "case", None, "console list: filter=open, 1 cases, 1 care tasks"),
+    ]
+    with bot.db.Session() as s:
+        at = s.scalars(select(AuditLog.at).where(AuditLog.detail.like("console list%"))).all()
+    assert all(a is not None and abs((a - bot.clock.now()).total_seconds()) < 60 for a in at)
+    # the chat lists too: once per list shown
+    assert number in chat_with(add_member(bot, "陈二主席", roles=["branch_chair"])).ask("帮扶待办")
+    assert "王芳" in chat_with(leader).ask("关怀任务")
+    assert list_rows()[3:] == [
+        ("陈二主席", "view", "case", None, "chat list: 帮扶待办, 1 cases"),
+        ("刘组长", "view", "care", None, "chat list: 关怀任务, 1 tasks"),
+    ]
