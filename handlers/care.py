@@ -673,7 +673,7 @@ def _move(s, case, to, actor, now, note=None, label=None) -> CaseEvent:
     try:
         ev = transition(s, case, to, actor if isinstance(actor, Member) else None, now=now, note=note)
     except TransitionError as exc:
-        raise StepError(str(exc) + ("（需要先由分会核实）" if case.status == "submitted" and to == "decided" else "")) from None
+        raise StepError(str(exc)) from None
     if label and not isinstance(actor, Member):
         last = s.scalars(select(AuditLog).where(AuditLog.case_id == case.id).order_by(AuditLog.id.desc())).first()
         if last is not None:

@@ -8,7 +8,9 @@ Who may see a case is decided in ONE place: `can_see_case(viewer, case)` (levels
 export of a case writes an `AuditLog` row (`audit(...)`).
 
 Workflow (`transition`): submitted → verifying (branch chair's verification) → decided (approved | declined) →
-delivered → followed_up → closed. A declined case is closed right after the decision.
+delivered → followed_up → closed. A declined case is closed right after the decision. There are no shortcuts for
+an approved case (issue 7: followed through to help delivered, then a follow-up visit): it closes only after
+delivery and follow-up; a follow-up that finds nobody is recorded as such (回访 … 联系不上).
 """
 
 from __future__ import annotations
@@ -43,10 +45,17 @@ STATUS_LABELS = {
 TRANSITIONS: dict[str, frozenset[str]] = {
     "submitted": frozenset({"verifying"}),
     "verifying": frozenset({"decided"}),
-    "decided": frozenset({"delivered", "closed"}),
-    "delivered": frozenset({"followed_up", "closed"}),
+    "decided": frozenset({"delivered", "closed"}),  # closed: a declined case only
+    "delivered": frozenset({"followed_up"}),
     "followed_up": frozenset({"closed"}),
     "closed": frozenset(),
+}
+NEXT_STEP = {  # what to type next, in refusals of an out-of-order step
+    "submitted": "分会核实（核实 {n} 家访 日期 情况）",
+    "verifying": "审批（审批 {n} 同意 慰问金 2000 / 审批 {n} 不同意 理由）",
+    "decided": "记录发放（发放 {n} 金额）",
+    "delivered": "回访（回访 {n} 情况）",
+    "followed_up": "结案（结案 {n}）",
 }
 CARE_TYPES = ("hospital", "illness", "marriage", "childbirth", "bereavement", "accident", "other")
 CARE_LABELS = {
@@ -394,8 +403,15 @@ def transition(
     message: str | None = None,
 ) -> CaseEvent:
     frm = case.status
-    if to not in TRANSITIONS.get(frm, frozenset()):
-        raise TransitionError(f"{case.number} 当前是“{case.status_label}”，现在不能做这一步。")
+    allowed = to in TRANSITIONS.get(frm, frozenset())
+    if frm == "decided" and to == "closed" and case.decision != "declined":
+        allowed = False
+    if not allowed:
+        hint = NEXT_STEP.get(frm)
+        raise TransitionError(
+            f"{case.number} 当前是“{case.status_label}”，现在不能做这一步。"
+            + (f"下一步是：{hint.format(n=case.number)}" if hint else "")
+        )
     case.status = to
     if to == "closed":
         case.closed_at = now

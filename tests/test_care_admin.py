@@ -4,11 +4,12 @@ audit log."""
 from __future__ import annotations
 
 import io
+import re
 
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from models.care import AuditLog, HardshipCase
+from models.care import AuditLog, CareEvent, HardshipCase
 from tests.conftest import add_member
 from tests.test_admin import add_staff, csrf, login
 from tests.test_care import STORY, member_pushes, submit_case
@@ -156,3 +157,83 @@ def test_each_list_view_writes_one_audit_row(bot, client, chat_with):
         ("陈二主席", "view", "case", None, "chat list: 帮扶待办, 1 cases"),
         ("刘组长", "view", "care", None, "chat list: 关怀任务, 1 tasks"),
     ]
+
+
+def board_rows(html: str) -> dict[str, str]:
+    """Care task board rows by member name (the board table is the second table on the page)."""
+    board = html.split("关怀任务（五必访）", 1)[1]
+    rows = {}
+    for tr in board.split("<tr>")[2:]:
+        name = re.search(r"</td><td>([^<]+)</td>", tr).group(1)
+        rows[name] = tr
+    return rows
+
+
+def test_care_task_board_due_overdue_done(bot, client, chat_with):
+    from datetime import timedelta
+
+    setup_case(bot, chat_with)
+    zhang = add_member(bot, "张三")
+    add_member(bot, "李四")
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    reporter = chat_with(add_member(bot, "报告人"))
+    bot.clock.offset = -timedelta(days=5)
+    try:
+        reporter.ask("报告 住院 李四 心内科 3床")  # due 3 days after a report 5 days ago: overdue
+    finally:
+        bot.clock.offset = timedelta()
+    reporter.ask("报告 结婚 钱外科")  # due in 7 days, another branch
+    reporter.ask("报告 住院 张三 骨科 8床")
+    with bot.db.Session() as s:
+        zhang_task = s.scalar(select(CareEvent.id).where(CareEvent.member_id == zhang.id))
+    bchair = chat_with(member_by_name(bot, "陈主席"))
+    assert "300" in bchair.ask(f"探望 {zhang_task} 今天 陈主席 果篮 300")
+
+    add_staff(bot, "clerk1", role="clerk")
+    login(client, "clerk1")
+    rows = board_rows(client.get("/admin/care/").get_data(as_text=True))
+    assert set(rows) == {"李四", "钱外科", "张三"}
+    assert "已逾期" in rows["李四"] and "心内科 3床" in rows["李四"]
+    assert "待探望" in rows["钱外科"] and "已逾期" not in rows["钱外科"]
+    assert "已探望" in rows["张三"] and "陈主席" in rows["张三"] and "果篮" in rows["张三"] and "300" in rows["张三"]
+
+    # a branch chair's board holds their own branch only
+    other = client.application.test_client()
+    add_staff(bot, "bc1", role="branch_chair", member_id=member_by_name(bot, "陈主席").id)
+    login(other, "bc1")
+    assert set(board_rows(other.get("/admin/care/").get_data(as_text=True))) == {"李四", "张三"}
+
+
+def member_by_name(bot, name):
+    from models.member import Member
+
+    with bot.db.Session() as s:
+        return s.scalar(select(Member).where(Member.name == name))
+
+
+def test_console_offers_and_allows_close_only_after_follow_up(bot, client, chat_with):
+    member, case_id, number = setup_case(bot, chat_with)
+    add_staff(bot, "rev", role="hardship_reviewer")
+    login(client, "rev")
+    token = csrf(client, f"/admin/care/case/{case_id}")
+    post = lambda step, **data: client.post(f"/admin/care/case/{case_id}/{step}", data={"csrf_token": token, **data})  # noqa: E731
+    post("verify", visit="2026-11-20", notes="属实")
+    post("approve", kind="帮扶金", amount="3000", note="")
+
+    def close_is_refused(status):
+        assert "结案" not in client.get(f"/admin/care/case/{case_id}").get_data(as_text=True).split("</section>", 1)[1]
+        post("close", note="")
+        page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+        assert "现在不能做这一步" in page and "下一步是" in page
+        with bot.db.Session() as s:
+            assert s.get(HardshipCase, case_id).status == status
+
+    close_is_refused("decided")
+    post("deliver", day="", amount="", note="")
+    close_is_refused("delivered")
+    assert "已办结" not in member_pushes(bot, member)
+    post("follow_up", notes="好转")
+    assert "结案" in client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    post("close", note="")
+    with bot.db.Session() as s:
+        assert s.get(HardshipCase, case_id).status == "closed"
