@@ -16,6 +16,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from sqlalchemy import select
 
 from admin import console_blueprint, current_staff, nav, require
+from bot.calendar import festival_date
 from bot.permissions import can
 from handlers.care import (
     StepError,
@@ -28,6 +29,8 @@ from handlers.care import (
     do_verify,
     export_xlsx,
     full_lines,
+    warmth_xlsx,
+    warmth_year,
 )
 from models import crypto
 from models.care import (
@@ -41,6 +44,7 @@ from models.care import (
     audit,
     can_see_case,
     may_act,
+    warmth_campaign_list,
 )
 from models.member import Member
 from models.staff import StaffAccount
@@ -140,6 +144,7 @@ def index():
             full=Access.FULL,
             can_stats=can(v.roles, "cases.review") or bool({"clerk", "chair"} & v.roles),
             can_audit=can(v.roles, "cases.audit"),
+            can_warmth=can(v.roles, "cases.review"),
         )  # fmt: skip
 
 
@@ -266,6 +271,43 @@ def export():
         blob,
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f"attachment; filename=care-report-{year_i}.xlsx"},
+    )
+
+
+def _warmth_year(bot) -> int:
+    year = request.args.get("year", "")
+    return int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else warmth_year(bot.clock.today())
+
+
+@bp.get("/warmth")
+@require("cases.review")
+def warmth():
+    """送温暖名单: members on the hardship record and retirees to visit before 春节 (reviewers and the chair)."""
+    bot = _bot()
+    year = _warmth_year(bot)
+    with bot.db.transaction() as s:
+        v = _viewer(s)
+        entries = warmth_campaign_list(s, year)
+        _audit(s, v, "view", subject="record", detail=f"warmth list {year}: {len(entries)} members")
+        return render_template(
+            "cases_admin/warmth.html", entries=entries, year=year, spring=festival_date("chunjie", year)
+        )
+
+
+@bp.get("/warmth.xlsx")
+@require("cases.review")
+def warmth_export():
+    bot = _bot()
+    year = _warmth_year(bot)
+    with bot.db.transaction() as s:
+        v = _viewer(s)
+        entries = warmth_campaign_list(s, year)
+        blob = warmth_xlsx(bot, entries, year, f"{v.name}（{v.label}）")
+        _audit(s, v, "export", subject="record", detail=f"warmth xlsx {year}: {len(entries)} members")
+    return Response(
+        blob,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f"attachment; filename=warmth-{year}.xlsx"},
     )
 
 

@@ -7,8 +7,9 @@
 - Every step tells the member in plain, respectful wording through the outbox (keys `hardship:<case>:<event>:m<id>`),
   never reviewers' notes. Who sees what: `models.care.can_see_case`; every view/change/export is audited.
 
-Jobs for the scheduler (another module wires them): `remind_care_tasks`, `reverify_hardship_records`,
-`remind_follow_ups`, `anonymise_closed_cases`, `scrub_sensitive_replies`; `models.care.warmth_campaign_list`.
+Jobs for the scheduler (bot/scheduler.py's OPTIONAL_JOBS wires them): `remind_care_tasks`,
+`reverify_hardship_records`, `remind_follow_ups`, `send_warmth_campaign`, `anonymise_closed_cases`,
+`scrub_sensitive_replies`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from bot.calendar import festival_date
 from bot.context import Context, active_dialog
 from bot.message import Button, Text
 from bot.normalize import parse_date
@@ -1451,10 +1453,87 @@ def _drop_pushes(s: Session, prefix: str) -> None:
         s.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
 
 
-def warmth_list(bot, year: int):
-    """送温暖 list for `year` (see models.care.warmth_campaign_list)."""
-    with bot.db.Session() as s:
-        return warmth_campaign_list(s, year)
+WARMTH_DAYS_BEFORE = 30  # the warmth campaign list goes out this many days before 春节
+WARMTH_PUSH_LINES = 40  # names in the push; the console page and its .xlsx hold the whole list
+
+
+def warmth_festival(today: date) -> date | None:
+    """The 春节 whose warmth campaign (送温暖) is on: from WARMTH_DAYS_BEFORE days before it to the day itself."""
+    for year in (today.year, today.year + 1):
+        day = festival_date("chunjie", year)
+        if day is not None and 0 <= (day - today).days <= WARMTH_DAYS_BEFORE:
+            return day
+    return None
+
+
+def warmth_year(today: date) -> int:
+    """The year of the next 春节 (today's year until 春节 has passed)."""
+    day = festival_date("chunjie", today.year)
+    return today.year if day is None or today <= day else today.year + 1
+
+
+def send_warmth_campaign(bot, now: datetime | None = None) -> int:
+    """Daily: from WARMTH_DAYS_BEFORE days before 春节, send the hardship reviewers and the chair the list of
+    members to visit (hardship record, retirees), privately and once per year: the audit row marks it sent, the
+    outbox keys make a repeated run harmless, and the pushes are blanked after delivery (`record:` prefix).
+    Returns messages queued."""
+    now = now or bot.clock.now()
+    spring = warmth_festival(now.astimezone(bot.clock.tz).date())
+    if spring is None:
+        return 0
+    marker = f"warmth list {spring.year} sent"
+    with bot.db.transaction() as s:
+        if s.scalar(select(AuditLog.id).where(AuditLog.subject == "record", AuditLog.detail.startswith(marker))):
+            return 0
+        entries = warmth_campaign_list(s, spring.year)
+        text = _warmth_text(spring, entries)
+        sent = 0
+        for r in _reviewers(s):
+            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}")
+        if sent:
+            audit(s, None, "export", subject="record", detail=f"{marker} to {sent} ({len(entries)} members)", at=now)
+    return sent
+
+
+def _warmth_text(spring: date, entries) -> str:
+    recorded = sum(1 for e in entries if e.type)
+    retired = sum(1 for e in entries if e.retired)
+    head = (
+        f"送温暖：{spring.year}年春节（{spring.month}月{spring.day}日）前走访慰问名单，"
+        f"共 {len(entries)} 人（困难职工 {recorded} 人，退休职工 {retired} 人）。"
+    )
+    if not entries:
+        return head + "\n目前名单为空。"
+    lines = [f"· {e.branch} {e.group} {e.name}：{e.reason}" for e in entries[:WARMTH_PUSH_LINES]]
+    more = f"\n……共 {len(entries)} 人，" if len(entries) > WARMTH_PUSH_LINES else "\n"
+    return (
+        head + "\n" + "\n".join(lines) + more
+        + "完整名单和 Excel 在控制台“帮扶与关怀 › 送温暖名单”。名单涉及个人隐私，请勿转发到群里。"
+    )  # fmt: skip
+
+
+def warmth_xlsx(bot, entries, year: int, exporter: str) -> bytes:
+    """The warmth campaign list as .xlsx: formula-safe cells, who exported it and when."""
+    from openpyxl import Workbook
+
+    now = bot.clock.now()
+    when = bot.clock.local(now).strftime("%Y-%m-%d %H:%M")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "送温暖名单"
+    ws.append([safe_cell(f"{year}年春节送温暖走访名单")])
+    ws.append(["导出人", safe_cell(exporter)])
+    ws.append(["导出时间", when])
+    ws.append([])
+    ws.append(["分会", "小组", "姓名", "类别", "困难类型", "列入档案", "退休"])
+    for e in entries:
+        ws.append([safe_cell(e.branch), safe_cell(e.group), safe_cell(e.name), e.reason, e.type or "",
+                   e.since.isoformat() if e.since else "", "是" if e.retired else ""])  # fmt: skip
+    ws.append([])
+    ws.append([safe_cell(f"导出人：{exporter}"), when])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 __all__ = [
@@ -1466,5 +1545,5 @@ __all__ = [
     "remind_follow_ups",
     "reverify_hardship_records",
     "scrub_sensitive_replies",
-    "warmth_list",
+    "send_warmth_campaign",
 ]

@@ -480,41 +480,49 @@ def care_due(type: str, today: date, when: date | None = None) -> date:
 
 @dataclass
 class WarmthEntry:
+    """One member to visit in the warmth campaign (送温暖): on the hardship record, retired, or both."""
+
     member_id: int
     name: str
     branch: str
     group: str
-    type: str
-    since: date
+    type: str | None  # the hardship type when on the record
+    since: date | None  # on the record since
     retired: bool
+
+    @property
+    def reason(self) -> str:
+        parts = [f"困难职工（{self.type}）"] if self.type else []
+        return "、".join(parts + (["退休职工"] if self.retired else []))
 
 
 def warmth_campaign_list(session: Session, year: int) -> list[WarmthEntry]:
-    """送温暖: members on the hardship record for the visits before 春节 of `year` (active records that started
-    before that year's end), by branch and name."""
-    rows = session.scalars(
+    """送温暖 before 春节 of `year`: active members on the hardship record (active records started before that
+    year's end) and retired members, each once, by branch, group and name."""
+    found: dict[int, WarmthEntry] = {}
+    for r in session.scalars(
         select(HardshipRecord)
         .where(HardshipRecord.active.is_(True), HardshipRecord.member_id.is_not(None))
         .where(HardshipRecord.since <= date(year, 12, 31))
-    )
-    out = []
-    for r in rows:
+    ):
         m = r.member
-        if m is None or not m.active:
-            continue
-        out.append(
-            WarmthEntry(
-                member_id=m.id,
-                name=m.name,
-                branch=m.branch.name if m.branch else "",
-                group=m.group.name if m.group else "",
-                type=r.type,
-                since=r.since,
-                retired=m.retired,
-            )
-        )
-    out.sort(key=lambda e: (e.branch, e.group, e.name))
-    return out
+        if m is not None and m.active:
+            found[m.id] = _warmth_entry(m, r)
+    for m in session.scalars(select(Member).where(Member.active.is_(True), Member.retired.is_(True))):
+        found.setdefault(m.id, _warmth_entry(m, None))
+    return sorted(found.values(), key=lambda e: (e.branch, e.group, e.name, e.member_id))
+
+
+def _warmth_entry(m: Member, rec: HardshipRecord | None) -> WarmthEntry:
+    return WarmthEntry(
+        member_id=m.id,
+        name=m.name,
+        branch=m.branch.name if m.branch else "",
+        group=m.group.name if m.group else "",
+        type=rec.type if rec else None,
+        since=rec.since if rec else None,
+        retired=bool(m.retired),
+    )
 
 
 ANON_MEMBER = "会员本人（已匿名）"

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from models.care import AuditLog, CareEvent, HardshipCase, HardshipRecord
+from models.member import Member
 from models.messaging import InboundMessage, OutboxMessage
 
 STORY = "我母亲突发脑梗住进重症监护室手术费还差三万元"
@@ -579,17 +580,21 @@ def test_yearly_reverification(bot, chat_with, people):
 
 
 def test_warmth_campaign_list(bot, chat_with, people):
-    from handlers.care import warmth_list
     from models.care import warmth_campaign_list
+    from tests.conftest import add_member
 
     run_to(bot, chat_with, people, until="decided")
+    add_member(bot, "老张", retired=True)
+    add_member(bot, "王芳", retired=True, branch="外科分会", group="骨科小组")  # a namesake: not merged
     year = bot.clock.today().year
     with bot.db.Session() as s:
         entries = warmth_campaign_list(s, year)
-    assert [e.name for e in entries] == ["王芳"] and entries[0].type == "大病"
-    assert [e.name for e in warmth_list(bot, year)] == ["王芳"]
-    with bot.db.Session() as s:
-        assert warmth_campaign_list(s, year - 1) == []
+        assert [(e.name, e.branch, e.reason) for e in entries] == [
+            ("王芳", "内科分会", "困难职工（大病）"), ("老张", "内科分会", "退休职工"), ("王芳", "外科分会", "退休职工")
+        ]  # fmt: skip
+        assert [e.name for e in warmth_campaign_list(s, year - 1)] == ["老张", "王芳"]  # retirees only
+        s.get(Member, people["member"].id).retired = True
+        assert warmth_campaign_list(s, year)[0].reason == "困难职工（大病）、退休职工"
 
 
 def test_anonymise_closed_cases_keeps_statistics(bot, chat_with, people):
