@@ -16,6 +16,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from sqlalchemy import select
 
 from admin import console_blueprint, current_staff, nav, require
+from bot.calendar import festival_date
 from bot.permissions import can
 from handlers.care import (
     StepError,
@@ -28,6 +29,8 @@ from handlers.care import (
     do_verify,
     export_xlsx,
     full_lines,
+    warmth_xlsx,
+    warmth_year,
 )
 from models import crypto
 from models.care import (
@@ -41,6 +44,7 @@ from models.care import (
     audit,
     can_see_case,
     may_act,
+    warmth_campaign_list,
 )
 from models.member import Member
 from models.staff import StaffAccount
@@ -95,36 +99,52 @@ def _audit(s, v: Viewer, action: str, **kw) -> None:
     row.actor_label = v.label
 
 
+LIST_FILTERS = {"": "全部", "open": "办理中", "closed": "已办结"}
+
+
 @bp.get("/")
 @require("cases.console")
 def index():
+    """Case list and care task board. Names and case numbers are case data: each page view writes ONE audit row
+    (who, when, which filter, how many cases and tasks were shown), never one per case."""
     bot = _bot()
     today = bot.clock.today()
-    with bot.db.Session() as s:
+    status = request.args.get("status", "")
+    status = status if status in LIST_FILTERS else ""
+    with bot.db.transaction() as s:
         v = _viewer(s)
+        q = select(HardshipCase).order_by(HardshipCase.id.desc()).limit(500)
+        if status == "open":
+            q = q.where(HardshipCase.status != "closed")
+        elif status == "closed":
+            q = q.where(HardshipCase.status == "closed")
         cases = []
-        for c in s.scalars(select(HardshipCase).order_by(HardshipCase.id.desc()).limit(500)):
+        for c in s.scalars(q):
             lvl = can_see_case(v, c)
             if lvl >= Access.EXISTS:
                 cases.append((c, lvl, c.member.name if c.member else "（已匿名）", c.branch.name if c.branch else ""))
         tasks = []
         if can(v.roles, "care.manage") or can(v.roles, "cases.review"):
             branch_only = v.branch_id is not None and "branch_chair" in v.roles
-            branch_only = branch_only and not ({"clerk", "chair", "admin", "hardship_reviewer"} & v.roles)
+            branch_only = branch_only and not ({"clerk", "chair", "hardship_reviewer"} & v.roles)
             for ev in s.scalars(select(CareEvent).order_by(CareEvent.status.desc(), CareEvent.due_on).limit(500)):
                 if branch_only and ev.branch_id != v.branch_id:
                     continue
-                state = "done" if ev.status == "done" else ("overdue" if ev.due_on < today else "due")
+                state = ev.status if ev.status != "open" else ("overdue" if ev.due_on < today else "due")
                 tasks.append((ev, state, ev.member.name if ev.member else "（已匿名）", ev.branch.name if ev.branch else ""))
+        _audit(s, v, "view", detail=f"console list: filter={status or 'all'}, {len(cases)} cases, {len(tasks)} care tasks")
         return render_template(
             "cases_admin/index.html",
             cases=cases,
             tasks=tasks,
+            status=status,
+            filters=LIST_FILTERS,
             status_labels=STATUS_LABELS,
             care_labels=CARE_LABELS,
             full=Access.FULL,
             can_stats=can(v.roles, "cases.review") or bool({"clerk", "chair"} & v.roles),
             can_audit=can(v.roles, "cases.audit"),
+            can_warmth=can(v.roles, "cases.review"),
         )  # fmt: skip
 
 
@@ -251,6 +271,43 @@ def export():
         blob,
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f"attachment; filename=care-report-{year_i}.xlsx"},
+    )
+
+
+def _warmth_year(bot) -> int:
+    year = request.args.get("year", "")
+    return int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else warmth_year(bot.clock.today())
+
+
+@bp.get("/warmth")
+@require("cases.review")
+def warmth():
+    """送温暖名单: members on the hardship record and retirees to visit before 春节 (reviewers and the chair)."""
+    bot = _bot()
+    year = _warmth_year(bot)
+    with bot.db.transaction() as s:
+        v = _viewer(s)
+        entries = warmth_campaign_list(s, year)
+        _audit(s, v, "view", subject="record", detail=f"warmth list {year}: {len(entries)} members")
+        return render_template(
+            "cases_admin/warmth.html", entries=entries, year=year, spring=festival_date("chunjie", year)
+        )
+
+
+@bp.get("/warmth.xlsx")
+@require("cases.review")
+def warmth_export():
+    bot = _bot()
+    year = _warmth_year(bot)
+    with bot.db.transaction() as s:
+        v = _viewer(s)
+        entries = warmth_campaign_list(s, year)
+        blob = warmth_xlsx(bot, entries, year, f"{v.name}（{v.label}）")
+        _audit(s, v, "export", subject="record", detail=f"warmth xlsx {year}: {len(entries)} members")
+    return Response(
+        blob,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f"attachment; filename=warmth-{year}.xlsx"},
     )
 
 

@@ -114,6 +114,7 @@ OPTIONAL_JOBS: dict[str, tuple[tuple[str, str], ...]] = {
         ("handlers.care", "remind_care_tasks"),
         ("handlers.care", "remind_follow_ups"),
         ("handlers.care", "reverify_hardship_records"),
+        ("handlers.care", "send_warmth_campaign"),
         ("handlers.proposals", "chase_proposals"),
     ),
     "nightly": (("handlers.care", "anonymise_closed_cases"),),

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     BIND_MAX_ATTEMPTS: int = 5
     OUTBOX_MAX_ATTEMPTS: int = 8
     LOG_LEVEL: str = "INFO"
+    HARDSHIP_FOLLOW_UP_DAYS: int = 30
+    HARDSHIP_RETENTION_YEARS: int = 5
 
     WECOM_CORP_ID: str = ""
     WECOM_AGENT_ID: str = ""
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
                 raise ValueError("must be a url-safe base64 Fernet key (32 bytes)") from exc
             if len(raw) != 32:
                 raise ValueError("must be a url-safe base64 Fernet key (32 bytes)")
+        return v
+
+    @field_validator("HARDSHIP_FOLLOW_UP_DAYS", "HARDSHIP_RETENTION_YEARS")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be a whole number of at least 1")
         return v
 
     @field_validator("WECOM_AES_KEY", "WECOM_AIBOT_AES_KEY")

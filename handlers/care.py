@@ -7,8 +7,9 @@
 - Every step tells the member in plain, respectful wording through the outbox (keys `hardship:<case>:<event>:m<id>`),
   never reviewers' notes. Who sees what: `models.care.can_see_case`; every view/change/export is audited.
 
-Jobs for the scheduler (another module wires them): `remind_care_tasks`, `reverify_hardship_records`,
-`remind_follow_ups`, `anonymise_closed_cases`, `scrub_sensitive_replies`; `models.care.warmth_campaign_list`.
+Jobs for the scheduler (bot/scheduler.py's OPTIONAL_JOBS wires them): `remind_care_tasks`,
+`reverify_hardship_records`, `remind_follow_ups`, `send_warmth_campaign`, `anonymise_closed_cases`,
+`scrub_sensitive_replies`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from bot.calendar import festival_date
 from bot.context import Context, active_dialog
 from bot.message import Button, Text
 from bot.normalize import parse_date
@@ -31,10 +33,8 @@ from models.care import (
     AID_KINDS,
     CARE_LABELS,
     CASE_TYPES,
-    FOLLOW_UP_DAYS,
     HELP_KINDS,
     NUMBER_RE,
-    RETENTION_YEARS,
     Access,
     AuditLog,
     CareEvent,
@@ -52,6 +52,7 @@ from models.care import (
     may_act,
     members_with_role,
     plus_year,
+    retention_cutoff,
     submit_case,
     transition,
     warmth_campaign_list,
@@ -623,6 +624,7 @@ def case_todo(ctx: Context) -> None:
     if not cases:
         ctx.reply("目前没有待处理的帮扶申请。")
         return
+    audit(ctx.session, m, "view", detail=f"chat list: 帮扶待办, {len(cases)} cases", at=ctx.clock.now())
     nxt = {"submitted": "待核实", "verifying": "待审批", "decided": "待发放", "delivered": "待回访",
            "followed_up": "待结案"}  # fmt: skip
     lines = [f"· {c.number} {c.member.name if c.member else '—'} {c.type} {nxt.get(c.status, '')}" for c in cases]
@@ -673,7 +675,7 @@ def _move(s, case, to, actor, now, note=None, label=None) -> CaseEvent:
     try:
         ev = transition(s, case, to, actor if isinstance(actor, Member) else None, now=now, note=note)
     except TransitionError as exc:
-        raise StepError(str(exc) + ("（需要先由分会核实）" if case.status == "submitted" and to == "decided" else "")) from None
+        raise StepError(str(exc)) from None
     if label and not isinstance(actor, Member):
         last = s.scalars(select(AuditLog).where(AuditLog.case_id == case.id).order_by(AuditLog.id.desc())).first()
         if last is not None:
@@ -736,8 +738,7 @@ def do_deliver(bot, s: Session, actor, case: HardshipCase, day: date, amount: De
         raise StepError(f"{case.number} 还没有审批同意，不能记录发放。")
     ev = _move(s, case, "delivered", actor, bot.clock.now(), note=note, label=label)
     case.delivered_on, case.delivered_amount, case.delivered_by_id = day, amount, _actor_id(actor)
-    days = int(getattr(bot.settings, "HARDSHIP_FOLLOW_UP_DAYS", FOLLOW_UP_DAYS) or FOLLOW_UP_DAYS)
-    case.follow_up_due = day + timedelta(days=days)
+    case.follow_up_due = day + timedelta(days=bot.settings.HARDSHIP_FOLLOW_UP_DAYS)
     what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else (case.aid_kind or "帮扶")
     tell_member(bot, s, case, ev, f"您的{what}已于{_fmt_day(day)}发放，请注意查收。如未收到请联系工会办公室。")
     return ev
@@ -1150,7 +1151,7 @@ def _may_manage_care(m: Member, ev: CareEvent) -> bool:
         return False
     if ev.member_id == m.id:
         return False
-    if {"clerk", "chair", "admin"} & roles:
+    if {"clerk", "chair"} & roles:
         return True
     if "branch_chair" in roles and ev.branch_id is not None and ev.branch_id == m.branch_id:
         return True
@@ -1176,6 +1177,8 @@ def care_tasks(ctx: Context) -> None:
     if not rows:
         ctx.reply("目前没有待办的关怀任务。")
         return
+    audit(ctx.session, m, "view", subject="care", detail=f"chat list: 关怀任务, {min(len(rows), 30)} tasks",
+          at=ctx.clock.now())  # fmt: skip
     today = ctx.clock.today()
     lines = []
     for ev in rows[:30]:
@@ -1397,12 +1400,13 @@ def reverify_hardship_records(bot, now: datetime | None = None) -> int:
 
 
 def anonymise_closed_cases(bot, now: datetime | None = None, years: int | None = None) -> int:
-    """Retention: closed cases (and done care events) older than `years` lose every personal field and the link
-    to the member; type, branch, dates and amounts stay for the statistics. Returns cases anonymised."""
+    """Retention (HARDSHIP_RETENTION_YEARS): closed cases closed before the cut-off, and care events reported
+    before it (a task still open that long is finished as `expired`), lose every personal field, the link to the
+    member and the member's name in the audit log; type, branch, dates and amounts stay for the statistics.
+    Finished outbox copies of the case's pushes go too. Returns cases plus care events anonymised."""
     crypto.configure(bot.settings)
     now = now or bot.clock.now()
-    years = years or int(getattr(bot.settings, "HARDSHIP_RETENTION_YEARS", RETENTION_YEARS) or RETENTION_YEARS)
-    cutoff = now - timedelta(days=365 * years + years // 4)
+    cutoff = retention_cutoff(now, years or bot.settings.HARDSHIP_RETENTION_YEARS)
     n = 0
     with bot.db.transaction() as s:
         for case in s.scalars(
@@ -1412,26 +1416,124 @@ def anonymise_closed_cases(bot, now: datetime | None = None, years: int | None =
                 HardshipCase.anonymised_at.is_(None),
             )
         ):
-            anonymise_case(case, now)
+            anonymise_case(s, case, now)
             for rec in s.scalars(
                 select(HardshipRecord).where(HardshipRecord.case_id == case.id, HardshipRecord.active.is_(False))
             ):
                 rec.member_id, rec.end_reason = None, None
+            _drop_pushes(s, f"hardship:{case.id}:")
             audit(s, None, "change", case=case, detail="anonymised (retention)", at=now)
             n += 1
+        cutoff_day = cutoff.astimezone(bot.clock.tz).date()
         for ev in s.scalars(
-            select(CareEvent).where(
-                CareEvent.status == "done", CareEvent.reported_at < cutoff, CareEvent.anonymised_at.is_(None)
-            )
+            select(CareEvent).where(CareEvent.reported_at < cutoff, CareEvent.anonymised_at.is_(None))
         ):
-            anonymise_care_event(ev, now)
+            if ev.visited_on is not None and ev.visited_on >= cutoff_day:
+                continue  # visited late: the visit itself is not yet past the limit
+            if ev.status == "open":
+                ev.status = "expired"
+            anonymise_care_event(s, ev, now)
+            _drop_pushes(s, f"care:{ev.id}:")
+            audit(s, None, "change", subject="care", detail=f"care {ev.id} anonymised (retention)", at=now)
+            n += 1
     return n
 
 
-def warmth_list(bot, year: int):
-    """送温暖 list for `year` (see models.care.warmth_campaign_list)."""
-    with bot.db.Session() as s:
-        return warmth_campaign_list(s, year)
+def _drop_pushes(s: Session, prefix: str) -> None:
+    """Delivered (or dead) pushes of an anonymised case or care event: their keys and recipients link it."""
+    ids = list(
+        s.scalars(
+            select(OutboxMessage.id).where(
+                OutboxMessage.idempotency_key.startswith(prefix), OutboxMessage.status.in_(("sent", "dead"))
+            )
+        )
+    )
+    if ids:
+        s.execute(delete(SandboxMessage).where(SandboxMessage.outbox_id.in_(ids)))
+        s.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+
+
+WARMTH_DAYS_BEFORE = 30  # the warmth campaign list goes out this many days before 春节
+WARMTH_PUSH_LINES = 40  # names in the push; the console page and its .xlsx hold the whole list
+
+
+def warmth_festival(today: date) -> date | None:
+    """The 春节 whose warmth campaign (送温暖) is on: from WARMTH_DAYS_BEFORE days before it to the day itself."""
+    for year in (today.year, today.year + 1):
+        day = festival_date("chunjie", year)
+        if day is not None and 0 <= (day - today).days <= WARMTH_DAYS_BEFORE:
+            return day
+    return None
+
+
+def warmth_year(today: date) -> int:
+    """The year of the next 春节 (today's year until 春节 has passed)."""
+    day = festival_date("chunjie", today.year)
+    return today.year if day is None or today <= day else today.year + 1
+
+
+def send_warmth_campaign(bot, now: datetime | None = None) -> int:
+    """Daily: from WARMTH_DAYS_BEFORE days before 春节, send the hardship reviewers and the chair the list of
+    members to visit (hardship record, retirees), privately and once per year: the audit row marks it sent, the
+    outbox keys make a repeated run harmless, and the pushes are blanked after delivery (`record:` prefix).
+    Returns messages queued."""
+    now = now or bot.clock.now()
+    spring = warmth_festival(now.astimezone(bot.clock.tz).date())
+    if spring is None:
+        return 0
+    marker = f"warmth list {spring.year} sent"
+    with bot.db.transaction() as s:
+        if s.scalar(select(AuditLog.id).where(AuditLog.subject == "record", AuditLog.detail.startswith(marker))):
+            return 0
+        entries = warmth_campaign_list(s, spring.year)
+        text = _warmth_text(spring, entries)
+        sent = 0
+        for r in _reviewers(s):
+            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}")
+        if sent:
+            audit(s, None, "export", subject="record", detail=f"{marker} to {sent} ({len(entries)} members)", at=now)
+    return sent
+
+
+def _warmth_text(spring: date, entries) -> str:
+    recorded = sum(1 for e in entries if e.type)
+    retired = sum(1 for e in entries if e.retired)
+    head = (
+        f"送温暖：{spring.year}年春节（{spring.month}月{spring.day}日）前走访慰问名单，"
+        f"共 {len(entries)} 人（困难职工 {recorded} 人，退休职工 {retired} 人）。"
+    )
+    if not entries:
+        return head + "\n目前名单为空。"
+    lines = [f"· {e.branch} {e.group} {e.name}：{e.reason}" for e in entries[:WARMTH_PUSH_LINES]]
+    more = f"\n……共 {len(entries)} 人，" if len(entries) > WARMTH_PUSH_LINES else "\n"
+    return (
+        head + "\n" + "\n".join(lines) + more
+        + "完整名单和 Excel 在控制台“帮扶与关怀 › 送温暖名单”。名单涉及个人隐私，请勿转发到群里。"
+    )  # fmt: skip
+
+
+def warmth_xlsx(bot, entries, year: int, exporter: str) -> bytes:
+    """The warmth campaign list as .xlsx: formula-safe cells, who exported it and when."""
+    from openpyxl import Workbook
+
+    now = bot.clock.now()
+    when = bot.clock.local(now).strftime("%Y-%m-%d %H:%M")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "送温暖名单"
+    ws.append([safe_cell(f"{year}年春节送温暖走访名单")])
+    ws.append(["导出人", safe_cell(exporter)])
+    ws.append(["导出时间", when])
+    ws.append([])
+    ws.append(["分会", "小组", "姓名", "类别", "困难类型", "列入档案", "退休"])
+    for e in entries:
+        ws.append([safe_cell(e.branch), safe_cell(e.group), safe_cell(e.name), e.reason, e.type or "",
+                   e.since.isoformat() if e.since else "", "是" if e.retired else ""])  # fmt: skip
+    ws.append([])
+    ws.append([safe_cell(f"导出人：{exporter}"), when])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 __all__ = [
@@ -1443,5 +1545,5 @@ __all__ = [
     "remind_follow_ups",
     "reverify_hardship_records",
     "scrub_sensitive_replies",
-    "warmth_list",
+    "send_warmth_campaign",
 ]

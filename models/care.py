@@ -8,7 +8,9 @@ Who may see a case is decided in ONE place: `can_see_case(viewer, case)` (levels
 export of a case writes an `AuditLog` row (`audit(...)`).
 
 Workflow (`transition`): submitted → verifying (branch chair's verification) → decided (approved | declined) →
-delivered → followed_up → closed. A declined case is closed right after the decision.
+delivered → followed_up → closed. A declined case is closed right after the decision. There are no shortcuts for
+an approved case (issue 7: followed through to help delivered, then a follow-up visit): it closes only after
+delivery and follow-up; a follow-up that finds nobody is recorded as such (回访 … 联系不上).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import IntEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from bot.permissions import can
 from models.base import Base, UTCDateTime, utcnow
+from models.counters import next_value
 from models.crypto import EncryptedDecimal, EncryptedText
 from models.member import Branch, Group, Member, MemberRole
 
@@ -42,10 +45,17 @@ STATUS_LABELS = {
 TRANSITIONS: dict[str, frozenset[str]] = {
     "submitted": frozenset({"verifying"}),
     "verifying": frozenset({"decided"}),
-    "decided": frozenset({"delivered", "closed"}),
-    "delivered": frozenset({"followed_up", "closed"}),
+    "decided": frozenset({"delivered", "closed"}),  # closed: a declined case only
+    "delivered": frozenset({"followed_up"}),
     "followed_up": frozenset({"closed"}),
     "closed": frozenset(),
+}
+NEXT_STEP = {  # what to type next, in refusals of an out-of-order step
+    "submitted": "分会核实（核实 {n} 家访 日期 情况）",
+    "verifying": "审批（审批 {n} 同意 慰问金 2000 / 审批 {n} 不同意 理由）",
+    "decided": "记录发放（发放 {n} 金额）",
+    "delivered": "回访（回访 {n} 情况）",
+    "followed_up": "结案（结案 {n}）",
 }
 CARE_TYPES = ("hospital", "illness", "marriage", "childbirth", "bereavement", "accident", "other")
 CARE_LABELS = {
@@ -59,8 +69,6 @@ CARE_LABELS = {
 }
 CARE_DUE_DAYS = {"marriage": 7, "childbirth": 7, "other": 7}  # all others: 3 days
 DEFAULT_CARE_DUE_DAYS = 3
-FOLLOW_UP_DAYS = 30
-RETENTION_YEARS = 5
 NUMBER_RE = re.compile(r"KN\s*(\d{4})\s*-\s*(\d{1,4})", re.IGNORECASE)
 
 
@@ -188,7 +196,8 @@ class CareEvent(Base):
     details: Mapped[str | None] = mapped_column(EncryptedText)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_on: Mapped[date] = mapped_column(Date, index=True)
-    status: Mapped[str] = mapped_column(String(8), default="open", index=True)  # open | done
+    # open | done (visit recorded) | expired (still open when the retention limit passed: never visited)
+    status: Mapped[str] = mapped_column(String(8), default="open", index=True)
     last_reminded_on: Mapped[date | None] = mapped_column(Date)
     visited_on: Mapped[date | None] = mapped_column(Date)
     visitors: Mapped[str | None] = mapped_column(String(200))
@@ -242,12 +251,13 @@ def can_see_case(viewer: Member | None, case: HardshipCase) -> Access:
     |-----------------------------------------------|--------|
     | nobody / inactive member                      | NONE   |
     | the case's own member (whatever their roles)  | OWN    |
-    | hardship_reviewer, chair, admin (cases.review)| FULL   |
+    | hardship_reviewer, chair (cases.review)       | FULL   |
     | branch chair of the case's branch, while      | FULL   |
     |   submitted / verifying                       |        |
     | branch chair of the case's branch, later      | EXISTS |
     | group leader of the member's group            | EXISTS |
     | clerk (arranges visits and payments)          | EXISTS |
+    | admin (manages accounts, not health data)     | EXISTS |
     | the proxy reporter (代报)                      | EXISTS |
     | anyone else (incl. other branches' chairs)    | NONE   |
     An anonymised case: FULL roles keep FULL (the data is gone anyway), everybody else NONE.
@@ -266,7 +276,7 @@ def can_see_case(viewer: Member | None, case: HardshipCase) -> Access:
         return Access.FULL if case.status in OPEN_FOR_BRANCH else Access.EXISTS
     if "group_leader" in roles and case.group_id is not None and viewer.group_id == case.group_id:
         return Access.EXISTS
-    if "clerk" in roles:
+    if "clerk" in roles or "admin" in roles:
         return Access.EXISTS
     if case.reported_by_id is not None and case.reported_by_id == viewer.id:
         return Access.EXISTS
@@ -303,17 +313,8 @@ def find_case(session: Session, text: str) -> HardshipCase | None:
 
 
 def allocate_seq(session: Session, year: int) -> int:
-    row = session.get(HardshipCounter, year)
-    if row is None:
-        session.add(HardshipCounter(year=year, value=0))
-        session.flush()
-    value = session.execute(
-        update(HardshipCounter)
-        .where(HardshipCounter.year == year)
-        .values(value=HardshipCounter.value + 1)
-        .returning(HardshipCounter.value)
-    ).scalar_one()
-    return int(value)
+    """The next case number of `year` (models.counters: atomic, gapless, no duplicates under concurrency)."""
+    return next_value(session, HardshipCounter, year=year)
 
 
 def audit(
@@ -402,8 +403,15 @@ def transition(
     message: str | None = None,
 ) -> CaseEvent:
     frm = case.status
-    if to not in TRANSITIONS.get(frm, frozenset()):
-        raise TransitionError(f"{case.number} 当前是“{case.status_label}”，现在不能做这一步。")
+    allowed = to in TRANSITIONS.get(frm, frozenset())
+    if frm == "decided" and to == "closed" and case.decision != "declined":
+        allowed = False
+    if not allowed:
+        hint = NEXT_STEP.get(frm)
+        raise TransitionError(
+            f"{case.number} 当前是“{case.status_label}”，现在不能做这一步。"
+            + (f"下一步是：{hint.format(n=case.number)}" if hint else "")
+        )
     case.status = to
     if to == "closed":
         case.closed_at = now
@@ -472,45 +480,78 @@ def care_due(type: str, today: date, when: date | None = None) -> date:
 
 @dataclass
 class WarmthEntry:
+    """One member to visit in the warmth campaign (送温暖): on the hardship record, retired, or both."""
+
     member_id: int
     name: str
     branch: str
     group: str
-    type: str
-    since: date
+    type: str | None  # the hardship type when on the record
+    since: date | None  # on the record since
     retired: bool
+
+    @property
+    def reason(self) -> str:
+        parts = [f"困难职工（{self.type}）"] if self.type else []
+        return "、".join(parts + (["退休职工"] if self.retired else []))
 
 
 def warmth_campaign_list(session: Session, year: int) -> list[WarmthEntry]:
-    """送温暖: members on the hardship record for the visits before 春节 of `year` (active records that started
-    before that year's end), by branch and name."""
-    rows = session.scalars(
+    """送温暖 before 春节 of `year`: active members on the hardship record (active records started before that
+    year's end) and retired members, each once, by branch, group and name."""
+    found: dict[int, WarmthEntry] = {}
+    for r in session.scalars(
         select(HardshipRecord)
         .where(HardshipRecord.active.is_(True), HardshipRecord.member_id.is_not(None))
         .where(HardshipRecord.since <= date(year, 12, 31))
-    )
-    out = []
-    for r in rows:
+    ):
         m = r.member
-        if m is None or not m.active:
-            continue
-        out.append(
-            WarmthEntry(
-                member_id=m.id,
-                name=m.name,
-                branch=m.branch.name if m.branch else "",
-                group=m.group.name if m.group else "",
-                type=r.type,
-                since=r.since,
-                retired=m.retired,
-            )
-        )
-    out.sort(key=lambda e: (e.branch, e.group, e.name))
-    return out
+        if m is not None and m.active:
+            found[m.id] = _warmth_entry(m, r)
+    for m in session.scalars(select(Member).where(Member.active.is_(True), Member.retired.is_(True))):
+        found.setdefault(m.id, _warmth_entry(m, None))
+    return sorted(found.values(), key=lambda e: (e.branch, e.group, e.name, e.member_id))
 
 
-def anonymise_case(case: HardshipCase, now: datetime) -> None:
-    """Wipe everything personal; keep year, type, branch, status, dates and amounts for the statistics."""
+def _warmth_entry(m: Member, rec: HardshipRecord | None) -> WarmthEntry:
+    return WarmthEntry(
+        member_id=m.id,
+        name=m.name,
+        branch=m.branch.name if m.branch else "",
+        group=m.group.name if m.group else "",
+        type=rec.type if rec else None,
+        since=rec.since if rec else None,
+        retired=bool(m.retired),
+    )
+
+
+ANON_MEMBER = "会员本人（已匿名）"
+ANON_DETAIL = "（已匿名）"
+
+
+def retention_cutoff(now: datetime, years: int) -> datetime:
+    """The same moment `years` calendar years before `now` (29 February becomes the 28th)."""
+    try:
+        return now.replace(year=now.year - years)
+    except ValueError:
+        return now.replace(year=now.year - years, day=28)
+
+
+def _unlink_audit(session: Session, rows, member: Member | None) -> None:
+    """Audit rows stay (the counts of views and changes), but no longer name the member: their own actions lose
+    the actor and the detail; staff rows keep their actor, and any mention of the member's name goes."""
+    for row in rows:
+        if member is not None and row.actor_id == member.id:
+            row.actor_id, row.actor_label, row.detail = None, ANON_MEMBER, ANON_DETAIL
+        elif member is not None and member.name and member.name in row.detail:
+            row.detail = ANON_DETAIL
+
+
+def anonymise_case(session: Session, case: HardshipCase, now: datetime) -> None:
+    """Wipe everything personal; keep year, type, branch, status, dates and amounts for the statistics. The audit
+    log keeps its rows (who of the staff viewed or changed the case, when) but loses the member's identity."""
+    member = case.member
+    _unlink_audit(session, session.scalars(select(AuditLog).where(AuditLog.case_id == case.id)), member)
     for name in ("story", "household", "help_details", "contact", "verify_notes", "decision_reason",
                  "decision_note", "follow_up_notes"):  # fmt: skip
         setattr(case, name, None)
@@ -525,10 +566,17 @@ def anonymise_case(case: HardshipCase, now: datetime) -> None:
     case.anonymised_at = now
 
 
-def anonymise_care_event(ev: CareEvent, now: datetime) -> None:
+def anonymise_care_event(session: Session, ev: CareEvent, now: datetime) -> None:
+    """Wipe the personal fields of a care event (the amount, type, branch and dates stay for the statistics) and
+    the member's identity from its audit rows."""
+    rows = session.scalars(
+        select(AuditLog).where(AuditLog.subject == "care", AuditLog.detail.startswith(f"care {ev.id} "))
+    )
+    _unlink_audit(session, rows, ev.member)
     ev.details = None
     ev.visit_note = None
     ev.visitors = None
+    ev.gift = None
     ev.member_id = None
     ev.reported_by_id = None
     ev.done_by_id = None

@@ -4,8 +4,9 @@
 HMAC-SHA256, from the `cryptography` package) instead of the value. Keys come from the settings:
 
 - `DATA_KEY` encrypts (and decrypts); `DATA_KEY_OLD`, when set, still decrypts — a `MultiFernet`, so a key can be
-  rotated without downtime: set the new key as DATA_KEY and the old one as DATA_KEY_OLD, run `rotate(session)`
-  (re-encrypts every encrypted column with the new key), then drop DATA_KEY_OLD.
+  rotated without downtime: set the new key as DATA_KEY and the old one as DATA_KEY_OLD, run
+  `flask --app app care rotate-key` (`rotate(session)`: re-encrypts every encrypted column with the new key), then
+  drop DATA_KEY_OLD.
 - Production refuses to start without DATA_KEY (config). In development and test without DATA_KEY a key is derived
   from SECRET_KEY (HKDF-like SHA-256 with a fixed label) and a warning is logged once.
 
@@ -31,7 +32,7 @@ from sqlalchemy.types import TypeDecorator
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"sig": None, "fernet": None}
+_state: dict[str, Any] = {"sig": None, "fernet": None, "primary": None}
 
 
 class DataKeyError(RuntimeError):
@@ -63,15 +64,20 @@ def configure(settings) -> None:
             log.warning("DATA_KEY is not set: sensitive data is encrypted with a key derived from SECRET_KEY "
                         "(development/test only)")
             _state["warned"] = sig
-        _state["fernet"] = MultiFernet([Fernet(k.encode()) for k in keys])
+        _install(keys)
         _state["sig"] = sig
 
 
 def use_keys(*keys: str) -> None:
     """Install explicit keys (first encrypts). For tools and tests."""
     keys = tuple(k for k in keys if k)
-    _state["fernet"] = MultiFernet([Fernet(k.encode()) for k in keys])
+    _install(keys)
     _state["sig"] = hashlib.sha256("|".join(keys).encode()).hexdigest()
+
+
+def _install(keys) -> None:
+    fernets = [Fernet(k.encode()) for k in keys]
+    _state["fernet"], _state["primary"] = MultiFernet(fernets), fernets[0]
 
 
 def _fernet() -> MultiFernet:
@@ -93,6 +99,12 @@ def decrypt(token: str) -> str:
 
 
 def reencrypt(token: str) -> str:
+    """The token under the current DATA_KEY: unchanged when it already is (so rotation can be re-run)."""
+    try:
+        _state["primary"].decrypt(token.encode("ascii"))
+        return token
+    except InvalidToken:
+        pass
     try:
         return _fernet().rotate(token.encode("ascii")).decode("ascii")
     except InvalidToken:
@@ -146,20 +158,24 @@ def encrypted_columns(metadata) -> list[tuple[Table, str]]:
     return out
 
 
-def rotate(session: Session, metadata=None, batch: int = 500) -> int:
-    """Re-encrypt every encrypted column with the current DATA_KEY; returns how many values were rewritten.
+def rotate(session: Session, metadata=None, batch: int = 500) -> dict[str, tuple[int, int]]:
+    """Re-encrypt every encrypted column with the current DATA_KEY (`flask --app app care rotate-key`).
 
-    Run after moving the old key to DATA_KEY_OLD; afterwards DATA_KEY_OLD can be removed. Safe to re-run.
+    Returns {"table.column": (rewritten, values)}. Run after moving the old key to DATA_KEY_OLD; afterwards
+    DATA_KEY_OLD can be removed. Values already under DATA_KEY are left alone, so a re-run rewrites nothing.
+    A value no key opens raises DataKeyError (the caller's transaction then rolls everything back).
     """
     if metadata is None:
         from models.base import Base
 
         metadata = Base.metadata
-    changed = 0
+    _fernet()
+    counts: dict[str, tuple[int, int]] = {}
     for table, name in encrypted_columns(metadata):
         pk = list(table.primary_key.columns)[0]
         raw = type_coerce(table.c[name], Text)
         last = None
+        changed = seen = 0
         while True:
             q = select(pk, raw).where(table.c[name].is_not(None)).order_by(pk).limit(batch)
             if last is not None:
@@ -168,9 +184,11 @@ def rotate(session: Session, metadata=None, batch: int = 500) -> int:
             if not rows:
                 break
             for ident, token in rows:
+                seen += 1
                 new = reencrypt(token)
                 if new != token:
                     session.execute(update(table).where(pk == ident).values({name: type_coerce(new, Text)}))
                     changed += 1
             last = rows[-1][0]
-    return changed
+        counts[f"{table.name}.{name}"] = (changed, seen)
+    return counts

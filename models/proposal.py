@@ -44,11 +44,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, UTCDateTime, utcnow
+from models.counters import next_value
 from models.member import Member, PlatformIdentity
 
 DEFAULT_CATEGORIES = ["工资福利", "医疗卫生", "后勤保障", "劳动保护", "民主管理", "其他"]
@@ -401,17 +400,8 @@ def add_note(
 
 # --------------------------------------------------------------------------------------------- numbering
 def allocate_number(session: Session, series: str) -> int:
-    """The next number of `series`: one atomic UPDATE ... RETURNING on the counter row (created on first use)."""
-    dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(ProposalCounter)
-    session.execute(ins.values(series=series, value=0).on_conflict_do_nothing(index_elements=["series"]))
-    value = session.execute(
-        update(ProposalCounter)
-        .where(ProposalCounter.series == series)
-        .values(value=ProposalCounter.value + 1)
-        .returning(ProposalCounter.value)
-    ).scalar_one()
-    return int(value)
+    """The next number of `series` (models.counters: atomic, gapless, no duplicates under concurrency)."""
+    return next_value(session, ProposalCounter, series=series)
 
 
 def format_number(series: str, seq: int) -> str:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from models.care import AuditLog, CareEvent, HardshipCase, HardshipRecord
+from models.member import Member
 from models.messaging import InboundMessage, OutboxMessage
 
 STORY = "我母亲突发脑梗住进重症监护室手术费还差三万元"
@@ -92,7 +93,7 @@ def test_cancel_mid_dialog_saves_nothing(bot, chat_with, people):
     assert "已取消" in chat.ask("取消")
     with bot.db.Session() as s:
         assert s.scalar(select(HardshipCase)) is None
-    assert "我的申请" in chat.ask("我的申请") or True
+    assert "还没有困难帮扶申请" in chat.ask("我的申请")
 
 
 def test_cancel_button_on_preview(bot, chat_with, people):
@@ -299,6 +300,80 @@ def test_steps_out_of_order_and_by_the_wrong_people_are_refused(bot, chat_with, 
     assert len(denied) >= 4
 
 
+def test_transition_table_cell_by_cell(bot, people):
+    """Exactly the issue's workflow: no shortcut past delivery or follow-up for an approved case."""
+    from models import crypto
+    from models.care import STATUSES, TransitionError, transition
+    from models.care import submit_case as model_submit
+    from models.member import Member
+
+    allowed = {("submitted", "verifying"), ("verifying", "decided"), ("decided", "delivered"),
+               ("delivered", "followed_up"), ("followed_up", "closed")}  # fmt: skip
+    crypto.configure(bot.settings)
+    for decision in ("approved", "declined"):
+        for frm in STATUSES:
+            for to in STATUSES:
+                with bot.db.transaction() as s:
+                    m = s.get(Member, people["member"].id)
+                    c = model_submit(s, member=m, reported_by=m, type="大病", story="情况", household=None,
+                                     help_kinds=[], help_details=None, contact=None, now=bot.clock.now(),
+                                     year=2030)  # fmt: skip
+                    c.status, c.decision = frm, decision
+                    ok = (frm, to) in allowed or (frm, to, decision) == ("decided", "closed", "declined")
+                    try:
+                        transition(s, c, to, None, now=bot.clock.now())
+                        assert ok, (frm, to, decision)
+                        assert c.status == to
+                    except TransitionError as exc:
+                        assert not ok, (frm, to, decision)
+                        assert c.number in str(exc) and c.status == frm
+
+
+def test_an_approved_case_closes_only_after_delivery_and_follow_up(bot, chat_with, people):
+    n, _ = run_to(bot, chat_with, people, until="decided")
+    reviewer = chat_with(people["reviewer"])
+    refused = reviewer.ask(f"结案 {n}")
+    assert "不能" in refused and f"发放 {n}" in refused  # says what to type instead
+    assert load_case(bot).status == "decided"
+    reviewer.ask(f"发放 {n} 2000")
+    refused = reviewer.ask(f"结案 {n}")
+    assert "不能" in refused and f"回访 {n}" in refused
+    assert load_case(bot).status == "delivered"
+    assert "已办结" not in member_pushes(bot, people["member"])
+    chat_with(people["bchair"]).ask(f"回访 {n} 联系不上，已留言")
+    assert "已结案" in reviewer.ask(f"结案 {n}")
+    c = load_case(bot)
+    assert [e.to_status for e in c.events] == ["submitted", "verifying", "decided", "delivered", "followed_up",
+                                               "closed"]  # fmt: skip
+    assert "已办结" in member_pushes(bot, people["member"])
+
+
+def test_branch_chair_reports_for_a_member_of_their_branch(bot, chat_with, people):
+    from tests.conftest import add_member
+
+    other_group = add_member(bot, "赵护士", group="呼吸科小组")  # same branch (内科分会), another group
+    chat_with(other_group)
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    bchair = chat_with(people["bchair"])
+    assert "没有找到" in bchair.ask("代报 困难 钱外科")  # not their branch
+    assert "没有找到" in chat_with(people["leader"]).ask("代报 困难 赵护士")  # a group leader: own group only
+    assert "赵护士" in bchair.ask("代报 帮扶 赵护士")
+    bchair.ask("1")
+    bchair.ask("突发重病住院，家中无人照顾")
+    bchair.ask("跳过")
+    bchair.ask("1")
+    assert "代报" in bchair.ask("跳过")
+    receipt = bchair.ask("确认")
+    c = load_case(bot)
+    assert c.number in receipt
+    assert c.proxy and c.member_id == other_group.id and c.reported_by_id == people["bchair"].id
+    told = member_pushes(bot, other_group)
+    assert "陈主席已代您" in told and c.number in told and "重病" not in told
+    with bot.db.Session() as s:
+        row = s.scalar(select(AuditLog).where(AuditLog.case_id == c.id))
+    assert (row.actor_label, row.detail) == ("陈主席", "submitted (proxy)")
+
+
 def test_approval_creates_the_hardship_record(bot, chat_with, people):
     run_to(bot, chat_with, people, until="decided")
     with bot.db.Session() as s:
@@ -456,6 +531,32 @@ def test_follow_up_reminder(bot, chat_with, people):
     assert f"回访 {n}" in member_pushes(bot, people["bchair"])
 
 
+def test_follow_up_days_come_from_the_settings(tmp_path):
+    from handlers.care import remind_follow_ups
+    from tests.conftest import Chat, add_member, make_app
+
+    app = make_app(f"sqlite:///{tmp_path / 'f.db'}", HARDSHIP_FOLLOW_UP_DAYS=10)
+    bot = app.extensions["bot"]
+    try:
+        people = {
+            "member": add_member(bot, "王芳"),
+            "bchair": add_member(bot, "陈主席", roles=["branch_chair"]),
+            "reviewer": add_member(bot, "赵审核", roles=["hardship_reviewer"], branch="工会办公室", group="办公室"),
+        }
+        chat_with = lambda m: Chat(bot, m)  # noqa: E731
+        for m in people.values():
+            chat_with(m)
+        n, _ = run_to(bot, chat_with, people, until="decided")
+        assert "回访期限" in chat_with(people["reviewer"]).ask(f"发放 {n} 2000")
+        c = load_case(bot)
+        assert c.follow_up_due == c.delivered_on + timedelta(days=10)  # not the default 30
+        now = bot.clock.now()
+        assert remind_follow_ups(bot, now + timedelta(days=9)) == 0
+        assert remind_follow_ups(bot, now + timedelta(days=11)) == 1
+    finally:
+        app.extensions["db"].dispose()
+
+
 def test_yearly_reverification(bot, chat_with, people):
     from handlers.care import reverify_hardship_records
 
@@ -479,17 +580,21 @@ def test_yearly_reverification(bot, chat_with, people):
 
 
 def test_warmth_campaign_list(bot, chat_with, people):
-    from handlers.care import warmth_list
     from models.care import warmth_campaign_list
+    from tests.conftest import add_member
 
     run_to(bot, chat_with, people, until="decided")
+    add_member(bot, "老张", retired=True)
+    add_member(bot, "王芳", retired=True, branch="外科分会", group="骨科小组")  # a namesake: not merged
     year = bot.clock.today().year
     with bot.db.Session() as s:
         entries = warmth_campaign_list(s, year)
-    assert [e.name for e in entries] == ["王芳"] and entries[0].type == "大病"
-    assert [e.name for e in warmth_list(bot, year)] == ["王芳"]
-    with bot.db.Session() as s:
-        assert warmth_campaign_list(s, year - 1) == []
+        assert [(e.name, e.branch, e.reason) for e in entries] == [
+            ("王芳", "内科分会", "困难职工（大病）"), ("老张", "内科分会", "退休职工"), ("王芳", "外科分会", "退休职工")
+        ]  # fmt: skip
+        assert [e.name for e in warmth_campaign_list(s, year - 1)] == ["老张", "王芳"]  # retirees only
+        s.get(Member, people["member"].id).retired = True
+        assert warmth_campaign_list(s, year)[0].reason == "困难职工（大病）、退休职工"
 
 
 def test_anonymise_closed_cases_keeps_statistics(bot, chat_with, people):
@@ -501,7 +606,7 @@ def test_anonymise_closed_cases_keeps_statistics(bot, chat_with, people):
     chat_with(people["leader"]).ask(f"探望 {ev.id} 今天 刘组长 500")
     now = bot.clock.now()
     assert anonymise_closed_cases(bot, now, years=5) == 0
-    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 10), years=5) == 1
+    assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 10), years=5) == 2  # the case, the visit
     assert anonymise_closed_cases(bot, now + timedelta(days=365 * 5 + 11), years=5) == 0
     c = load_case(bot)
     assert c.anonymised_at is not None and c.member_id is None and c.reported_by_id is None

@@ -4,11 +4,12 @@ audit log."""
 from __future__ import annotations
 
 import io
+import re
 
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from models.care import AuditLog, HardshipCase
+from models.care import AuditLog, CareEvent, HardshipCase
 from tests.conftest import add_member
 from tests.test_admin import add_staff, csrf, login
 from tests.test_care import STORY, member_pushes, submit_case
@@ -92,3 +93,147 @@ def test_stats_export_and_audit_for_the_chair(bot, client, chat_with):
     assert "boss干事（console:boss）" in cells
     audit_page = client.get("/admin/care/audit").get_data(as_text=True)
     assert "导出" in audit_page and "console:boss" in audit_page
+
+
+def test_system_admin_sees_only_that_a_case_exists(bot, client, chat_with):
+    from bot.permissions import can
+
+    _, case_id, number = setup_case(bot, chat_with)
+    chat_with(add_member(bot, "刘组长", roles=["group_leader"])).ask("报告 住院 王芳 心内科 12床")
+    assert can({"admin"}, "members.view") and can({"admin"}, "staff.manage")  # accounts: yes
+    assert not any(can({"admin"}, p) for p in ("cases.review", "cases.verify", "cases.audit", "care.manage"))
+    add_staff(bot, "root", role="admin")
+    login(client, "root")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert number in html and "王芳" in html and "大病" not in html
+    assert "12床" not in html and "年度统计" not in html and "查阅记录" not in html  # no care tasks, no stats
+    page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    assert "办理中" in page and STORY not in page and "记录核实" not in page
+    token = csrf(client, "/admin/care/")
+    assert client.post(f"/admin/care/case/{case_id}/verify", data={"csrf_token": token, "notes": "x"}).status_code == 403
+    for path in ("/admin/care/stats", "/admin/care/export.xlsx", "/admin/care/audit"):
+        assert client.get(path).status_code == 403, path
+    admin_member = add_member(bot, "管理员", roles=["admin"], branch="办公室", group="办")
+    chat = chat_with(admin_member)
+    reply = chat.ask(f"查看 {number}")
+    assert "王芳" in reply and "办理中" in reply and STORY not in reply
+    assert "只对" in chat.ask("帮扶统计") and "只对" in chat.ask("关怀任务")
+    assert "没有办理" in chat.ask(f"核实 {number} 家访 今天 属实")
+
+
+def test_each_list_view_writes_one_audit_row(bot, client, chat_with):
+    member, case_id, number = setup_case(bot, chat_with)
+    leader = add_member(bot, "刘组长", roles=["group_leader"])
+    chat_with(leader).ask("报告 住院 王芳 心内科 12床")
+    add_staff(bot, "rev", role="hardship_reviewer")
+    login(client, "rev")
+
+    def list_rows():
+        with bot.db.Session() as s:
+            return [
+                (r.actor_label, r.action, r.subject, r.case_id, r.detail)
+                for r in s.scalars(select(AuditLog).where(AuditLog.detail.like("%list%")).order_by(AuditLog.id))
+            ]
+
+    assert list_rows() == []
+    assert number in client.get("/admin/care/").get_data(as_text=True)
+    assert number not in client.get("/admin/care/?status=closed").get_data(as_text=True)
+    assert number in client.get("/admin/care/?status=open").get_data(as_text=True)
+    with bot.db.Session() as s:
+        per_case = s.scalars(select(AuditLog).where(AuditLog.case_id == case_id, AuditLog.action == "view")).all()
+    assert per_case == []  # one row per page, not one per case shown
+    assert list_rows() == [
+        ("console:rev", "view", "case", None, "console list: filter=all, 1 cases, 1 care tasks"),
+        ("console:rev", "view", "case", None, "console list: filter=closed, 0 cases, 1 care tasks"),
+        ("console:rev", "view", "case", None, "console list: filter=open, 1 cases, 1 care tasks"),
+    ]
+    with bot.db.Session() as s:
+        at = s.scalars(select(AuditLog.at).where(AuditLog.detail.like("console list%"))).all()
+    assert all(a is not None and abs((a - bot.clock.now()).total_seconds()) < 60 for a in at)
+    # the chat lists too: once per list shown
+    assert number in chat_with(add_member(bot, "陈二主席", roles=["branch_chair"])).ask("帮扶待办")
+    assert "王芳" in chat_with(leader).ask("关怀任务")
+    assert list_rows()[3:] == [
+        ("陈二主席", "view", "case", None, "chat list: 帮扶待办, 1 cases"),
+        ("刘组长", "view", "care", None, "chat list: 关怀任务, 1 tasks"),
+    ]
+
+
+def board_rows(html: str) -> dict[str, str]:
+    """Care task board rows by member name (the board table is the second table on the page)."""
+    board = html.split("关怀任务（五必访）", 1)[1]
+    rows = {}
+    for tr in board.split("<tr>")[2:]:
+        name = re.search(r"</td><td>([^<]+)</td>", tr).group(1)
+        rows[name] = tr
+    return rows
+
+
+def test_care_task_board_due_overdue_done(bot, client, chat_with):
+    from datetime import timedelta
+
+    setup_case(bot, chat_with)
+    zhang = add_member(bot, "张三")
+    add_member(bot, "李四")
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    reporter = chat_with(add_member(bot, "报告人"))
+    bot.clock.offset = -timedelta(days=5)
+    try:
+        reporter.ask("报告 住院 李四 心内科 3床")  # due 3 days after a report 5 days ago: overdue
+    finally:
+        bot.clock.offset = timedelta()
+    reporter.ask("报告 结婚 钱外科")  # due in 7 days, another branch
+    reporter.ask("报告 住院 张三 骨科 8床")
+    with bot.db.Session() as s:
+        zhang_task = s.scalar(select(CareEvent.id).where(CareEvent.member_id == zhang.id))
+    bchair = chat_with(member_by_name(bot, "陈主席"))
+    assert "300" in bchair.ask(f"探望 {zhang_task} 今天 陈主席 果篮 300")
+
+    add_staff(bot, "clerk1", role="clerk")
+    login(client, "clerk1")
+    rows = board_rows(client.get("/admin/care/").get_data(as_text=True))
+    assert set(rows) == {"李四", "钱外科", "张三"}
+    assert "已逾期" in rows["李四"] and "心内科 3床" in rows["李四"]
+    assert "待探望" in rows["钱外科"] and "已逾期" not in rows["钱外科"]
+    assert "已探望" in rows["张三"] and "陈主席" in rows["张三"] and "果篮" in rows["张三"] and "300" in rows["张三"]
+
+    # a branch chair's board holds their own branch only
+    other = client.application.test_client()
+    add_staff(bot, "bc1", role="branch_chair", member_id=member_by_name(bot, "陈主席").id)
+    login(other, "bc1")
+    assert set(board_rows(other.get("/admin/care/").get_data(as_text=True))) == {"李四", "张三"}
+
+
+def member_by_name(bot, name):
+    from models.member import Member
+
+    with bot.db.Session() as s:
+        return s.scalar(select(Member).where(Member.name == name))
+
+
+def test_console_offers_and_allows_close_only_after_follow_up(bot, client, chat_with):
+    member, case_id, number = setup_case(bot, chat_with)
+    add_staff(bot, "rev", role="hardship_reviewer")
+    login(client, "rev")
+    token = csrf(client, f"/admin/care/case/{case_id}")
+    post = lambda step, **data: client.post(f"/admin/care/case/{case_id}/{step}", data={"csrf_token": token, **data})  # noqa: E731
+    post("verify", visit="2026-11-20", notes="属实")
+    post("approve", kind="帮扶金", amount="3000", note="")
+
+    def close_is_refused(status):
+        assert "结案" not in client.get(f"/admin/care/case/{case_id}").get_data(as_text=True).split("</section>", 1)[1]
+        post("close", note="")
+        page = client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+        assert "现在不能做这一步" in page and "下一步是" in page
+        with bot.db.Session() as s:
+            assert s.get(HardshipCase, case_id).status == status
+
+    close_is_refused("decided")
+    post("deliver", day="", amount="", note="")
+    close_is_refused("delivered")
+    assert "已办结" not in member_pushes(bot, member)
+    post("follow_up", notes="好转")
+    assert "结案" in client.get(f"/admin/care/case/{case_id}").get_data(as_text=True)
+    post("close", note="")
+    with bot.db.Session() as s:
+        assert s.get(HardshipCase, case_id).status == "closed"

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, text
 
 from models import crypto
@@ -117,8 +117,11 @@ def test_rotation_moves_everything_to_the_new_key(bot):
         crypto.use_keys(new, old)  # DATA_KEY=new, DATA_KEY_OLD=old: both readable
         with bot.db.transaction() as s:
             assert s.get(HardshipCase, case_id).story == STORY
-            changed = crypto.rotate(s)
-        assert changed >= 5  # story, contact, the event's message, details, amount
+            counts = crypto.rotate(s)
+        assert counts["hardship_case.story"] == (1, 1) and counts["care_event.amount"] == (1, 1)
+        assert sum(c for c, _ in counts.values()) >= 5  # story, contact, the event's message, details, amount
+        with bot.db.transaction() as s:
+            assert sum(c for c, _ in crypto.rotate(s).values()) == 0  # already under the new key: nothing to do
         crypto.use_keys(new)  # the old key is gone
         with bot.db.Session() as s:
             case = s.get(HardshipCase, case_id)
@@ -180,3 +183,56 @@ def test_no_sensitive_text_in_application_logs(bot, chat_with, caplog):
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     for secret in (STORY, "邻里反映属实", "器官移植科", "13800001234"):
         assert secret not in logged
+
+
+def test_rotate_key_command(tmp_path):
+    """Encrypt with key A; set DATA_KEY=B, DATA_KEY_OLD=A and run the command; drop A: everything still opens."""
+    from tests.conftest import make_app
+
+    a, b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'rot.db'}"
+    apps = []
+    try:
+        app_a = make_app(url, DATA_KEY=a)
+        apps.append(app_a)
+        bot_a = app_a.extensions["bot"]
+        crypto.configure(bot_a.settings)
+        case_id = make_case(bot_a)
+        with bot_a.db.transaction() as s:
+            m = s.scalar(select(Member))
+            s.add(CareEvent(type="hospital", member_id=m.id, details="心内科 12床", due_on=bot_a.clock.today(),
+                            amount=Decimal("500"), gift="果篮"))  # fmt: skip
+
+        app_ab = make_app(url, DATA_KEY=b, DATA_KEY_OLD=a)
+        apps.append(app_ab)
+        out = app_ab.test_cli_runner().invoke(args=["care", "rotate-key"])
+        assert out.exit_code == 0, out.output
+        assert "hardship_case.story: 重新加密 1 / 1" in out.output and "care_event.amount: 重新加密 1 / 1" in out.output
+        assert STORY not in out.output
+        again = app_ab.test_cli_runner().invoke(args=["care", "rotate-key"])
+        assert again.exit_code == 0 and "重新加密 0 个" in again.output and "可以移除 DATA_KEY_OLD" in again.output
+
+        app_b = make_app(url, DATA_KEY=b)  # the old key is gone
+        apps.append(app_b)
+        crypto.configure(app_b.extensions["bot"].settings)
+        with app_b.extensions["db"].Session() as s:
+            case = s.get(HardshipCase, case_id)
+            assert case.story == STORY and case.household == HOUSEHOLD and case.contact == CONTACT
+            assert case.aid_amount == Decimal("47000") and [e.message for e in case.events][0]
+            ev = s.scalar(select(CareEvent))
+            assert ev.details == "心内科 12床" and ev.amount == Decimal("500")
+            token = s.execute(text("SELECT story FROM hardship_case WHERE id=:i"), {"i": case_id}).scalar()
+        with pytest.raises(InvalidToken):
+            Fernet(a.encode()).decrypt(token.encode())  # really rewritten, not just readable through A
+
+        # a database under a key the command is not given: it refuses and changes nothing
+        app_c = make_app(url, DATA_KEY=Fernet.generate_key().decode())
+        apps.append(app_c)
+        refused = app_c.test_cli_runner().invoke(args=["care", "rotate-key"])
+        assert refused.exit_code != 0 and "DATA_KEY_OLD" in refused.output and STORY not in refused.output
+        with app_c.extensions["db"].Session() as s:
+            assert s.execute(text("SELECT story FROM hardship_case WHERE id=:i"), {"i": case_id}).scalar() == token
+    finally:
+        for app in apps:
+            app.extensions["db"].dispose()
+        crypto.use_keys(crypto.derive_dev_key("test-secret"))
