@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
+from wechatpy.crypto import _get_signature
+from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot import outbox
 from bot.adapters import wecom
@@ -20,6 +23,8 @@ from tests.conftest import POSTGRES_URL, add_member, make_app
 from tests.fake_wecom import FakeWeCom
 from tests.wecom_helpers import (
     AGENT_ID,
+    AIBOT_AES_KEY,
+    AIBOT_TOKEN,
     CORP_ID,
     aibot_request,
     aibot_text,
@@ -238,6 +243,26 @@ def test_forged_truncated_and_hostile_requests_get_4xx(wclient, wbot):
     assert resp.status_code == 400
     assert wclient.post("/wecom/aibot?" + query, data="not json").status_code == 400
     assert wclient.post("/wecom/aibot?" + query, data='{"encrypt": "x"}').status_code == 403
+    assert inbound_count(wbot) == 0
+
+
+def test_deeply_nested_bodies_get_400_not_500(wclient, wbot):
+    """json.loads raises RecursionError (not a ValueError) on deep nesting: still a 4xx, nothing stored."""
+    query, _ = aibot_request(aibot_text("u1", "帮助"))
+    for body in ("[" * 60000, '{"a":' * 10000, "1" * 5000):
+        assert wclient.post(f"/wecom/aibot?{query}", data=body).status_code == 400
+    # The same inside a correctly signed and encrypted envelope.
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    enc = PrpCrypto(crypto.key).encrypt("[" * 30000, "").decode()
+    sig = _get_signature(AIBOT_TOKEN, "1", "n", enc)
+    signed = urlencode({"msg_signature": sig, "timestamp": "1", "nonce": "n"})
+    resp = wclient.post(f"/wecom/aibot?{signed}", data=json.dumps({"encrypt": enc}))
+    assert resp.status_code == 400
+    # The XML callback: deep nesting where the ciphertext belongs.
+    app_query, _ = app_request(text_xml("u1", "帮助"))
+    nested = "<xml><Encrypt>" + "<a>" * 5000 + "</a>" * 5000 + "</Encrypt></xml>"
+    assert wclient.post(f"/wecom/callback?{app_query}", data=nested).status_code == 400
+    assert wecom.decode_key("0|" + "[" * 1022) is None
     assert inbound_count(wbot) == 0
 
 

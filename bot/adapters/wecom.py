@@ -177,6 +177,15 @@ def encrypt_json(crypto: WeChatCrypto, payload: dict[str, Any], nonce: str, time
     return {"encrypt": enc, "msgsignature": sig, "timestamp": timestamp, "nonce": nonce}
 
 
+def load_json(data: bytes | str, what: str) -> Any:
+    """json.loads that refuses hostile input with a 400: a deeply nested body raises RecursionError, which is
+    not a ValueError, and would otherwise become a 500."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, f"{what} is not JSON: {type(exc).__name__}") from exc
+
+
 def read_body() -> bytes:
     if (request.content_length or 0) > MAX_BODY:
         raise Rejected(413, "body too large")
@@ -199,7 +208,7 @@ def decode_key(key: str) -> dict[str, Any] | None:
         return None
     try:
         action = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return action if isinstance(action, dict) else None
 
@@ -336,10 +345,13 @@ def app_callback():
     if crypto is None:
         return Response("", status=404)
     outer = safe_xml(read_body())
+    encrypt = outer.get("Encrypt")
+    if not isinstance(encrypt, str):  # missing, or markup where the ciphertext belongs
+        raise Rejected(400, "no Encrypt text")
     args = request.args
     plain = decrypt(
         crypto,
-        str(outer.get("Encrypt") or ""),
+        encrypt,
         args.get("msg_signature", ""),
         args.get("timestamp", ""),
         args.get("nonce", ""),
@@ -438,11 +450,7 @@ def aibot_callback():
     crypto = _aibot_crypto()
     if crypto is None:
         return Response("", status=404)
-    body = read_body()
-    try:
-        outer = json.loads(body)
-    except ValueError as exc:
-        raise Rejected(400, "not JSON") from exc
+    outer = load_json(read_body(), "body")
     if not isinstance(outer, dict) or not isinstance(outer.get("encrypt"), str):
         raise Rejected(400, "no encrypt field")
     args = request.args
@@ -453,10 +461,7 @@ def aibot_callback():
         args.get("timestamp", ""),
         args.get("nonce", ""),
     )
-    try:
-        data = json.loads(plain)
-    except ValueError as exc:
-        raise Rejected(400, "decrypted body is not JSON") from exc
+    data = load_json(plain, "decrypted body")
     if not isinstance(data, dict):
         raise Rejected(400, "decrypted body is not an object")
     bot = _bot()
