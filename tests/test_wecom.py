@@ -8,14 +8,16 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+import requests
 from sqlalchemy import func, select
 from wechatpy.crypto import _get_signature
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot import outbox
 from bot.adapters import wecom
-from bot.adapters.wecom_api import cut_bytes, scrub
+from bot.adapters.wecom_api import cut_bytes, failure_code, scrub
 from bot.message import Button, Card, Text
+from bot.observability import DELIVERY_FAILURES
 from models.member import PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
 from models.wecom import WecomAccessToken
@@ -483,6 +485,34 @@ def test_untrusted_ip_explained(wbot, fake):
     deliver(wbot)
     status, error = statuses(wbot)[0]
     assert status == "pending" and "企业可信IP" in error
+
+
+def failures(code: str) -> float:
+    return DELIVERY_FAILURES.labels("wecom", code)._value.get()
+
+
+def test_failed_sends_carry_the_wecom_errcode_for_metrics(wbot, fake):
+    before = {c: failures(c) for c in ("45009", "60020", "http_502", "network")}
+    enqueue(wbot, "u1", Text("a"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 45009, "api freq out of limit")
+    deliver(wbot)
+    enqueue(wbot, "u2", Text("b"), "k2")
+    fake.fail_http_next("/cgi-bin/message/send", 502)
+    deliver(wbot)
+    enqueue(wbot, "u3", Text("c"), "k3")
+    fake.fail_next("/cgi-bin/message/send", 60020, "not allow to access from your ip")
+    deliver(wbot)
+    assert failures("45009") == before["45009"] + 1
+    assert failures("http_502") == before["http_502"] + 1
+    assert failures("60020") == before["60020"] + 1
+    fake.stop()
+    enqueue(wbot, "u4", Text("d"), "k4")
+    deliver(wbot)
+    assert failures("network") == before["network"] + 1
+    assert [s for s, _ in statuses(wbot)] == ["pending"] * 4
+    assert failure_code(requests.ReadTimeout()) == "timeout"
+    assert failure_code(requests.ConnectTimeout()) == "timeout"
+    assert failure_code(ValueError("not json")) == "bad_response"
 
 
 def test_thirty_per_member_per_minute(wbot, fake):

@@ -47,7 +47,19 @@ IP_NOT_TRUSTED = (
     "企业微信拒绝了本服务器的IP（错误60020）。请管理员登录企业微信管理后台 → 应用管理 → 本应用 → "
     "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
 )
+RATE_WAIT = "rate_wait"  # our own per-minute limit made the row wait; nothing was sent to WeCom
 _SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
+
+
+def failure_code(exc: Exception) -> str:
+    """A metrics label for a transport failure: "timeout", "http_502", "network" or "bad_response"."""
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"http_{exc.response.status_code}"
+    if isinstance(exc, requests.RequestException):
+        return "network"
+    return "bad_response"  # not JSON
 
 
 class WeComError(Exception):
@@ -220,7 +232,7 @@ class WeComSender:
         except WeComError as exc:
             return self._from_code(exc.code, scrub(str(exc)), row)
         except (requests.RequestException, ValueError) as exc:
-            return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500])
+            return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500], code=failure_code(exc))
 
     def _send(self, row: OutboxMessage) -> SendResult:
         if self._already_sent(row):
@@ -237,7 +249,10 @@ class WeComSender:
     def _send_user(self, row: OutboxMessage) -> SendResult:
         if not self.settings.wecom_enabled:
             return SendResult(
-                False, "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送", permanent=True
+                False,
+                "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送",
+                permanent=True,
+                code="not_configured",
             )
         batch = row.payload.get("batch")
         if isinstance(batch, list) and batch:  # one identical text for up to 1,000 members (greetings)
@@ -246,7 +261,9 @@ class WeComSender:
             users = [row.target_id]
             wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
             if wait:
-                return SendResult(False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait)
+                return SendResult(
+                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT
+                )
         msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
         card = card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) else None
@@ -264,7 +281,10 @@ class WeComSender:
             self._mark_unreachable(invalid)
         if invalid and invalid >= set(users):
             return SendResult(
-                False, "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达", permanent=True
+                False,
+                "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达",
+                permanent=True,
+                code=str(code) if code else "invaliduser",
             )
         return self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
 
@@ -285,14 +305,19 @@ class WeComSender:
         if webhook:
             wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
             if wait:
-                return SendResult(False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait)
+                return SendResult(
+                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT
+                )
             data = self.client.post_url(
                 webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
             )
             return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
         if not self.settings.wecom_enabled:
             return SendResult(
-                False, "该群没有配置消息推送地址（webhook），也没有自建应用，无法发到群里", permanent=True
+                False,
+                "该群没有配置消息推送地址（webhook），也没有自建应用，无法发到群里",
+                permanent=True,
+                code="not_configured",
             )
         data = self.client.post(
             "/cgi-bin/appchat/send",
@@ -377,20 +402,24 @@ class WeComSender:
         return 60.0 if (recent or 0) >= limit else 0.0
 
     def _from_code(self, code: int, errmsg: str, row: OutboxMessage) -> SendResult:
+        """The outcome for a WeCom errcode; failures carry the errcode as `code` for the metrics."""
         if code == 0:
             return SendResult(True)
+        label = str(code)
         if code in RATE_ERRORS:
-            return SendResult(False, f"企业微信限流（{code}），一分钟后重试", retry_after=60)
+            return SendResult(False, f"企业微信限流（{code}），一分钟后重试", retry_after=60, code=label)
         if code == 60020:
             log.warning("wecom: 60020 — the server IP is not in the app's 企业可信IP")
-            return SendResult(False, IP_NOT_TRUSTED, retry_after=600)
+            return SendResult(False, IP_NOT_TRUSTED, retry_after=600, code=label)
         if code in TOKEN_ERRORS:
-            return SendResult(False, f"企业微信凭证无效（{code}），请检查 WECOM_SECRET")
+            return SendResult(False, f"企业微信凭证无效（{code}），请检查 WECOM_SECRET", code=label)
         if code in (40001, 40013):
             return SendResult(
-                False, f"企业微信企业ID或Secret错误（{code}），请检查 WECOM_CORP_ID / WECOM_SECRET"
+                False,
+                f"企业微信企业ID或Secret错误（{code}），请检查 WECOM_CORP_ID / WECOM_SECRET",
+                code=label,
             )
-        return SendResult(False, f"企业微信返回错误 {code}: {errmsg}"[:500])
+        return SendResult(False, f"企业微信返回错误 {code}: {errmsg}"[:500], code=label)
 
 
 __all__ = ["WeComClient", "WeComError", "WeComSender", "card_json", "cut_bytes", "scrub", "Text"]
