@@ -47,7 +47,7 @@ def _client():
 @wecom_cli.command("menu")
 def menu() -> None:
     """Create the app menu (活动报名 / 我要办: 我要提案, 困难帮扶 / 我的: 我的信息, 我的报名, 帮助)."""
-    from bot.adapters.wecom_api import IP_NOT_TRUSTED, WeComError, scrub
+    from bot.adapters.wecom_api import WeComError, ip_alert_text, scrub, untrusted_ip
 
     client, s = _client()
     try:
@@ -60,7 +60,7 @@ def menu() -> None:
         raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
     code = int(data.get("errcode") or 0)
     if code == 60020:
-        raise click.ClickException(IP_NOT_TRUSTED)
+        raise click.ClickException(ip_alert_text(untrusted_ip(str(data.get("errmsg", "")))))
     if code:
         raise click.ClickException(scrub(f"企业微信返回错误 {code}: {data.get('errmsg', '')}"))
     click.echo("应用菜单已创建：活动报名 / 我要办 / 我的。成员重新进入应用即可看到。")
@@ -69,13 +69,15 @@ def menu() -> None:
 @wecom_cli.command("check")
 def check() -> None:
     """Check WECOM_CORP_ID / WECOM_SECRET / WECOM_AGENT_ID and that this server's IP is trusted (60020)."""
-    from bot.adapters.wecom_api import IP_NOT_TRUSTED, WeComError, scrub
+    from bot.adapters.wecom_api import WeComError, ip_alert_text, scrub, untrusted_ip
 
     client, s = _client()
     try:
         client.token(force=True)
         data = client.get("/cgi-bin/agent/get", {"agentid": s.WECOM_AGENT_ID})
     except WeComError as exc:
+        if exc.code == 60020:
+            raise click.ClickException(ip_alert_text(untrusted_ip(str(exc)))) from None
         raise click.ClickException(
             f"获取 access_token 失败：{scrub(str(exc))}（40001/40013 多为 Secret 或企业ID填错）"
         ) from None
@@ -85,7 +87,7 @@ def check() -> None:
         raise click.ClickException(scrub(f"无法连接企业微信：{type(exc).__name__}: {exc}")) from None
     code = int(data.get("errcode") or 0)
     if code == 60020:
-        raise click.ClickException(IP_NOT_TRUSTED)
+        raise click.ClickException(ip_alert_text(untrusted_ip(str(data.get("errmsg", "")))))
     if code:
         raise click.ClickException(
             scrub(

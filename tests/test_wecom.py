@@ -34,6 +34,7 @@ from tests.wecom_helpers import (
     decrypt_reply,
     event_xml,
     settings_for,
+    staff_client,
     text_xml,
 )
 
@@ -479,12 +480,37 @@ def test_invaliduser_marks_identity_unreachable(wbot, fake):
     assert fake.count("/cgi-bin/message/send") == 1
 
 
-def test_untrusted_ip_explained(wbot, fake):
+UNTRUSTED = (
+    "not allow to access from your ip, hint: [1787373915609110759172198], from ip: 203.0.113.7, "
+    "more info at https://open.work.weixin.qq.com/devtool/query?e=60020"
+)
+
+
+def test_untrusted_ip_alert_on_console_rows_wait_and_go_out_once_trusted(wapp, wbot, fake):
     enqueue(wbot, "u1", Text("hi"), "k1")
-    fake.fail_next("/cgi-bin/message/send", 60020, "not allow to access from your ip")
+    fake.fail_next("/cgi-bin/message/send", 60020, UNTRUSTED)
     deliver(wbot)
     status, error = statuses(wbot)[0]
     assert status == "pending" and "企业可信IP" in error
+    console = staff_client(wapp)
+    banner = console.get("/admin/").get_data(as_text=True)
+    assert "203.0.113.7" in banner and "企业可信IP" in banner and "60020" in banner
+    # Nobody fixes it for hours: the row keeps waiting, far beyond OUTBOX_MAX_ATTEMPTS attempts.
+    for i in range(1, wbot.settings.OUTBOX_MAX_ATTEMPTS + 4):
+        fake.fail_next("/cgi-bin/message/send", 60020, UNTRUSTED)
+        wbot.clock.offset = timedelta(seconds=601 * i)
+        deliver(wbot)
+    assert [s for s, _ in statuses(wbot)] == ["pending"]
+    assert fake.count("/cgi-bin/message/send") == wbot.settings.OUTBOX_MAX_ATTEMPTS + 4
+    assert "203.0.113.7" in console.get("/admin/").get_data(as_text=True)
+    # The IP is trusted now: the next successful send clears the alert and sends the held row at once.
+    enqueue(wbot, "u2", Text("again"), "k2")
+    deliver(wbot)
+    assert texts_to(fake, "u1") == ["hi"] and texts_to(fake, "u2") == ["again"]
+    assert [s for s, _ in statuses(wbot)] == ["sent", "sent"]
+    assert "203.0.113.7" not in console.get("/admin/").get_data(as_text=True)
+    deliver(wbot)
+    assert len(fake.sent()) == 2
 
 
 def failures(code: str) -> float:

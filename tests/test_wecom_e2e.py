@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from bot import outbox
 from bot.adapters import wecom
 from models.activity import Activity
+from models.wecom import active_alerts
 from tests.conftest import add_member, make_app
 from tests.fake_wecom import FakeWeCom
 from tests.wecom_helpers import (
@@ -226,10 +227,17 @@ def test_cli_creates_the_menu(wapp, fake):
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
     assert result.exit_code == 0 and "工会小助手" in result.output and "tok-" not in result.output
-    fake.fail_next("/cgi-bin/agent/get", 60020, "not allow to access from your ip")
+    fake.fail_next("/cgi-bin/agent/get", 60020, "not allow to access from your ip, from ip: 198.51.100.9")
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
-    assert result.exit_code != 0 and "企业可信IP" in result.output
+    assert result.exit_code != 0 and "企业可信IP" in result.output and "198.51.100.9" in result.output
+    bot = wapp.extensions["bot"]
+    with bot.db.Session() as s:
+        assert [a.detail for a in active_alerts(s)] == ["198.51.100.9"]
+    with wapp.app_context():  # the IP was added: a successful check clears the console's alert
+        assert runner.invoke(wecom_cli, ["check"]).exit_code == 0
+    with bot.db.Session() as s:
+        assert active_alerts(s) == []
 
 
 def test_cli_sets_a_group_webhook_and_broadcasts_go_there(wapp, fake):

@@ -97,3 +97,26 @@ def decrypt_reply(body: bytes | str, token: str = TOKEN, key: str = AES_KEY, cor
     outer = xmltodict.parse(body)["xml"]
     plain = crypto.decrypt_message(body, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
     return xmltodict.parse(plain)["xml"]
+
+
+def staff_client(app, role: str = "clerk", username: str | None = None):
+    """A Flask test client logged in to the console as a new staff account with `role`."""
+    import re
+
+    from models.staff import StaffAccount
+
+    bot = app.extensions["bot"]
+    username = username or f"{role}-{next(_n)}"
+    with bot.db.transaction() as s:
+        acc = StaffAccount(username=username, display_name=username, role=role, active=True)
+        acc.set_password("console pass 42")
+        s.add(acc)
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post(
+        "/admin/login", data={"username": username, "password": "console pass 42", "csrf_token": token}
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    client.csrf = token
+    return client

@@ -28,7 +28,7 @@ from bot.message import Card, Text, payload_to_outgoing
 from bot.outbox import SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
-from models.wecom import WecomAccessToken
+from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, clear_alert, raise_alert
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,27 @@ IP_NOT_TRUSTED = (
     "企业微信拒绝了本服务器的IP（错误60020）。请管理员登录企业微信管理后台 → 应用管理 → 本应用 → "
     "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
 )
+IP_RETRY = 600  # seconds between attempts of a row held back by 60020
+_FROM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]{3,45})")
 RATE_WAIT = "rate_wait"  # our own per-minute limit made the row wait; nothing was sent to WeCom
 _SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
+
+
+def untrusted_ip(errmsg: str) -> str:
+    """The server IP WeCom names in a 60020 errmsg ("..., from ip: 1.2.3.4, more info at ..."), or ""."""
+    m = _FROM_IP.search(errmsg or "")
+    return m.group(1).rstrip(".:") if m else ""
+
+
+def ip_alert_text(ip: str) -> str:
+    """What staff must do about 60020, naming the IP when WeCom told us."""
+    which = f"本服务器的出口IP {ip}" if ip else "本服务器的出口IP（可在服务器上运行 curl ifconfig.me 查看）"
+    return (
+        f"企业微信拒绝了{which}（错误60020），私聊消息和应用群消息暂时发不出去。"
+        f"请管理员登录企业微信管理后台 → 应用管理 → 本应用 → 页面下方“企业可信IP” → 配置，加入 {ip or '该IP'}"
+        "（需先在同一页面设置可信域名或接收消息服务器URL）。加入后待发送的消息会自动补发，"
+        "也可运行 flask --app app wecom check 立即检查。"
+    )
 
 
 def failure_code(exc: Exception) -> str:
@@ -115,6 +134,8 @@ class WeComClient:
             {"corpid": self.settings.WECOM_CORP_ID, "corpsecret": self.settings.WECOM_SECRET},
         )
         if data.get("errcode"):
+            if int(data["errcode"]) == 60020:
+                self.note_untrusted(str(data.get("errmsg", "")))
             raise WeComError(int(data["errcode"]), str(data.get("errmsg", "")))
         token = str(data["access_token"])
         expires = now + timedelta(seconds=int(data.get("expires_in", 7200)))
@@ -172,12 +193,39 @@ class WeComClient:
             )
             resp.raise_for_status()
             data = resp.json()
-            if int(data.get("errcode") or 0) in TOKEN_ERRORS and attempt == 0:
+            code = int(data.get("errcode") or 0)
+            if code in TOKEN_ERRORS and attempt == 0:
                 self._drop(token)
                 token = self.token(force=True)
                 continue
-            return data
+            break
+        if code == 60020:
+            self.note_untrusted(str(data.get("errmsg", "")))
+        elif code == 0:
+            self.note_trusted()
         return data
+
+    # the 60020 alert -------------------------------------------------------------------------------------
+    def note_untrusted(self, errmsg: str) -> None:
+        """Show staff the IP to trust (console dashboard); rows keep waiting instead of dying."""
+        ip = untrusted_ip(errmsg)
+        with self.db.transaction() as s:
+            raise_alert(s, ALERT_IP_NOT_TRUSTED, ip, ip_alert_text(ip), self.clock.now())
+
+    def note_trusted(self) -> None:
+        """A call went through: clear the 60020 alert and send the rows it held back now."""
+        with self.db.transaction() as s:
+            if clear_alert(s, ALERT_IP_NOT_TRUSTED):
+                released = s.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.platform == PLATFORM,
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.last_error == IP_NOT_TRUSTED,
+                    )
+                    .values(next_attempt_at=self.clock.now())
+                ).rowcount
+                log.info("wecom: the server IP is trusted again; %s held messages released", released)
 
     def post_url(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST to a full URL that carries its own credential (webhook key, response_url)."""
@@ -228,11 +276,37 @@ class WeComSender:
 
     def send(self, row: OutboxMessage) -> SendResult:
         try:
-            return self._send(row)
+            result = self._send(row)
         except WeComError as exc:
-            return self._from_code(exc.code, scrub(str(exc)), row)
+            result = self._from_code(exc.code, scrub(str(exc)), row)
         except (requests.RequestException, ValueError) as exc:
             return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500], code=failure_code(exc))
+        if result.code == "60020":
+            self._hold(row, IP_RETRY)
+        return result
+
+    def _hold(self, row: OutboxMessage, wait: float) -> None:
+        """Put the row back without spending an attempt: while staff fix the trusted IP, rows must not die.
+
+        Written here because the outbox would count the attempt and give up after OUTBOX_MAX_ATTEMPTS; the
+        outbox's own record of this attempt then finds the row no longer 'sending' and leaves it alone.
+        """
+        with self.db.transaction() as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(
+                    status="pending",
+                    attempts=max(row.attempts - 1, 0),
+                    next_attempt_at=self.bot.clock.now() + timedelta(seconds=wait),
+                    lease_until=None,
+                    last_error=IP_NOT_TRUSTED,
+                )
+            )
 
     def _send(self, row: OutboxMessage) -> SendResult:
         if self._already_sent(row):
