@@ -31,8 +31,10 @@ from tests.wecom_helpers import (
     aibot_request,
     aibot_text,
     app_request,
+    decrypt_aibot_reply,
     decrypt_reply,
     event_xml,
+    make_activity,
     settings_for,
     staff_client,
     text_xml,
@@ -638,38 +640,76 @@ def test_aibot_merges_several_replies_into_one_use(wbot, fake):
     assert [s for s, _ in statuses(wbot)] == ["sent"] * 3
 
 
-def test_aibot_card_and_click(wclient, wbot, fake, test_action):
-    ctx = {
-        "in_reply_to": "aibot:M2",
-        "response_url": fake.response_url("rc3"),
-        "received": wbot.clock.now().isoformat(),
-    }
-    card = Card("活动 7", ["周六"], [Button("报名", {"do": test_action, "activity": 7})])
-    enqueue(wbot, "wrG", card, "reply:wecom:aibot:M2:0", kind="chat", context=ctx)
+def test_aibot_cards_through_response_url_only_in_single_chats(wbot, fake):
+    """WeCom: a template card through response_url works in single chats only; a group gets it as text."""
+    card = Card("活动 7", ["周六"], [Button("报名", {"do": "signup", "activity": 7})])
+    for i, (kind, target) in enumerate((("user", "lilei"), ("chat", "wrG"))):
+        ctx = {
+            "in_reply_to": f"aibot:M{i}",
+            "response_url": fake.response_url(f"rc{i}"),
+            "received": wbot.clock.now().isoformat(),
+        }
+        enqueue(wbot, target, card, f"reply:wecom:aibot:M{i}:0", kind=kind, context=ctx)
     deliver(wbot)
-    body = fake.sent("/cgi-bin/aibot/response")[0]
-    assert body["msgtype"] == "template_card"
-    key = body["template_card"]["button_list"][0]["key"]
-    member = add_member(wbot, name="李雷", employee_no="20005")
-    with wbot.db.transaction() as s:
-        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
-    click = {
-        "msgid": "CLICK1",
+    single, group = fake.sent("/cgi-bin/aibot/response")
+    assert single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    assert group == {"msgtype": "markdown", "markdown": {"content": "活动 7\n周六\n【报名】"}}
+
+
+def aibot_click(user: str, key: str, task: str, msgid: str, response_url: str, chat_id: str = "wrG") -> dict:
+    return {
+        "msgid": msgid,
         "create_time": 1700000000,
         "aibotid": "AIBOTID",
-        "chatid": "wrG",
+        "chatid": chat_id,
         "chattype": "group",
-        "from": {"userid": "lilei"},
-        "response_url": fake.response_url("rc4"),
+        "from": {"userid": user},
+        "response_url": response_url,
         "msgtype": "event",
         "event": {
             "eventtype": "template_card_event",
-            "template_card_event": {"event_key": key, "task_id": "t"},
+            "template_card_event": {"card_type": "button_interaction", "event_key": key, "task_id": task},
         },
     }
-    assert post_aibot(wclient, click).status_code == 200
+
+
+def test_aibot_group_card_goes_back_passively_and_a_click_updates_it(wclient, wbot, fake):
+    member = add_member(wbot, name="李雷", employee_no="20005")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
+    first, second = make_activity(wbot, "乒乓球赛"), make_activity(wbot, "羽毛球赛")
+    query, body = aibot_request(aibot_text("lilei", "@工会小助手 活动", chat_id="wrG", msgid="ASK1"))
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    reply = decrypt_aibot_reply(resp, query)
+    assert reply["msgtype"] == "template_card"
+    card = reply["template_card"]
+    assert card["card_type"] == "button_interaction" and wecom.CARD_TASK.fullmatch(card["task_id"])
+    keys = {wecom.decode_key(b["key"])["activity"]: b["key"] for b in card["button_list"]}
+    assert set(keys) == {first, second}
     deliver(wbot)
-    assert "报名成功：活动 7" in fake.sent("/cgi-bin/aibot/response")[1]["markdown"]["content"]
+    assert fake.count("/cgi-bin/aibot/response") == 0  # the card was the whole answer
+    assert statuses(wbot) == [("sent", "passive reply")]
+
+    # A click signs up and answers with the same card, the clicked button now 已报名, for the clicker only.
+    click = aibot_click("lilei", keys[second], card["task_id"], "CLICK1", fake.response_url("rcC"))
+    query, body = aibot_request(click)
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    update = decrypt_aibot_reply(resp, query)
+    assert update["response_type"] == "update_template_card" and update["userids"] == ["lilei"]
+    new = update["template_card"]
+    assert new["task_id"] == card["task_id"] and new["main_title"] == card["main_title"]
+    labels = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in new["button_list"]}
+    old = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in card["button_list"]}
+    assert labels == {first: old[first], second: "已报名"}
+    deliver(wbot)
+    (answer,) = fake.sent("/cgi-bin/aibot/response")
+    assert "羽毛球赛" in answer["markdown"]["content"] and "李雷" in answer["markdown"]["content"]
+
+    # Clicks on cards we cannot find (or ids beyond the id column) are acknowledged without an update.
+    for i, task in enumerate(("ub_999999_0", "ub_99999999999999999999_1", "someone-elses")):
+        query, body = aibot_request(aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}")))
+        resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+        assert resp.status_code == 200 and resp.get_data() == b""
 
 
 def test_aibot_expired_response_url_falls_back(wbot, fake):
@@ -698,21 +738,38 @@ def test_aibot_events_and_verification(wclient, wbot, fake):
     )
     assert resp.get_data(as_text=True) == "echo-123"
     assert env["encrypt"]
+    # The official enter_chat event: no chatid, no response_url. The welcome is the passive reply.
     enter = {
         "msgid": "E1",
+        "create_time": 1700000000,
         "aibotid": "A",
-        "chattype": "single",
-        "from": {"userid": "stranger"},
+        "from": {"corpid": "wpxxxx", "userid": "stranger"},
         "msgtype": "event",
         "event": {"eventtype": "enter_chat"},
-        "response_url": fake.response_url("rc6"),
     }
-    assert post_aibot(wclient, enter).status_code == 200
+    query, body = aibot_request(enter)
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    welcome = decrypt_aibot_reply(resp, query)
+    assert welcome["msgtype"] == "text" and "欢迎使用" in welcome["text"]["content"]
+    assert len(welcome["text"]["content"].encode()) <= 2048
     stream = {"msgid": "S1", "from": {"userid": "x"}, "msgtype": "stream", "stream": {"id": "1"}}
     assert post_aibot(wclient, stream).status_code == 200
     deliver(wbot)
-    assert "欢迎使用" in fake.sent("/cgi-bin/aibot/response")[0]["markdown"]["content"]
-    assert inbound_count(wbot) == 1
+    # Nothing else went out: not through a response_url, not into the app's chat with message/send.
+    assert fake.calls == []
+    assert [s for s, _ in statuses(wbot)] == ["sent"] and inbound_count(wbot) == 1
+
+
+def test_aibot_welcome_the_callback_did_not_take_is_never_pushed_elsewhere(wbot, fake):
+    """Say the callback died after the commit: the welcome waits for it briefly, then is given up."""
+    ctx = {"in_reply_to": "aibot:E2", "channel": "aibot", "passive": True}
+    enqueue(wbot, "stranger", Text("欢迎使用"), "reply:wecom:aibot:E2:0", context=ctx)
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "pending"
+    wbot.clock.offset = timedelta(seconds=11)
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "dead" and fake.calls == []
 
 
 def test_batch_greeting_row_goes_out_in_one_call_and_marks_leavers(wbot, fake):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import xmltodict
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.adapters.wecom import encrypt_json
+from models.activity import Activity
 
 CORP_ID = "wwcorp"
 SECRET = "app-secret"
@@ -120,3 +122,40 @@ def staff_client(app, role: str = "clerk", username: str | None = None):
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
     client.csrf = token
     return client
+
+
+def decrypt_aibot_reply(resp, query: str) -> dict:
+    """Check an AI-bot passive reply the way WeCom would (signature, the callback's nonce) and decrypt it."""
+    from urllib.parse import parse_qs
+
+    env = json.loads(resp.get_data())
+    assert set(env) == {"encrypt", "msgsignature", "timestamp", "nonce"}
+    assert env["nonce"] == parse_qs(query)["nonce"][0]  # WeCom asks for the callback's own nonce
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    plain = crypto.decrypt_message(
+        {"Encrypt": env["encrypt"]}, env["msgsignature"], env["timestamp"], env["nonce"]
+    )
+    return json.loads(plain)
+
+
+def make_activity(bot, title: str, capacity: int = 10) -> int:
+    now = bot.clock.now()
+    with bot.db.transaction() as s:
+        a = Activity(
+            title=title,
+            place="职工活动中心",
+            starts_at=now + timedelta(days=5),
+            signup_deadline=now + timedelta(days=4),
+            capacity=capacity,
+            taken=0,
+            seq=0,
+            waitlist_enabled=True,
+            companions_max=0,
+            questions=[],
+            audience_kind="all",
+            audience_ids=[],
+            status="open",
+        )
+        s.add(a)
+        s.flush()
+        return a.id

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.adapters.wecom import PLATFORM, encode_key
+from bot.adapters.wecom import PLATFORM, encode_key, task_id
 from bot.message import Card, Text, payload_to_outgoing
 from bot.outbox import SendResult
 from models.member import PlatformIdentity
@@ -37,6 +37,7 @@ TOKEN_ERRORS = {40014, 42001, 41001}
 RATE_ERRORS = {45009, 45033}
 PER_MEMBER_PER_MINUTE = 30
 PER_WEBHOOK_PER_MINUTE = 20
+PASSIVE_WAIT = timedelta(seconds=10)  # WeCom waits 5 s for a passive reply; the callback takes it sooner
 RESPONSE_URL_TTL = timedelta(minutes=55)  # WeCom says one hour; keep a margin for clocks and queues
 TEXT_BYTES = 2048
 MARKDOWN_BYTES = 4096
@@ -312,6 +313,8 @@ class WeComSender:
         if self._already_sent(row):
             return SendResult(True)  # merged into an earlier reply to the same message
         ctx = row.context or {}
+        if ctx.get("passive"):
+            return self._passive_only(row)
         url = ctx.get("response_url")
         if url and self._fresh(ctx):
             return self._send_response_url(row, url)
@@ -340,7 +343,7 @@ class WeComSender:
                 )
         msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
-        card = card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) else None
+        card = card_json(out, task_id(row.id, row.attempts)) if isinstance(out, Card) else None
         if card is not None:
             msg.update(msgtype="template_card", template_card=card)
         else:
@@ -400,6 +403,15 @@ class WeComSender:
         return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
 
     # AI bot replies --------------------------------------------------------------------------------------
+    def _passive_only(self, row: OutboxMessage) -> SendResult:
+        """The enter_chat welcome exists only as the passive reply, which its callback takes within WeCom's
+        5 s; no other channel reaches that chat, so the loop never sends it (see wecom.take_replies)."""
+        if self.bot.clock.now() - row.created_at < PASSIVE_WAIT:
+            return SendResult(False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait")
+        return SendResult(
+            False, "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）", permanent=True, code="passive_missed"
+        )
+
     def _fresh(self, ctx: dict[str, Any]) -> bool:
         try:
             received = datetime.fromisoformat(str(ctx.get("received")))
@@ -427,8 +439,12 @@ class WeComSender:
                     )
                 )
         out = payload_to_outgoing(row.payload)
+        # response_url carries template cards into single chats only; a group gets the card as text.
+        single = row.target_kind != "chat"
         card = (
-            card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) and not siblings else None
+            card_json(out, task_id(row.id, row.attempts))
+            if isinstance(out, Card) and not siblings and single
+            else None
         )
         if card is not None:
             body: dict[str, Any] = {"msgtype": "template_card", "template_card": card}
