@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -28,6 +29,7 @@ from tests.wecom_helpers import (
     AIBOT_AES_KEY,
     AIBOT_TOKEN,
     CORP_ID,
+    SECRET,
     aibot_request,
     aibot_text,
     app_request,
@@ -541,6 +543,62 @@ def test_failed_sends_carry_the_wecom_errcode_for_metrics(wbot, fake):
     assert failure_code(requests.ReadTimeout()) == "timeout"
     assert failure_code(requests.ConnectTimeout()) == "timeout"
     assert failure_code(ValueError("not json")) == "bad_response"
+
+
+def test_a_batch_that_outlives_its_lease_sends_nothing_twice(wbot, fake):
+    for i in range(3):
+        enqueue(wbot, f"u{i}", Text(f"m{i}"), f"k{i}")
+    sender = wbot.senders["wecom"]
+    batch = outbox.claim(wbot)  # worker A leases all three ...
+    wbot.clock.offset = outbox.LEASE + timedelta(minutes=1)  # ... and is slow: the leases have expired
+    assert sender.send(batch[0]).ok  # A renews row 0's lease right before sending it
+    taken = outbox.claim(wbot)  # worker B takes over only the rows A has not started
+    assert [r.id for r in taken] == [r.id for r in batch[1:]]
+    assert [sender.send(row).code for row in batch[1:]] == ["lease_lost"] * 2  # A leaves them to B
+    assert all(sender.send(row).ok for row in taken)
+    assert sorted(body["text"]["content"] for body in fake.sent()) == ["m0", "m1", "m2"]
+
+
+def test_twenty_per_group_webhook_per_minute(wbot, fake):
+    with wbot.db.transaction() as s:
+        s.add(Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy")))
+    for i in range(22):
+        enqueue(wbot, "wrBUSY", Text(f"通知{i}"), f"g{i}", kind="chat")
+    deliver(wbot)
+    assert fake.count("/cgi-bin/webhook/send") == 20
+    assert [e for s, e in statuses(wbot) if s == "pending"] == ["群消息推送每分钟20条的上限已到，稍后发送"] * 2
+    wbot.clock.offset = timedelta(seconds=61)
+    deliver(wbot)
+    sent = [b["text"]["content"] for b in fake.sent("/cgi-bin/webhook/send")]
+    assert sorted(sent) == sorted(f"通知{i}" for i in range(22))
+
+
+def test_concurrency_limit_45033_backs_off_and_delivers_once(wbot, fake):
+    enqueue(wbot, "u1", Text("hello"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 45033, "api concurrent out of limit")
+    assert deliver(wbot) == 0
+    assert statuses(wbot)[0][0] == "pending" and "45033" in statuses(wbot)[0][1]
+    wbot.clock.offset = timedelta(seconds=30)
+    assert deliver(wbot) == 0 and fake.count("/cgi-bin/message/send") == 1  # still backing off
+    wbot.clock.offset = timedelta(seconds=61)
+    assert deliver(wbot) == 1
+    deliver(wbot)
+    assert texts_to(fake, "u1") == ["hello"] and statuses(wbot)[0] == ("sent", None)
+
+
+def test_access_token_never_logged(wbot, fake, caplog):
+    """Over a token fetch, a send and a 42001 refresh, at DEBUG, nothing logs a token or the secret."""
+    caplog.set_level(logging.DEBUG)
+    enqueue(wbot, "u1", Text("one"), "k1")
+    deliver(wbot)  # fetches tok-1
+    fake.expire_tokens(42001)
+    enqueue(wbot, "u1", Text("two"), "k2")
+    deliver(wbot)  # refused, refreshed to tok-2, sent again
+    assert fake.count("/cgi-bin/gettoken") == 2 and texts_to(fake, "u1") == ["one", "two"]
+    ours = [r for r in caplog.records if not r.name.startswith("werkzeug")]  # the fake server's own log
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "/cgi-bin/message/send" in text  # urllib3 did log the requests ...
+    assert "tok-1" not in text and "tok-2" not in text and SECRET not in text  # ... without credentials
 
 
 def test_thirty_per_member_per_minute(wbot, fake):

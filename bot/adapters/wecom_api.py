@@ -2,13 +2,23 @@
 
 - Token: `gettoken`, cached in `wecom_access_token` (one row per app, shared by every worker) until 5 minutes
   before `expires_in`; on 40014 / 42001 / 41001 the token is dropped and fetched again ONCE, then the call is
-  retried once. The token and the secret never appear in logs or in stored errors (`scrub`).
+  retried once. The token and the secret never appear in logs or in stored errors (`scrub`, and a filter on
+  urllib3's logger, which would print request URLs at DEBUG).
 - Sender: private replies through `message/send` (text, or `template_card` button_interaction for cards),
   AI-bot replies through the message's `response_url` (once, within the hour; several replies to one message
-  are merged into that one use), group chats through the chat's webhook (消息推送) or `appchat/send`.
+  are merged into that one use; cards only into single chats), group chats through the chat's webhook
+  (消息推送) or `appchat/send`. The enter_chat welcome is never sent from here (passive reply only).
 - Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
-  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent),
-  60020 (IP not trusted) fails with a Chinese explanation for staff.
+  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
+- 60020 (server IP not trusted): an alert with the IP to trust is shown on the console dashboard; the rows
+  wait (no attempt spent, so they never die of it) until a successful call clears the alert and sends them.
+- Failed results carry the WeCom errcode (or "timeout", "http_502", ...) as `code` for the metrics.
+
+Duplicates: WeCom has no idempotency key, so delivery is at-least-once. The sender renews a row's lease right
+before sending it (a slow batch cannot let another worker take over a row this one is sending) and skips rows
+another worker took over. What remains: a send that reached WeCom but whose answer was lost (timeout, reset,
+crash before the outcome is recorded) is sent again on the next attempt; WeCom's own
+`enable_duplicate_check` is not used because it would also drop deliberate repeats of the same text.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.adapters.wecom import PLATFORM, encode_key, task_id
 from bot.message import Card, Text, payload_to_outgoing
-from bot.outbox import SendResult
+from bot.outbox import LEASE, SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
 from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, clear_alert, raise_alert
@@ -93,6 +103,22 @@ def scrub(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1=***", text)
 
 
+class ScrubFilter(logging.Filter):
+    """Scrubs credentials from records: urllib3 logs each request URL (with access_token=) at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_pool_log = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, ScrubFilter) for f in _pool_log.filters):
+    _pool_log.addFilter(ScrubFilter())
+
+
 def cut_bytes(text: str, limit: int) -> str:
     """Cut to `limit` UTF-8 bytes, ending with "…" when something was removed."""
     if len(text.encode("utf-8")) <= limit:
@@ -117,10 +143,6 @@ class WeComClient:
         self.timeout = timeout
         self.base = settings.WECOM_API_BASE.rstrip("/")
         self.app_key = f"{settings.WECOM_CORP_ID}:{settings.WECOM_AGENT_ID}"
-        # urllib3 logs request URLs (with access_token=...) at DEBUG: keep it quiet even when LOG_LEVEL=DEBUG.
-        pool_log = logging.getLogger("urllib3.connectionpool")
-        if pool_log.getEffectiveLevel() < logging.INFO:
-            pool_log.setLevel(logging.INFO)
 
     # token -----------------------------------------------------------------------------------------------
     def token(self, force: bool = False) -> str:
@@ -276,6 +298,9 @@ class WeComSender:
         self.client = WeComClient(bot.settings, bot.db, bot.clock, http=http)
 
     def send(self, row: OutboxMessage) -> SendResult:
+        lost = self._renew_lease(row)
+        if lost is not None:
+            return lost
         try:
             result = self._send(row)
         except WeComError as exc:
@@ -309,9 +334,34 @@ class WeComSender:
                 )
             )
 
+    def _renew_lease(self, row: OutboxMessage) -> SendResult | None:
+        """Renew this row's lease right before sending it, or say why not to send it (None: go ahead).
+
+        WeCom has no idempotency key, so a batch must never outlive its lease: the outbox leases a whole
+        batch at once, and a slow batch would let another worker take over rows this one still sends.
+        Renewing per row bounds the time between a renewal and the send to one send (≤ 5 HTTP calls of
+        ≤ 10 s each, well inside the lease); a row another worker already took over is left to it.
+        """
+        now = self.bot.clock.now()
+        with self.db.transaction() as s:
+            renewed = s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(lease_until=now + LEASE)
+            ).rowcount
+            status = None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+        if renewed:
+            return None
+        if status == "sent":
+            return SendResult(True)  # merged into an earlier reply, or taken as a passive reply
+        log.info("wecom: outbox %s was taken over by another worker; not sending it again", row.id)
+        return SendResult(False, "已由另一个发送进程接手", code="lease_lost")
+
     def _send(self, row: OutboxMessage) -> SendResult:
-        if self._already_sent(row):
-            return SendResult(True)  # merged into an earlier reply to the same message
         ctx = row.context or {}
         if ctx.get("passive"):
             return self._passive_only(row)
@@ -470,10 +520,6 @@ class WeComSender:
                     .values(status="sent", sent_at=now, lease_until=None, last_error=f"merged into #{row.id}")
                 )
         return result
-
-    def _already_sent(self, row: OutboxMessage) -> bool:
-        with self.db.Session() as s:
-            return s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id)) == "sent"
 
     # shared ----------------------------------------------------------------------------------------------
     def _rate_wait(self, row: OutboxMessage, limit: int) -> float:
