@@ -278,6 +278,9 @@ def init_app(app: Flask) -> None:
     from admin.cases import init_app as init_cases  # issue 7: 帮扶与关怀 pages
 
     init_cases(app)
+    from admin.chats import init_app as init_chats  # issue 4: 企业微信群 and their webhooks
+
+    init_chats(app)
 
 
 def _console_error(err: HTTPException):

@@ -122,12 +122,13 @@ def webhook(chat_id: str, url: str, title: str, group_id: int | None) -> None:
     """Set the 消息推送 (group robot) webhook URL of a group chat, used for broadcasts into that group."""
     from sqlalchemy import select
 
+    from bot.adapters.wecom_api import webhook_url_error
     from models.messaging import Chat
 
-    if not url.startswith(("https://", "http://127.0.0.1")) or "key=" not in url:
-        raise click.ClickException(
-            "地址应形如 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…（在群设置 → 消息推送中复制）"
-        )
+    error = webhook_url_error(url, bot().settings.WECOM_API_BASE)
+    if error:
+        raise click.ClickException(error)
+    url = url.strip()
     with bot().db.transaction() as s:
         chat = s.scalar(select(Chat).where(Chat.platform == "wecom", Chat.chat_id == chat_id))
         if chat is None:

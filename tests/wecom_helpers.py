@@ -120,7 +120,8 @@ def staff_client(app, role: str = "clerk", username: str | None = None):
         "/admin/login", data={"username": username, "password": "console pass 42", "csrf_token": token}
     )
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
-    client.csrf = token
+    page = client.get("/admin/").get_data(as_text=True)  # logging in starts a new session (new token)
+    client.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     return client
 
 

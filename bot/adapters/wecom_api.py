@@ -27,6 +27,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from sqlalchemy import func, select, update
@@ -59,6 +60,7 @@ IP_NOT_TRUSTED = (
     "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
 )
 IP_RETRY = 600  # seconds between attempts of a row held back by 60020
+_WEBHOOK_KEY = re.compile(r"[0-9A-Za-z-]{8,100}")
 _FROM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]{3,45})")
 RATE_WAIT = "rate_wait"  # our own per-minute limit made the row wait; nothing was sent to WeCom
 _SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
@@ -117,6 +119,33 @@ class ScrubFilter(logging.Filter):
 _pool_log = logging.getLogger("urllib3.connectionpool")
 if not any(isinstance(f, ScrubFilter) for f in _pool_log.filters):
     _pool_log.addFilter(ScrubFilter())
+
+
+def webhook_url_error(url: str, api_base: str) -> str | None:
+    """Why `url` is not a group webhook (消息推送) address of this WeCom API, in Chinese; None when it is.
+
+    The address must be `<WECOM_API_BASE>/cgi-bin/webhook/send?key=<key>` and nothing else: the key is the only
+    credential, and the host must be WeCom's so broadcasts cannot be sent anywhere else.
+    """
+    base = urlsplit(api_base.rstrip("/"))
+    example = f"{base.scheme}://{base.netloc}/cgi-bin/webhook/send?key=…"
+    hint = f"地址应形如 {example}（在群聊设置 → 消息推送 → 添加或打开机器人，复制 Webhook 地址）"
+    parts = urlsplit(url.strip())
+    if (parts.scheme, parts.netloc, parts.path) != (base.scheme, base.netloc, "/cgi-bin/webhook/send"):
+        return hint
+    query = parse_qs(parts.query, keep_blank_values=True)
+    keys = query.get("key", [])
+    if set(query) != {"key"} or len(keys) != 1 or not _WEBHOOK_KEY.fullmatch(keys[0]) or parts.fragment:
+        return "地址里的 key 不完整或有多余内容。" + hint
+    return None
+
+
+def mask_webhook(url: str | None) -> str:
+    """A webhook for display: only the key's last 4 characters (the key is a credential)."""
+    if not url:
+        return ""
+    key = parse_qs(urlsplit(url).query).get("key", [""])[0]
+    return f"key=…{key[-4:]}" if len(key) > 8 else "key=…"
 
 
 def cut_bytes(text: str, limit: int) -> str:
