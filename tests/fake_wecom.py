@@ -4,7 +4,8 @@ It hands out tokens, checks them, records every call (`calls`, `sent(path)`), an
 `fail_next(path, errcode, **extra)` answers the next call on `path` with that error (e.g. 45009, 60020),
 `expire_tokens(code)` makes every token handed out so far answer `code` (42001 or 40014),
 `fail_http_next(path, status)` answers the next call on `path` with a bare HTTP error (e.g. 502),
-`invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once.
+`invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once,
+`appchats` holds the groups created through `appchat/create` (chatid -> chat_info) for `appchat/get`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class FakeWeCom:
         self.expired: dict[str, int] = {}
         self.invalid_users: set[str] = set()
         self.used_response_codes: set[str] = set()
+        self.appchats: dict[str, dict[str, Any]] = {}
         self.scripted: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.http_errors: dict[str, deque[int]] = defaultdict(deque)
         self._counter = itertools.count(1)
@@ -142,6 +144,23 @@ class FakeWeCom:
                     "agentid": int(args.get("agentid", 0)),
                     "name": "工会小助手",
                 }
+            if path == "/cgi-bin/appchat/create":
+                users = data.get("userlist") or []
+                if not 2 <= len(users) <= 2000:
+                    return {"errcode": 40050, "errmsg": "chat member count must be 2-2000"}
+                chatid = data.get("chatid") or f"wrAPP{next(self._counter)}"
+                if chatid in self.appchats:
+                    return {"errcode": 86215, "errmsg": "chatid already exists"}
+                owner = data.get("owner") or users[0]
+                self.appchats[chatid] = {
+                    "chatid": chatid, "name": data.get("name", ""), "owner": owner, "userlist": users
+                }
+                return {"errcode": 0, "errmsg": "ok", "chatid": chatid}
+            if path == "/cgi-bin/appchat/get":
+                info = self.appchats.get(args.get("chatid", ""))
+                if info is None:
+                    return {"errcode": 86003, "errmsg": "chat not found"}
+                return {"errcode": 0, "errmsg": "ok", "chat_info": {**info, "chat_type": 0}}
             if path in (
                 "/cgi-bin/appchat/send",
                 "/cgi-bin/menu/create",

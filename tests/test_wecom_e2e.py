@@ -7,9 +7,12 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from bot import outbox
 from bot.adapters import wecom
+from bot.message import Text
+from models.messaging import Chat
 from models.wecom import active_alerts
 from tests.conftest import add_member, make_app
 from tests.fake_wecom import FakeWeCom
@@ -266,9 +269,53 @@ def test_cli_sets_a_group_webhook_and_broadcasts_go_there(wapp, fake):
     assert bad.exit_code != 0 and ok.exit_code == 0 and "secretkey" not in ok.output
     assert "wrX" in listing.output and "心内科群" in listing.output and "secretkey" not in listing.output
     bot = wapp.extensions["bot"]
-    from bot.message import Text
-
     with bot.db.transaction() as s:
         bot.notify_chat(s, "wecom", "wrX", Text("周六活动提醒"), "bc1")
     outbox.drain(bot, platform="wecom")
     assert fake.sent("/cgi-bin/webhook/send") == [{"msgtype": "text", "text": {"content": "周六活动提醒"}}]
+
+
+def test_cli_registers_or_creates_app_group_chats_for_broadcasts(wapp, fake):
+    from cli.wecom import wecom_cli
+
+    bot = wapp.extensions["bot"]
+    runner = CliRunner()
+
+    def run(*args):
+        with wapp.app_context():
+            return runner.invoke(wecom_cli, ["appchat", *args])
+
+    # Create a group through appchat/create: registered, broadcasts go out through appchat/send.
+    made = run("create", "心内科工会群", "--member", "zhangsan", "--member", "lisi", "--owner", "lisi")
+    assert made.exit_code == 0, made.output
+    (created,) = fake.sent("/cgi-bin/appchat/create")
+    assert created == {"name": "心内科工会群", "userlist": ["zhangsan", "lisi"], "owner": "lisi"}
+    chat_id = next(iter(fake.appchats))
+    assert chat_id in made.output
+    with bot.db.transaction() as s:
+        bot.notify_chat(s, "wecom", chat_id, Text("周五开会"), "bc-appchat")
+    outbox.drain(bot, platform="wecom")
+    assert fake.sent("/cgi-bin/appchat/send") == [
+        {"chatid": chat_id, "msgtype": "text", "text": {"content": "周五开会"}}
+    ]
+
+    # Register a group the app created earlier: checked with appchat/get, its name taken from WeCom.
+    fake.appchats["wrOLD42"] = {"chatid": "wrOLD42", "name": "老群", "owner": "a", "userlist": ["a", "b", "c"]}
+    added = run("add", "wrOLD42")
+    assert added.exit_code == 0 and "老群" in added.output and "3人" in added.output
+    with bot.db.Session() as s:
+        titles = dict(s.execute(select(Chat.chat_id, Chat.title).where(Chat.platform == "wecom")).all())
+    assert titles == {chat_id: "心内科工会群", "wrOLD42": "老群"}
+
+    # Refusals say what to do; nothing is registered.
+    unknown = run("add", "wrNOPE")
+    assert unknown.exit_code != 0 and "本应用通过接口创建" in unknown.output
+    alone = run("create", "一个人的群", "--member", "zhangsan")
+    assert alone.exit_code != 0 and "2到2000人" in alone.output
+    stranger_owner = run("create", "群", "--member", "a", "--member", "b", "--owner", "c")
+    assert stranger_owner.exit_code != 0 and "群主必须是群成员" in stranger_owner.output
+    bad_group = run("add", "wrOLD42", "--group-id", "999")
+    assert bad_group.exit_code != 0 and "没有ID为 999 的工会小组" in bad_group.output
+    assert fake.count("/cgi-bin/appchat/create") == 1
+    with bot.db.Session() as s:
+        assert set(s.scalars(select(Chat.chat_id))) == {chat_id, "wrOLD42"}
