@@ -281,6 +281,9 @@ def init_app(app: Flask) -> None:
     from admin.meetings import init_app as init_meetings  # issue 8: 会议 pages
 
     init_meetings(app)
+    from admin.chats import init_app as init_chats  # issue 4: 企业微信群 and their webhooks
+
+    init_chats(app)
 
 
 def _console_error(err: HTTPException):

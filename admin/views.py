@@ -40,6 +40,7 @@ from bot.permissions import can
 from models.member import ROLE_LABELS, ROLES, Branch, Group, Member, PlatformIdentity
 from models.messaging import OutboxMessage
 from models.staff import StaffAccount
+from models.wecom import active_alerts
 
 bp = protect(
     Blueprint(
@@ -182,6 +183,7 @@ def dashboard():
             )
         else:
             names = {}
+        alerts = active_alerts(s)  # e.g. WeCom 60020: the IP staff must trust, shown to every account
     dead = [
         {
             "id": r.id,
@@ -195,7 +197,7 @@ def dashboard():
         }
         for r in dead_rows
     ]
-    return render_template("admin/dashboard.html", stats=stats, dead=dead)
+    return render_template("admin/dashboard.html", stats=stats, dead=dead, alerts=alerts)
 
 
 def _preview(payload: dict) -> str:

@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "greetings.manage": frozenset({"clerk", "chair"}),
     "meetings.manage": frozenset({"clerk", "chair"}),
     "outbox.view": frozenset({"clerk", "chair"}),
+    "chats.manage": frozenset({"clerk"}),  # WeCom group chats and their webhooks (admin holds everything)
     "staff.manage": frozenset(),
     "api.tokens": frozenset(),
 }

@@ -3,7 +3,9 @@
 It hands out tokens, checks them, records every call (`calls`, `sent(path)`), and can be scripted:
 `fail_next(path, errcode, **extra)` answers the next call on `path` with that error (e.g. 45009, 60020),
 `expire_tokens(code)` makes every token handed out so far answer `code` (42001 or 40014),
-`invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once.
+`fail_http_next(path, status)` answers the next call on `path` with a bare HTTP error (e.g. 502),
+`invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once,
+`appchats` holds the groups created through `appchat/create` (chatid -> chat_info) for `appchat/get`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class FakeWeCom:
         self.expired: dict[str, int] = {}
         self.invalid_users: set[str] = set()
         self.used_response_codes: set[str] = set()
+        self.appchats: dict[str, dict[str, Any]] = {}
         self.scripted: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self.http_errors: dict[str, deque[int]] = defaultdict(deque)
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
@@ -46,6 +50,9 @@ class FakeWeCom:
 
     def fail_next(self, path: str, errcode: int, errmsg: str = "scripted", **extra: Any) -> None:
         self.scripted[path].append({"errcode": errcode, "errmsg": errmsg, **extra})
+
+    def fail_http_next(self, path: str, status: int) -> None:
+        self.http_errors[path].append(status)
 
     def expire_tokens(self, code: int = 42001) -> None:
         with self._lock:
@@ -71,6 +78,12 @@ class FakeWeCom:
         req = Request(environ)
         body = req.get_data()
         data = json.loads(body) if body else None
+        with self._lock:
+            status = self.http_errors[req.path].popleft() if self.http_errors[req.path] else None
+        if status is not None:
+            with self._lock:
+                self.calls.append({"path": req.path, "args": dict(req.args), "json": data, "ok": False})
+            return Response("bad gateway", status=status)(environ, start_response)
         answer = self._answer(req.path, dict(req.args), data)
         with self._lock:
             self.calls.append(
@@ -131,6 +144,23 @@ class FakeWeCom:
                     "agentid": int(args.get("agentid", 0)),
                     "name": "工会小助手",
                 }
+            if path == "/cgi-bin/appchat/create":
+                users = data.get("userlist") or []
+                if not 2 <= len(users) <= 2000:
+                    return {"errcode": 40050, "errmsg": "chat member count must be 2-2000"}
+                chatid = data.get("chatid") or f"wrAPP{next(self._counter)}"
+                if chatid in self.appchats:
+                    return {"errcode": 86215, "errmsg": "chatid already exists"}
+                owner = data.get("owner") or users[0]
+                self.appchats[chatid] = {
+                    "chatid": chatid, "name": data.get("name", ""), "owner": owner, "userlist": users
+                }
+                return {"errcode": 0, "errmsg": "ok", "chatid": chatid}
+            if path == "/cgi-bin/appchat/get":
+                info = self.appchats.get(args.get("chatid", ""))
+                if info is None:
+                    return {"errcode": 86003, "errmsg": "chat not found"}
+                return {"errcode": 0, "errmsg": "ok", "chat_info": {**info, "chat_type": 0}}
             if path in (
                 "/cgi-bin/appchat/send",
                 "/cgi-bin/menu/create",

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+import requests
 from sqlalchemy import func, select
+from wechatpy.crypto import _get_signature
+from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot import outbox
 from bot.adapters import wecom
-from bot.adapters.wecom_api import cut_bytes, scrub
+from bot.adapters.wecom_api import cut_bytes, failure_code, scrub
 from bot.message import Button, Card, Text
+from bot.observability import DELIVERY_FAILURES
 from models.member import PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
 from models.wecom import WecomAccessToken
@@ -20,13 +26,19 @@ from tests.conftest import POSTGRES_URL, add_member, make_app
 from tests.fake_wecom import FakeWeCom
 from tests.wecom_helpers import (
     AGENT_ID,
+    AIBOT_AES_KEY,
+    AIBOT_TOKEN,
     CORP_ID,
+    SECRET,
     aibot_request,
     aibot_text,
     app_request,
+    decrypt_aibot_reply,
     decrypt_reply,
     event_xml,
+    make_activity,
     settings_for,
+    staff_client,
     text_xml,
 )
 
@@ -241,6 +253,26 @@ def test_forged_truncated_and_hostile_requests_get_4xx(wclient, wbot):
     assert inbound_count(wbot) == 0
 
 
+def test_deeply_nested_bodies_get_400_not_500(wclient, wbot):
+    """json.loads raises RecursionError (not a ValueError) on deep nesting: still a 4xx, nothing stored."""
+    query, _ = aibot_request(aibot_text("u1", "帮助"))
+    for body in ("[" * 60000, '{"a":' * 10000, "1" * 5000):
+        assert wclient.post(f"/wecom/aibot?{query}", data=body).status_code == 400
+    # The same inside a correctly signed and encrypted envelope.
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    enc = PrpCrypto(crypto.key).encrypt("[" * 30000, "").decode()
+    sig = _get_signature(AIBOT_TOKEN, "1", "n", enc)
+    signed = urlencode({"msg_signature": sig, "timestamp": "1", "nonce": "n"})
+    resp = wclient.post(f"/wecom/aibot?{signed}", data=json.dumps({"encrypt": enc}))
+    assert resp.status_code == 400
+    # The XML callback: deep nesting where the ciphertext belongs.
+    app_query, _ = app_request(text_xml("u1", "帮助"))
+    nested = "<xml><Encrypt>" + "<a>" * 5000 + "</a>" * 5000 + "</Encrypt></xml>"
+    assert wclient.post(f"/wecom/callback?{app_query}", data=nested).status_code == 400
+    assert wecom.decode_key("0|" + "[" * 1022) is None
+    assert inbound_count(wbot) == 0
+
+
 def wecom_token() -> str:
     from tests.wecom_helpers import TOKEN
 
@@ -452,12 +484,121 @@ def test_invaliduser_marks_identity_unreachable(wbot, fake):
     assert fake.count("/cgi-bin/message/send") == 1
 
 
-def test_untrusted_ip_explained(wbot, fake):
+UNTRUSTED = (
+    "not allow to access from your ip, hint: [1787373915609110759172198], from ip: 203.0.113.7, "
+    "more info at https://open.work.weixin.qq.com/devtool/query?e=60020"
+)
+
+
+def test_untrusted_ip_alert_on_console_rows_wait_and_go_out_once_trusted(wapp, wbot, fake):
     enqueue(wbot, "u1", Text("hi"), "k1")
-    fake.fail_next("/cgi-bin/message/send", 60020, "not allow to access from your ip")
+    fake.fail_next("/cgi-bin/message/send", 60020, UNTRUSTED)
     deliver(wbot)
     status, error = statuses(wbot)[0]
     assert status == "pending" and "企业可信IP" in error
+    console = staff_client(wapp)
+    banner = console.get("/admin/").get_data(as_text=True)
+    assert "203.0.113.7" in banner and "企业可信IP" in banner and "60020" in banner
+    # Nobody fixes it for hours: the row keeps waiting, far beyond OUTBOX_MAX_ATTEMPTS attempts.
+    for i in range(1, wbot.settings.OUTBOX_MAX_ATTEMPTS + 4):
+        fake.fail_next("/cgi-bin/message/send", 60020, UNTRUSTED)
+        wbot.clock.offset = timedelta(seconds=601 * i)
+        deliver(wbot)
+    assert [s for s, _ in statuses(wbot)] == ["pending"]
+    assert fake.count("/cgi-bin/message/send") == wbot.settings.OUTBOX_MAX_ATTEMPTS + 4
+    assert "203.0.113.7" in console.get("/admin/").get_data(as_text=True)
+    # The IP is trusted now: the next successful send clears the alert and sends the held row at once.
+    enqueue(wbot, "u2", Text("again"), "k2")
+    deliver(wbot)
+    assert texts_to(fake, "u1") == ["hi"] and texts_to(fake, "u2") == ["again"]
+    assert [s for s, _ in statuses(wbot)] == ["sent", "sent"]
+    assert "203.0.113.7" not in console.get("/admin/").get_data(as_text=True)
+    deliver(wbot)
+    assert len(fake.sent()) == 2
+
+
+def failures(code: str) -> float:
+    return DELIVERY_FAILURES.labels("wecom", code)._value.get()
+
+
+def test_failed_sends_carry_the_wecom_errcode_for_metrics(wbot, fake):
+    before = {c: failures(c) for c in ("45009", "60020", "http_502", "network")}
+    enqueue(wbot, "u1", Text("a"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 45009, "api freq out of limit")
+    deliver(wbot)
+    enqueue(wbot, "u2", Text("b"), "k2")
+    fake.fail_http_next("/cgi-bin/message/send", 502)
+    deliver(wbot)
+    enqueue(wbot, "u3", Text("c"), "k3")
+    fake.fail_next("/cgi-bin/message/send", 60020, "not allow to access from your ip")
+    deliver(wbot)
+    assert failures("45009") == before["45009"] + 1
+    assert failures("http_502") == before["http_502"] + 1
+    assert failures("60020") == before["60020"] + 1
+    fake.stop()
+    enqueue(wbot, "u4", Text("d"), "k4")
+    deliver(wbot)
+    assert failures("network") == before["network"] + 1
+    assert [s for s, _ in statuses(wbot)] == ["pending"] * 4
+    assert failure_code(requests.ReadTimeout()) == "timeout"
+    assert failure_code(requests.ConnectTimeout()) == "timeout"
+    assert failure_code(ValueError("not json")) == "bad_response"
+
+
+def test_a_batch_that_outlives_its_lease_sends_nothing_twice(wbot, fake):
+    for i in range(3):
+        enqueue(wbot, f"u{i}", Text(f"m{i}"), f"k{i}")
+    sender = wbot.senders["wecom"]
+    batch = outbox.claim(wbot)  # worker A leases all three ...
+    wbot.clock.offset = outbox.LEASE + timedelta(minutes=1)  # ... and is slow: the leases have expired
+    assert sender.send(batch[0]).ok  # A renews row 0's lease right before sending it
+    taken = outbox.claim(wbot)  # worker B takes over only the rows A has not started
+    assert [r.id for r in taken] == [r.id for r in batch[1:]]
+    assert [sender.send(row).code for row in batch[1:]] == ["lease_lost"] * 2  # A leaves them to B
+    assert all(sender.send(row).ok for row in taken)
+    assert sorted(body["text"]["content"] for body in fake.sent()) == ["m0", "m1", "m2"]
+
+
+def test_twenty_per_group_webhook_per_minute(wbot, fake):
+    with wbot.db.transaction() as s:
+        s.add(Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy")))
+    for i in range(22):
+        enqueue(wbot, "wrBUSY", Text(f"通知{i}"), f"g{i}", kind="chat")
+    deliver(wbot)
+    assert fake.count("/cgi-bin/webhook/send") == 20
+    assert [e for s, e in statuses(wbot) if s == "pending"] == ["群消息推送每分钟20条的上限已到，稍后发送"] * 2
+    wbot.clock.offset = timedelta(seconds=61)
+    deliver(wbot)
+    sent = [b["text"]["content"] for b in fake.sent("/cgi-bin/webhook/send")]
+    assert sorted(sent) == sorted(f"通知{i}" for i in range(22))
+
+
+def test_concurrency_limit_45033_backs_off_and_delivers_once(wbot, fake):
+    enqueue(wbot, "u1", Text("hello"), "k1")
+    fake.fail_next("/cgi-bin/message/send", 45033, "api concurrent out of limit")
+    assert deliver(wbot) == 0
+    assert statuses(wbot)[0][0] == "pending" and "45033" in statuses(wbot)[0][1]
+    wbot.clock.offset = timedelta(seconds=30)
+    assert deliver(wbot) == 0 and fake.count("/cgi-bin/message/send") == 1  # still backing off
+    wbot.clock.offset = timedelta(seconds=61)
+    assert deliver(wbot) == 1
+    deliver(wbot)
+    assert texts_to(fake, "u1") == ["hello"] and statuses(wbot)[0] == ("sent", None)
+
+
+def test_access_token_never_logged(wbot, fake, caplog):
+    """Over a token fetch, a send and a 42001 refresh, at DEBUG, nothing logs a token or the secret."""
+    caplog.set_level(logging.DEBUG)
+    enqueue(wbot, "u1", Text("one"), "k1")
+    deliver(wbot)  # fetches tok-1
+    fake.expire_tokens(42001)
+    enqueue(wbot, "u1", Text("two"), "k2")
+    deliver(wbot)  # refused, refreshed to tok-2, sent again
+    assert fake.count("/cgi-bin/gettoken") == 2 and texts_to(fake, "u1") == ["one", "two"]
+    ours = [r for r in caplog.records if not r.name.startswith("werkzeug")]  # the fake server's own log
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "/cgi-bin/message/send" in text  # urllib3 did log the requests ...
+    assert "tok-1" not in text and "tok-2" not in text and SECRET not in text  # ... without credentials
 
 
 def test_thirty_per_member_per_minute(wbot, fake):
@@ -557,38 +698,76 @@ def test_aibot_merges_several_replies_into_one_use(wbot, fake):
     assert [s for s, _ in statuses(wbot)] == ["sent"] * 3
 
 
-def test_aibot_card_and_click(wclient, wbot, fake, test_action):
-    ctx = {
-        "in_reply_to": "aibot:M2",
-        "response_url": fake.response_url("rc3"),
-        "received": wbot.clock.now().isoformat(),
-    }
-    card = Card("活动 7", ["周六"], [Button("报名", {"do": test_action, "activity": 7})])
-    enqueue(wbot, "wrG", card, "reply:wecom:aibot:M2:0", kind="chat", context=ctx)
+def test_aibot_cards_through_response_url_only_in_single_chats(wbot, fake):
+    """WeCom: a template card through response_url works in single chats only; a group gets it as text."""
+    card = Card("活动 7", ["周六"], [Button("报名", {"do": "signup", "activity": 7})])
+    for i, (kind, target) in enumerate((("user", "lilei"), ("chat", "wrG"))):
+        ctx = {
+            "in_reply_to": f"aibot:M{i}",
+            "response_url": fake.response_url(f"rc{i}"),
+            "received": wbot.clock.now().isoformat(),
+        }
+        enqueue(wbot, target, card, f"reply:wecom:aibot:M{i}:0", kind=kind, context=ctx)
     deliver(wbot)
-    body = fake.sent("/cgi-bin/aibot/response")[0]
-    assert body["msgtype"] == "template_card"
-    key = body["template_card"]["button_list"][0]["key"]
-    member = add_member(wbot, name="李雷", employee_no="20005")
-    with wbot.db.transaction() as s:
-        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
-    click = {
-        "msgid": "CLICK1",
+    single, group = fake.sent("/cgi-bin/aibot/response")
+    assert single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    assert group == {"msgtype": "markdown", "markdown": {"content": "活动 7\n周六\n【报名】"}}
+
+
+def aibot_click(user: str, key: str, task: str, msgid: str, response_url: str, chat_id: str = "wrG") -> dict:
+    return {
+        "msgid": msgid,
         "create_time": 1700000000,
         "aibotid": "AIBOTID",
-        "chatid": "wrG",
+        "chatid": chat_id,
         "chattype": "group",
-        "from": {"userid": "lilei"},
-        "response_url": fake.response_url("rc4"),
+        "from": {"userid": user},
+        "response_url": response_url,
         "msgtype": "event",
         "event": {
             "eventtype": "template_card_event",
-            "template_card_event": {"event_key": key, "task_id": "t"},
+            "template_card_event": {"card_type": "button_interaction", "event_key": key, "task_id": task},
         },
     }
-    assert post_aibot(wclient, click).status_code == 200
+
+
+def test_aibot_group_card_goes_back_passively_and_a_click_updates_it(wclient, wbot, fake):
+    member = add_member(wbot, name="李雷", employee_no="20005")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "lilei")
+    first, second = make_activity(wbot, "乒乓球赛"), make_activity(wbot, "羽毛球赛")
+    query, body = aibot_request(aibot_text("lilei", "@工会小助手 活动", chat_id="wrG", msgid="ASK1"))
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    reply = decrypt_aibot_reply(resp, query)
+    assert reply["msgtype"] == "template_card"
+    card = reply["template_card"]
+    assert card["card_type"] == "button_interaction" and wecom.CARD_TASK.fullmatch(card["task_id"])
+    keys = {wecom.decode_key(b["key"])["activity"]: b["key"] for b in card["button_list"]}
+    assert set(keys) == {first, second}
     deliver(wbot)
-    assert "报名成功：活动 7" in fake.sent("/cgi-bin/aibot/response")[1]["markdown"]["content"]
+    assert fake.count("/cgi-bin/aibot/response") == 0  # the card was the whole answer
+    assert statuses(wbot) == [("sent", "passive reply")]
+
+    # A click signs up and answers with the same card, the clicked button now 已报名, for the clicker only.
+    click = aibot_click("lilei", keys[second], card["task_id"], "CLICK1", fake.response_url("rcC"))
+    query, body = aibot_request(click)
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    update = decrypt_aibot_reply(resp, query)
+    assert update["response_type"] == "update_template_card" and update["userids"] == ["lilei"]
+    new = update["template_card"]
+    assert new["task_id"] == card["task_id"] and new["main_title"] == card["main_title"]
+    labels = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in new["button_list"]}
+    old = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in card["button_list"]}
+    assert labels == {first: old[first], second: "已报名"}
+    deliver(wbot)
+    (answer,) = fake.sent("/cgi-bin/aibot/response")
+    assert "羽毛球赛" in answer["markdown"]["content"] and "李雷" in answer["markdown"]["content"]
+
+    # Clicks on cards we cannot find (or ids beyond the id column) are acknowledged without an update.
+    for i, task in enumerate(("ub_999999_0", "ub_99999999999999999999_1", "someone-elses")):
+        query, body = aibot_request(aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}")))
+        resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+        assert resp.status_code == 200 and resp.get_data() == b""
 
 
 def test_aibot_expired_response_url_falls_back(wbot, fake):
@@ -617,21 +796,38 @@ def test_aibot_events_and_verification(wclient, wbot, fake):
     )
     assert resp.get_data(as_text=True) == "echo-123"
     assert env["encrypt"]
+    # The official enter_chat event: no chatid, no response_url. The welcome is the passive reply.
     enter = {
         "msgid": "E1",
+        "create_time": 1700000000,
         "aibotid": "A",
-        "chattype": "single",
-        "from": {"userid": "stranger"},
+        "from": {"corpid": "wpxxxx", "userid": "stranger"},
         "msgtype": "event",
         "event": {"eventtype": "enter_chat"},
-        "response_url": fake.response_url("rc6"),
     }
-    assert post_aibot(wclient, enter).status_code == 200
+    query, body = aibot_request(enter)
+    resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    welcome = decrypt_aibot_reply(resp, query)
+    assert welcome["msgtype"] == "text" and "欢迎使用" in welcome["text"]["content"]
+    assert len(welcome["text"]["content"].encode()) <= 2048
     stream = {"msgid": "S1", "from": {"userid": "x"}, "msgtype": "stream", "stream": {"id": "1"}}
     assert post_aibot(wclient, stream).status_code == 200
     deliver(wbot)
-    assert "欢迎使用" in fake.sent("/cgi-bin/aibot/response")[0]["markdown"]["content"]
-    assert inbound_count(wbot) == 1
+    # Nothing else went out: not through a response_url, not into the app's chat with message/send.
+    assert fake.calls == []
+    assert [s for s, _ in statuses(wbot)] == ["sent"] and inbound_count(wbot) == 1
+
+
+def test_aibot_welcome_the_callback_did_not_take_is_never_pushed_elsewhere(wbot, fake):
+    """Say the callback died after the commit: the welcome waits for it briefly, then is given up."""
+    ctx = {"in_reply_to": "aibot:E2", "channel": "aibot", "passive": True}
+    enqueue(wbot, "stranger", Text("欢迎使用"), "reply:wecom:aibot:E2:0", context=ctx)
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "pending"
+    wbot.clock.offset = timedelta(seconds=11)
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "dead" and fake.calls == []
 
 
 def test_batch_greeting_row_goes_out_in_one_call_and_marks_leavers(wbot, fake):

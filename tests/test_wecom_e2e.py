@@ -7,18 +7,23 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from bot import outbox
 from bot.adapters import wecom
-from models.activity import Activity
+from bot.message import Text
+from models.messaging import Chat
+from models.wecom import active_alerts
 from tests.conftest import add_member, make_app
 from tests.fake_wecom import FakeWeCom
 from tests.wecom_helpers import (
     aibot_request,
     aibot_text,
     app_request,
+    decrypt_aibot_reply,
     decrypt_reply,
     event_xml,
+    make_activity,
     settings_for,
     text_xml,
 )
@@ -81,29 +86,6 @@ def render(body: dict) -> str:
     return "\n".join([card["main_title"]["title"], card.get("sub_title_text", ""), buttons])
 
 
-def make_activity(bot, title: str, capacity: int = 10) -> int:
-    now = bot.clock.now()
-    with bot.db.transaction() as s:
-        a = Activity(
-            title=title,
-            place="职工活动中心",
-            starts_at=now + timedelta(days=5),
-            signup_deadline=now + timedelta(days=4),
-            capacity=capacity,
-            taken=0,
-            seq=0,
-            waitlist_enabled=True,
-            companions_max=0,
-            questions=[],
-            audience_kind="all",
-            audience_ids=[],
-            status="open",
-        )
-        s.add(a)
-        s.flush()
-        return a.id
-
-
 def test_member_binds_asks_and_signs_up_in_private_chat(wapp, fake):
     bot = wapp.extensions["bot"]
     add_member(bot, name="张三", employee_no="10086")
@@ -155,34 +137,69 @@ def test_group_chat_through_the_ai_bot(wapp, fake):
     add_member(bot, name="李四", employee_no="10087")
     add_member(bot, name="王五", employee_no="10088")
     aid = make_activity(bot, "羽毛球友谊赛")
+    hoops = make_activity(bot, "篮球友谊赛")
     for user, line in (("lisi", "10087 李四"), ("wangwu", "10088 王五")):
         phone = Phone(wapp, fake, user)
         phone.ask("你好")
         assert "绑定成功" in phone.ask(line)
+    private = len(fake.sent())
+
+    def deliver_to_group(payload: dict):
+        query, body = aibot_request(payload)
+        resp = client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+        assert resp.status_code == 200
+        return decrypt_aibot_reply(resp, query) if resp.get_data() else None
 
     def group_say(user: str, text: str, msgid: str):
         payload = aibot_text(
             user, text, chat_id="wrWARD3", msgid=msgid, response_url=fake.response_url(msgid)
         )
-        query, body = aibot_request(payload)
-        resp = client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
-        assert resp.status_code == 200
-        return payload
+        return payload, deliver_to_group(payload)
 
-    group_say("lisi", "@工会小助手 活动", "G1")
+    # The list comes back as the passive reply: a card with sign-up buttons, right in the group.
+    _, listing = group_say("lisi", "@工会小助手 活动", "G1")
+    assert listing["msgtype"] == "template_card"
+    card = listing["template_card"]
+    buttons = {wecom.decode_key(b["key"])["activity"]: b for b in card["button_list"]}
+    assert set(buttons) == {aid, hoops}
     group_say("lisi", f"@工会小助手 报名 {aid}", "G2")
-    payload = group_say("wangwu", f"@工会小助手 报名{aid}", "G3")
-    query, body = aibot_request(payload)  # the same delivery again
-    client.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    payload, _ = group_say("wangwu", f"@工会小助手 报名{aid}", "G3")
+    assert deliver_to_group(payload) is None  # the same delivery again: acknowledged, nothing new
+
+    # 李四 taps 篮球友谊赛 on the card: signed up, and the card he sees now says 已报名 on that button.
+    click = {
+        "msgid": "C1",
+        "create_time": 1700000000,
+        "aibotid": "AIBOTID",
+        "chatid": "wrWARD3",
+        "chattype": "group",
+        "from": {"userid": "lisi"},
+        "response_url": fake.response_url("C1"),
+        "msgtype": "event",
+        "event": {
+            "eventtype": "template_card_event",
+            "template_card_event": {
+                "card_type": "button_interaction",
+                "event_key": buttons[hoops]["key"],
+                "task_id": card["task_id"],
+            },
+        },
+    }
+    update = deliver_to_group(click)
+    assert update["response_type"] == "update_template_card" and update["userids"] == ["lisi"]
+    flipped = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in update["template_card"]["button_list"]}
+    assert flipped == {aid: buttons[aid]["text"], hoops: "已报名"}
     outbox.drain(bot, platform="wecom")
 
     answers = {
         c["args"]["response_code"]: c["json"] for c in fake.calls if c["path"] == "/cgi-bin/aibot/response"
     }
-    assert set(answers) == {"G1", "G2", "G3"}  # one answer per message, the duplicate gave none
-    assert answers["G1"]["msgtype"] in ("template_card", "markdown")
+    assert set(answers) == {"G2", "G3", "C1"}  # one answer per message, the duplicate gave none
     relay = answers["G3"]["markdown"]["content"]
     assert "羽毛球友谊赛" in relay and "李四" in relay and "王五" in relay
+    hoops_relay = answers["C1"]["markdown"]["content"]
+    assert "篮球友谊赛" in hoops_relay and "李四" in hoops_relay and "王五" not in hoops_relay
+    assert len(fake.sent()) == private  # nothing meant for the group went out as a private message
 
 
 def test_expired_token_and_rate_limit_end_to_end(wapp, fake):
@@ -226,10 +243,17 @@ def test_cli_creates_the_menu(wapp, fake):
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
     assert result.exit_code == 0 and "工会小助手" in result.output and "tok-" not in result.output
-    fake.fail_next("/cgi-bin/agent/get", 60020, "not allow to access from your ip")
+    fake.fail_next("/cgi-bin/agent/get", 60020, "not allow to access from your ip, from ip: 198.51.100.9")
     with wapp.app_context():
         result = runner.invoke(wecom_cli, ["check"])
-    assert result.exit_code != 0 and "企业可信IP" in result.output
+    assert result.exit_code != 0 and "企业可信IP" in result.output and "198.51.100.9" in result.output
+    bot = wapp.extensions["bot"]
+    with bot.db.Session() as s:
+        assert [a.detail for a in active_alerts(s)] == ["198.51.100.9"]
+    with wapp.app_context():  # the IP was added: a successful check clears the console's alert
+        assert runner.invoke(wecom_cli, ["check"]).exit_code == 0
+    with bot.db.Session() as s:
+        assert active_alerts(s) == []
 
 
 def test_cli_sets_a_group_webhook_and_broadcasts_go_there(wapp, fake):
@@ -245,9 +269,53 @@ def test_cli_sets_a_group_webhook_and_broadcasts_go_there(wapp, fake):
     assert bad.exit_code != 0 and ok.exit_code == 0 and "secretkey" not in ok.output
     assert "wrX" in listing.output and "心内科群" in listing.output and "secretkey" not in listing.output
     bot = wapp.extensions["bot"]
-    from bot.message import Text
-
     with bot.db.transaction() as s:
         bot.notify_chat(s, "wecom", "wrX", Text("周六活动提醒"), "bc1")
     outbox.drain(bot, platform="wecom")
     assert fake.sent("/cgi-bin/webhook/send") == [{"msgtype": "text", "text": {"content": "周六活动提醒"}}]
+
+
+def test_cli_registers_or_creates_app_group_chats_for_broadcasts(wapp, fake):
+    from cli.wecom import wecom_cli
+
+    bot = wapp.extensions["bot"]
+    runner = CliRunner()
+
+    def run(*args):
+        with wapp.app_context():
+            return runner.invoke(wecom_cli, ["appchat", *args])
+
+    # Create a group through appchat/create: registered, broadcasts go out through appchat/send.
+    made = run("create", "心内科工会群", "--member", "zhangsan", "--member", "lisi", "--owner", "lisi")
+    assert made.exit_code == 0, made.output
+    (created,) = fake.sent("/cgi-bin/appchat/create")
+    assert created == {"name": "心内科工会群", "userlist": ["zhangsan", "lisi"], "owner": "lisi"}
+    chat_id = next(iter(fake.appchats))
+    assert chat_id in made.output
+    with bot.db.transaction() as s:
+        bot.notify_chat(s, "wecom", chat_id, Text("周五开会"), "bc-appchat")
+    outbox.drain(bot, platform="wecom")
+    assert fake.sent("/cgi-bin/appchat/send") == [
+        {"chatid": chat_id, "msgtype": "text", "text": {"content": "周五开会"}}
+    ]
+
+    # Register a group the app created earlier: checked with appchat/get, its name taken from WeCom.
+    fake.appchats["wrOLD42"] = {"chatid": "wrOLD42", "name": "老群", "owner": "a", "userlist": ["a", "b", "c"]}
+    added = run("add", "wrOLD42")
+    assert added.exit_code == 0 and "老群" in added.output and "3人" in added.output
+    with bot.db.Session() as s:
+        titles = dict(s.execute(select(Chat.chat_id, Chat.title).where(Chat.platform == "wecom")).all())
+    assert titles == {chat_id: "心内科工会群", "wrOLD42": "老群"}
+
+    # Refusals say what to do; nothing is registered.
+    unknown = run("add", "wrNOPE")
+    assert unknown.exit_code != 0 and "本应用通过接口创建" in unknown.output
+    alone = run("create", "一个人的群", "--member", "zhangsan")
+    assert alone.exit_code != 0 and "2到2000人" in alone.output
+    stranger_owner = run("create", "群", "--member", "a", "--member", "b", "--owner", "c")
+    assert stranger_owner.exit_code != 0 and "群主必须是群成员" in stranger_owner.output
+    bad_group = run("add", "wrOLD42", "--group-id", "999")
+    assert bad_group.exit_code != 0 and "没有ID为 999 的工会小组" in bad_group.output
+    assert fake.count("/cgi-bin/appchat/create") == 1
+    with bot.db.Session() as s:
+        assert set(s.scalars(select(Chat.chat_id))) == {chat_id, "wrOLD42"}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import xmltodict
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.adapters.wecom import encrypt_json
+from models.activity import Activity
 
 CORP_ID = "wwcorp"
 SECRET = "app-secret"
@@ -97,3 +99,64 @@ def decrypt_reply(body: bytes | str, token: str = TOKEN, key: str = AES_KEY, cor
     outer = xmltodict.parse(body)["xml"]
     plain = crypto.decrypt_message(body, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
     return xmltodict.parse(plain)["xml"]
+
+
+def staff_client(app, role: str = "clerk", username: str | None = None):
+    """A Flask test client logged in to the console as a new staff account with `role`."""
+    import re
+
+    from models.staff import StaffAccount
+
+    bot = app.extensions["bot"]
+    username = username or f"{role}-{next(_n)}"
+    with bot.db.transaction() as s:
+        acc = StaffAccount(username=username, display_name=username, role=role, active=True)
+        acc.set_password("console pass 42")
+        s.add(acc)
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post(
+        "/admin/login", data={"username": username, "password": "console pass 42", "csrf_token": token}
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    page = client.get("/admin/").get_data(as_text=True)  # logging in starts a new session (new token)
+    client.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client
+
+
+def decrypt_aibot_reply(resp, query: str) -> dict:
+    """Check an AI-bot passive reply the way WeCom would (signature, the callback's nonce) and decrypt it."""
+    from urllib.parse import parse_qs
+
+    env = json.loads(resp.get_data())
+    assert set(env) == {"encrypt", "msgsignature", "timestamp", "nonce"}
+    assert env["nonce"] == parse_qs(query)["nonce"][0]  # WeCom asks for the callback's own nonce
+    crypto = WeChatCrypto(AIBOT_TOKEN, AIBOT_AES_KEY, "")
+    plain = crypto.decrypt_message(
+        {"Encrypt": env["encrypt"]}, env["msgsignature"], env["timestamp"], env["nonce"]
+    )
+    return json.loads(plain)
+
+
+def make_activity(bot, title: str, capacity: int = 10) -> int:
+    now = bot.clock.now()
+    with bot.db.transaction() as s:
+        a = Activity(
+            title=title,
+            place="职工活动中心",
+            starts_at=now + timedelta(days=5),
+            signup_deadline=now + timedelta(days=4),
+            capacity=capacity,
+            taken=0,
+            seq=0,
+            waitlist_enabled=True,
+            companions_max=0,
+            questions=[],
+            audience_kind="all",
+            audience_ids=[],
+            status="open",
+        )
+        s.add(a)
+        s.flush()
+        return a.id

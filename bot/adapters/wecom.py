@@ -5,8 +5,13 @@
   template_card_event) with DOCTYPE/ENTITY refused and a 64 KB cap.
 - `/wecom/aibot` — 智能机器人 API mode: JSON `{"encrypt": ...}`, receive id "", group messages already @-scoped.
 
-Both answer an empty 200 once `Bot.handle` committed (commit, then acknowledge); replies go out through the
-outbox (`bot.adapters.wecom_api.WeComSender`). The only passive reply is `update_button` on a card click.
+Both answer once `Bot.handle` committed (commit, then acknowledge); replies are outbox rows delivered by
+`bot.adapters.wecom_api.WeComSender`. Passive replies only where WeCom offers no other way, always built from
+the committed outbox rows (taken out of the outbox by compare-and-set, so nothing goes out twice):
+- app card click: `update_button` (已报名);
+- AI bot card click: `update_template_card` for the clicking member, the clicked button relabelled;
+- AI bot enter_chat: the welcome (text or card) — that event has no response_url;
+- AI bot message answered with a card: the card (response_url cannot carry cards into group chats).
 Refused before the database is touched: forged signatures, a wrong corp id, undecryptable or hostile bodies.
 """
 
@@ -15,13 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from wechatpy.crypto import _get_signature
@@ -29,10 +37,10 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.message import ChatType, IncomingMessage
+from bot.message import Card, ChatType, IncomingMessage, payload_to_outgoing
 from bot.normalize import normalize
 from models.member import member_for_identity
-from models.messaging import Chat
+from models.messaging import Chat, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +185,15 @@ def encrypt_json(crypto: WeChatCrypto, payload: dict[str, Any], nonce: str, time
     return {"encrypt": enc, "msgsignature": sig, "timestamp": timestamp, "nonce": nonce}
 
 
+def load_json(data: bytes | str, what: str) -> Any:
+    """json.loads that refuses hostile input with a 400: a deeply nested body raises RecursionError, which is
+    not a ValueError, and would otherwise become a 500."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, f"{what} is not JSON: {type(exc).__name__}") from exc
+
+
 def read_body() -> bytes:
     if (request.content_length or 0) > MAX_BODY:
         raise Rejected(413, "body too large")
@@ -199,7 +216,7 @@ def decode_key(key: str) -> dict[str, Any] | None:
         return None
     try:
         action = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return action if isinstance(action, dict) else None
 
@@ -336,10 +353,13 @@ def app_callback():
     if crypto is None:
         return Response("", status=404)
     outer = safe_xml(read_body())
+    encrypt = outer.get("Encrypt")
+    if not isinstance(encrypt, str):  # missing, or markup where the ciphertext belongs
+        raise Rejected(400, "no Encrypt text")
     args = request.args
     plain = decrypt(
         crypto,
-        str(outer.get("Encrypt") or ""),
+        encrypt,
         args.get("msg_signature", ""),
         args.get("timestamp", ""),
         args.get("nonce", ""),
@@ -375,8 +395,14 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
     chat_id = str(data.get("chatid") or "") if group else user
     if group and not chat_id:
         return None
+    kind = data.get("msgtype")
+    event = _obj(data.get("event")) if kind == "event" else {}
     reply: dict[str, Any] = {"channel": "aibot", "received": now.astimezone(UTC).isoformat()}
-    if isinstance(data.get("response_url"), str) and data["response_url"]:
+    if event.get("eventtype") == "enter_chat":
+        # The welcome has no response_url: it can only be the passive reply (see aibot_callback); the
+        # sender must never push it elsewhere (message/send would land in the app's chat, not this one).
+        reply["passive"] = True
+    elif isinstance(data.get("response_url"), str) and data["response_url"]:
         reply["response_url"] = data["response_url"]
     base = dict(
         platform=PLATFORM,
@@ -388,7 +414,6 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
         received_at=now,
         raw={"channel": "aibot", "reply": reply},
     )
-    kind = data.get("msgtype")
     if kind == "text":
         content = str(_obj(data.get("text")).get("content") or "")
         return IncomingMessage(text=normalize(content, bot_names), **base)
@@ -401,17 +426,121 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
         ]
         return IncomingMessage(text=normalize(" ".join(parts), bot_names), **base)
     if kind == "event":
-        event = _obj(data.get("event"))
         etype = event.get("eventtype")
         if etype == "enter_chat":
             return IncomingMessage(event="enter", **base)
         if etype == "template_card_event":
             detail = _obj(event.get("template_card_event"))
-            action = decode_key(str(detail.get("event_key") or ""))
+            key = str(detail.get("event_key") or "")
+            action = decode_key(key)
             if action is None:
                 return None
+            base["raw"] = {**base["raw"], "task_id": str(detail.get("task_id") or ""), "event_key": key}
             return IncomingMessage(action=action, **base)
     return None  # stream refreshes, images, files, feedback: acknowledged
+
+
+# Our task ids: "ub_<outbox row id>_<attempt>" (≤ 9 digits, so never beyond the id column's range).
+CARD_TASK = re.compile(r"ub_(\d{1,9})_\d{1,9}")
+
+
+def task_id(row_id: int, attempt: int) -> str:
+    return f"ub_{row_id}_{attempt}"
+
+
+def take_replies(
+    bot, message_id: str, want: Callable[[dict[str, Any]], bool], limit: int = 50
+) -> list[tuple[int, dict]]:
+    """Take this message's queued replies (up to `limit` that `want` accepts) out of the outbox for the
+    passive reply.
+
+    Compare-and-set on the status: a row the delivery loop already holds stays with it, so nothing goes out
+    twice. Rows marked passive (the welcome) are never sent by the loop, so they are taken even then.
+    Returns (row id, payload) in reply order.
+    """
+    prefix = f"reply:{PLATFORM}:{message_id}:"
+    now = bot.clock.now()
+    taken: list[tuple[int, dict]] = []
+    with bot.db.transaction() as s:
+        rows = s.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.platform == PLATFORM,
+                OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
+                OutboxMessage.status.in_(("pending", "sending")),
+            )
+            .order_by(OutboxMessage.id)
+        ).all()
+        for row in rows:
+            if not want(row.payload):
+                continue
+            allowed = ("pending", "sending") if (row.context or {}).get("passive") else ("pending",)
+            done = s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.status.in_(allowed))
+                .values(status="sent", sent_at=now, lease_until=None, last_error="passive reply")
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if done:
+                taken.append((row.id, dict(row.payload)))
+            if len(taken) >= limit:
+                break
+    return taken
+
+
+def _has_card(payload: dict[str, Any]) -> bool:
+    from bot.adapters.wecom_api import card_json
+
+    out = payload_to_outgoing(payload)
+    return isinstance(out, Card) and card_json(out, "probe") is not None
+
+
+def welcome_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
+    """The enter_chat welcome as the passive reply: a template card when it is one card, else text."""
+    from bot.adapters.wecom_api import TEXT_BYTES, card_json, cut_bytes
+
+    taken = take_replies(bot, msg.message_id, lambda p: True)
+    outs = [(rid, payload_to_outgoing(p)) for rid, p in taken]
+    if len(outs) == 1 and isinstance(outs[0][1], Card):
+        card = card_json(outs[0][1], task_id(outs[0][0], 0))
+        if card is not None:
+            return {"msgtype": "template_card", "template_card": card}
+    text = "\n\n".join(o.as_text() if isinstance(o, Card) else o.text for _, o in outs)
+    return {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}} if text else None
+
+
+def card_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
+    """A card answering a message goes back passively: response_url cannot carry cards into group chats.
+    Texts stay in the outbox and go out through response_url."""
+    from bot.adapters.wecom_api import card_json
+
+    taken = take_replies(bot, msg.message_id, _has_card, limit=1)
+    if not taken:
+        return None
+    rid, payload = taken[0]
+    card = card_json(payload_to_outgoing(payload), task_id(rid, 0))
+    return {"msgtype": "template_card", "template_card": card}
+
+
+def card_update_reply(bot, msg: IncomingMessage, result) -> dict[str, Any] | None:
+    """The clicked card again with the clicked button relabelled (已报名), for the clicking member only."""
+    from bot.adapters.wecom_api import BUTTON_CHARS, card_json, cut_chars
+
+    label = done_label(msg.action, result)
+    task = str(msg.raw.get("task_id") or "")
+    m = CARD_TASK.fullmatch(task)
+    if not label or m is None or not _is_bound(bot, msg.user_id):
+        return None
+    with bot.db.Session() as s:
+        row = s.get(OutboxMessage, int(m.group(1)))
+        payload = dict(row.payload) if row is not None and row.platform == PLATFORM else {}
+    out = payload_to_outgoing(payload) if payload.get("type") == "card" else None
+    card = card_json(out, task) if out is not None else None
+    clicked = [b for b in (card or {}).get("button_list", []) if b["key"] == msg.raw.get("event_key")]
+    if not clicked:
+        return None
+    clicked[0]["text"] = cut_chars(label, BUTTON_CHARS)
+    return {"response_type": "update_template_card", "userids": [msg.user_id], "template_card": card}
 
 
 def _remember_chat(bot, chat_id: str) -> None:
@@ -438,11 +567,7 @@ def aibot_callback():
     crypto = _aibot_crypto()
     if crypto is None:
         return Response("", status=404)
-    body = read_body()
-    try:
-        outer = json.loads(body)
-    except ValueError as exc:
-        raise Rejected(400, "not JSON") from exc
+    outer = load_json(read_body(), "body")
     if not isinstance(outer, dict) or not isinstance(outer.get("encrypt"), str):
         raise Rejected(400, "no encrypt field")
     args = request.args
@@ -453,10 +578,7 @@ def aibot_callback():
         args.get("timestamp", ""),
         args.get("nonce", ""),
     )
-    try:
-        data = json.loads(plain)
-    except ValueError as exc:
-        raise Rejected(400, "decrypted body is not JSON") from exc
+    data = load_json(plain, "decrypted body")
     if not isinstance(data, dict):
         raise Rejected(400, "decrypted body is not an object")
     bot = _bot()
@@ -465,8 +587,19 @@ def aibot_callback():
         return Response("", status=200)
     if msg.is_group:
         _remember_chat(bot, msg.chat_id)
-    bot.handle(msg)
-    return Response("", status=200)
+    result = bot.handle(msg)
+    if msg.event == "enter":
+        body = welcome_reply(bot, msg)
+    elif msg.action is not None:
+        body = card_update_reply(bot, msg, result)
+    else:
+        body = card_reply(bot, msg)
+    if body is None:
+        return Response("", status=200)
+    # Encrypted like the callback; WeCom asks for the callback's own nonce in the reply.
+    stamp = str(int(bot.clock.now().timestamp()))
+    envelope = encrypt_json(crypto, body, args.get("nonce", ""), stamp)
+    return Response(json.dumps(envelope), mimetype="application/json")
 
 
 # --- wiring --------------------------------------------------------------------------------------------

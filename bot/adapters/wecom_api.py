@@ -2,13 +2,23 @@
 
 - Token: `gettoken`, cached in `wecom_access_token` (one row per app, shared by every worker) until 5 minutes
   before `expires_in`; on 40014 / 42001 / 41001 the token is dropped and fetched again ONCE, then the call is
-  retried once. The token and the secret never appear in logs or in stored errors (`scrub`).
+  retried once. The token and the secret never appear in logs or in stored errors (`scrub`, and a filter on
+  urllib3's logger, which would print request URLs at DEBUG).
 - Sender: private replies through `message/send` (text, or `template_card` button_interaction for cards),
   AI-bot replies through the message's `response_url` (once, within the hour; several replies to one message
-  are merged into that one use), group chats through the chat's webhook (消息推送) or `appchat/send`.
+  are merged into that one use; cards only into single chats), group chats through the chat's webhook
+  (消息推送) or `appchat/send`. The enter_chat welcome is never sent from here (passive reply only).
 - Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
-  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent),
-  60020 (IP not trusted) fails with a Chinese explanation for staff.
+  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
+- 60020 (server IP not trusted): an alert with the IP to trust is shown on the console dashboard; the rows
+  wait (no attempt spent, so they never die of it) until a successful call clears the alert and sends them.
+- Failed results carry the WeCom errcode (or "timeout", "http_502", ...) as `code` for the metrics.
+
+Duplicates: WeCom has no idempotency key, so delivery is at-least-once. The sender renews a row's lease right
+before sending it (a slow batch cannot let another worker take over a row this one is sending) and skips rows
+another worker took over. What remains: a send that reached WeCom but whose answer was lost (timeout, reset,
+crash before the outcome is recorded) is sent again on the next attempt; WeCom's own
+`enable_duplicate_check` is not used because it would also drop deliberate repeats of the same text.
 """
 
 from __future__ import annotations
@@ -17,18 +27,19 @@ import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.adapters.wecom import PLATFORM, encode_key
+from bot.adapters.wecom import PLATFORM, encode_key, task_id
 from bot.message import Card, Text, payload_to_outgoing
-from bot.outbox import SendResult
+from bot.outbox import LEASE, SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
-from models.wecom import WecomAccessToken
+from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, clear_alert, raise_alert
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +48,7 @@ TOKEN_ERRORS = {40014, 42001, 41001}
 RATE_ERRORS = {45009, 45033}
 PER_MEMBER_PER_MINUTE = 30
 PER_WEBHOOK_PER_MINUTE = 20
+PASSIVE_WAIT = timedelta(seconds=10)  # WeCom waits 5 s for a passive reply; the callback takes it sooner
 RESPONSE_URL_TTL = timedelta(minutes=55)  # WeCom says one hour; keep a margin for clocks and queues
 TEXT_BYTES = 2048
 MARKDOWN_BYTES = 4096
@@ -47,7 +59,39 @@ IP_NOT_TRUSTED = (
     "企业微信拒绝了本服务器的IP（错误60020）。请管理员登录企业微信管理后台 → 应用管理 → 本应用 → "
     "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
 )
+IP_RETRY = 600  # seconds between attempts of a row held back by 60020
+_WEBHOOK_KEY = re.compile(r"[0-9A-Za-z-]{8,100}")
+_FROM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]{3,45})")
+RATE_WAIT = "rate_wait"  # our own per-minute limit made the row wait; nothing was sent to WeCom
 _SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
+
+
+def untrusted_ip(errmsg: str) -> str:
+    """The server IP WeCom names in a 60020 errmsg ("..., from ip: 1.2.3.4, more info at ..."), or ""."""
+    m = _FROM_IP.search(errmsg or "")
+    return m.group(1).rstrip(".:") if m else ""
+
+
+def ip_alert_text(ip: str) -> str:
+    """What staff must do about 60020, naming the IP when WeCom told us."""
+    which = f"本服务器的出口IP {ip}" if ip else "本服务器的出口IP（可在服务器上运行 curl ifconfig.me 查看）"
+    return (
+        f"企业微信拒绝了{which}（错误60020），私聊消息和应用群消息暂时发不出去。"
+        f"请管理员登录企业微信管理后台 → 应用管理 → 本应用 → 页面下方“企业可信IP” → 配置，加入 {ip or '该IP'}"
+        "（需先在同一页面设置可信域名或接收消息服务器URL）。加入后待发送的消息会自动补发，"
+        "也可运行 flask --app app wecom check 立即检查。"
+    )
+
+
+def failure_code(exc: Exception) -> str:
+    """A metrics label for a transport failure: "timeout", "http_502", "network" or "bad_response"."""
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"http_{exc.response.status_code}"
+    if isinstance(exc, requests.RequestException):
+        return "network"
+    return "bad_response"  # not JSON
 
 
 class WeComError(Exception):
@@ -59,6 +103,49 @@ class WeComError(Exception):
 def scrub(text: str) -> str:
     """Remove credentials (token, secret, webhook key, response code) from a text bound for logs or the DB."""
     return _SECRET_PARAMS.sub(r"\1=***", text)
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs credentials from records: urllib3 logs each request URL (with access_token=) at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_pool_log = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, ScrubFilter) for f in _pool_log.filters):
+    _pool_log.addFilter(ScrubFilter())
+
+
+def webhook_url_error(url: str, api_base: str) -> str | None:
+    """Why `url` is not a group webhook (消息推送) address of this WeCom API, in Chinese; None when it is.
+
+    The address must be `<WECOM_API_BASE>/cgi-bin/webhook/send?key=<key>` and nothing else: the key is the only
+    credential, and the host must be WeCom's so broadcasts cannot be sent anywhere else.
+    """
+    base = urlsplit(api_base.rstrip("/"))
+    example = f"{base.scheme}://{base.netloc}/cgi-bin/webhook/send?key=…"
+    hint = f"地址应形如 {example}（在群聊设置 → 消息推送 → 添加或打开机器人，复制 Webhook 地址）"
+    parts = urlsplit(url.strip())
+    if (parts.scheme, parts.netloc, parts.path) != (base.scheme, base.netloc, "/cgi-bin/webhook/send"):
+        return hint
+    query = parse_qs(parts.query, keep_blank_values=True)
+    keys = query.get("key", [])
+    if set(query) != {"key"} or len(keys) != 1 or not _WEBHOOK_KEY.fullmatch(keys[0]) or parts.fragment:
+        return "地址里的 key 不完整或有多余内容。" + hint
+    return None
+
+
+def mask_webhook(url: str | None) -> str:
+    """A webhook for display: only the key's last 4 characters (the key is a credential)."""
+    if not url:
+        return ""
+    key = parse_qs(urlsplit(url).query).get("key", [""])[0]
+    return f"key=…{key[-4:]}" if len(key) > 8 else "key=…"
 
 
 def cut_bytes(text: str, limit: int) -> str:
@@ -85,10 +172,6 @@ class WeComClient:
         self.timeout = timeout
         self.base = settings.WECOM_API_BASE.rstrip("/")
         self.app_key = f"{settings.WECOM_CORP_ID}:{settings.WECOM_AGENT_ID}"
-        # urllib3 logs request URLs (with access_token=...) at DEBUG: keep it quiet even when LOG_LEVEL=DEBUG.
-        pool_log = logging.getLogger("urllib3.connectionpool")
-        if pool_log.getEffectiveLevel() < logging.INFO:
-            pool_log.setLevel(logging.INFO)
 
     # token -----------------------------------------------------------------------------------------------
     def token(self, force: bool = False) -> str:
@@ -103,6 +186,8 @@ class WeComClient:
             {"corpid": self.settings.WECOM_CORP_ID, "corpsecret": self.settings.WECOM_SECRET},
         )
         if data.get("errcode"):
+            if int(data["errcode"]) == 60020:
+                self.note_untrusted(str(data.get("errmsg", "")))
             raise WeComError(int(data["errcode"]), str(data.get("errmsg", "")))
         token = str(data["access_token"])
         expires = now + timedelta(seconds=int(data.get("expires_in", 7200)))
@@ -160,12 +245,39 @@ class WeComClient:
             )
             resp.raise_for_status()
             data = resp.json()
-            if int(data.get("errcode") or 0) in TOKEN_ERRORS and attempt == 0:
+            code = int(data.get("errcode") or 0)
+            if code in TOKEN_ERRORS and attempt == 0:
                 self._drop(token)
                 token = self.token(force=True)
                 continue
-            return data
+            break
+        if code == 60020:
+            self.note_untrusted(str(data.get("errmsg", "")))
+        elif code == 0:
+            self.note_trusted()
         return data
+
+    # the 60020 alert -------------------------------------------------------------------------------------
+    def note_untrusted(self, errmsg: str) -> None:
+        """Show staff the IP to trust (console dashboard); rows keep waiting instead of dying."""
+        ip = untrusted_ip(errmsg)
+        with self.db.transaction() as s:
+            raise_alert(s, ALERT_IP_NOT_TRUSTED, ip, ip_alert_text(ip), self.clock.now())
+
+    def note_trusted(self) -> None:
+        """A call went through: clear the 60020 alert and send the rows it held back now."""
+        with self.db.transaction() as s:
+            if clear_alert(s, ALERT_IP_NOT_TRUSTED):
+                released = s.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.platform == PLATFORM,
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.last_error == IP_NOT_TRUSTED,
+                    )
+                    .values(next_attempt_at=self.clock.now())
+                ).rowcount
+                log.info("wecom: the server IP is trusted again; %s held messages released", released)
 
     def post_url(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST to a full URL that carries its own credential (webhook key, response_url)."""
@@ -215,17 +327,73 @@ class WeComSender:
         self.client = WeComClient(bot.settings, bot.db, bot.clock, http=http)
 
     def send(self, row: OutboxMessage) -> SendResult:
+        lost = self._renew_lease(row)
+        if lost is not None:
+            return lost
         try:
-            return self._send(row)
+            result = self._send(row)
         except WeComError as exc:
-            return self._from_code(exc.code, scrub(str(exc)), row)
+            result = self._from_code(exc.code, scrub(str(exc)), row)
         except (requests.RequestException, ValueError) as exc:
-            return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500])
+            return SendResult(False, scrub(f"{type(exc).__name__}: {exc}")[:500], code=failure_code(exc))
+        if result.code == "60020":
+            self._hold(row, IP_RETRY)
+        return result
+
+    def _hold(self, row: OutboxMessage, wait: float) -> None:
+        """Put the row back without spending an attempt: while staff fix the trusted IP, rows must not die.
+
+        Written here because the outbox would count the attempt and give up after OUTBOX_MAX_ATTEMPTS; the
+        outbox's own record of this attempt then finds the row no longer 'sending' and leaves it alone.
+        """
+        with self.db.transaction() as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(
+                    status="pending",
+                    attempts=max(row.attempts - 1, 0),
+                    next_attempt_at=self.bot.clock.now() + timedelta(seconds=wait),
+                    lease_until=None,
+                    last_error=IP_NOT_TRUSTED,
+                )
+            )
+
+    def _renew_lease(self, row: OutboxMessage) -> SendResult | None:
+        """Renew this row's lease right before sending it, or say why not to send it (None: go ahead).
+
+        WeCom has no idempotency key, so a batch must never outlive its lease: the outbox leases a whole
+        batch at once, and a slow batch would let another worker take over rows this one still sends.
+        Renewing per row bounds the time between a renewal and the send to one send (≤ 5 HTTP calls of
+        ≤ 10 s each, well inside the lease); a row another worker already took over is left to it.
+        """
+        now = self.bot.clock.now()
+        with self.db.transaction() as s:
+            renewed = s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(lease_until=now + LEASE)
+            ).rowcount
+            status = None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+        if renewed:
+            return None
+        if status == "sent":
+            return SendResult(True)  # merged into an earlier reply, or taken as a passive reply
+        log.info("wecom: outbox %s was taken over by another worker; not sending it again", row.id)
+        return SendResult(False, "已由另一个发送进程接手", code="lease_lost")
 
     def _send(self, row: OutboxMessage) -> SendResult:
-        if self._already_sent(row):
-            return SendResult(True)  # merged into an earlier reply to the same message
         ctx = row.context or {}
+        if ctx.get("passive"):
+            return self._passive_only(row)
         url = ctx.get("response_url")
         if url and self._fresh(ctx):
             return self._send_response_url(row, url)
@@ -237,7 +405,10 @@ class WeComSender:
     def _send_user(self, row: OutboxMessage) -> SendResult:
         if not self.settings.wecom_enabled:
             return SendResult(
-                False, "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送", permanent=True
+                False,
+                "未配置企业微信自建应用（WECOM_CORP_ID / WECOM_SECRET），无法私聊发送",
+                permanent=True,
+                code="not_configured",
             )
         batch = row.payload.get("batch")
         if isinstance(batch, list) and batch:  # one identical text for up to 1,000 members (greetings)
@@ -246,10 +417,12 @@ class WeComSender:
             users = [row.target_id]
             wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
             if wait:
-                return SendResult(False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait)
+                return SendResult(
+                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT
+                )
         msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
-        card = card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) else None
+        card = card_json(out, task_id(row.id, row.attempts)) if isinstance(out, Card) else None
         if card is not None:
             msg.update(msgtype="template_card", template_card=card)
         else:
@@ -264,7 +437,10 @@ class WeComSender:
             self._mark_unreachable(invalid)
         if invalid and invalid >= set(users):
             return SendResult(
-                False, "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达", permanent=True
+                False,
+                "该成员不在应用可见范围内或已离职（invaliduser），已标记为无法送达",
+                permanent=True,
+                code=str(code) if code else "invaliduser",
             )
         return self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
 
@@ -285,14 +461,19 @@ class WeComSender:
         if webhook:
             wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
             if wait:
-                return SendResult(False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait)
+                return SendResult(
+                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT
+                )
             data = self.client.post_url(
                 webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
             )
             return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
         if not self.settings.wecom_enabled:
             return SendResult(
-                False, "该群没有配置消息推送地址（webhook），也没有自建应用，无法发到群里", permanent=True
+                False,
+                "该群没有配置消息推送地址（webhook），也没有自建应用，无法发到群里",
+                permanent=True,
+                code="not_configured",
             )
         data = self.client.post(
             "/cgi-bin/appchat/send",
@@ -301,6 +482,15 @@ class WeComSender:
         return self._from_code(int(data.get("errcode") or 0), scrub(str(data.get("errmsg", ""))), row)
 
     # AI bot replies --------------------------------------------------------------------------------------
+    def _passive_only(self, row: OutboxMessage) -> SendResult:
+        """The enter_chat welcome exists only as the passive reply, which its callback takes within WeCom's
+        5 s; no other channel reaches that chat, so the loop never sends it (see wecom.take_replies)."""
+        if self.bot.clock.now() - row.created_at < PASSIVE_WAIT:
+            return SendResult(False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait")
+        return SendResult(
+            False, "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）", permanent=True, code="passive_missed"
+        )
+
     def _fresh(self, ctx: dict[str, Any]) -> bool:
         try:
             received = datetime.fromisoformat(str(ctx.get("received")))
@@ -328,8 +518,12 @@ class WeComSender:
                     )
                 )
         out = payload_to_outgoing(row.payload)
+        # response_url carries template cards into single chats only; a group gets the card as text.
+        single = row.target_kind != "chat"
         card = (
-            card_json(out, f"ub_{row.id}_{row.attempts}") if isinstance(out, Card) and not siblings else None
+            card_json(out, task_id(row.id, row.attempts))
+            if isinstance(out, Card) and not siblings and single
+            else None
         )
         if card is not None:
             body: dict[str, Any] = {"msgtype": "template_card", "template_card": card}
@@ -356,10 +550,6 @@ class WeComSender:
                 )
         return result
 
-    def _already_sent(self, row: OutboxMessage) -> bool:
-        with self.db.Session() as s:
-            return s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id)) == "sent"
-
     # shared ----------------------------------------------------------------------------------------------
     def _rate_wait(self, row: OutboxMessage, limit: int) -> float:
         """Seconds to wait so this target stays under `limit` messages per minute (0: send now)."""
@@ -377,20 +567,24 @@ class WeComSender:
         return 60.0 if (recent or 0) >= limit else 0.0
 
     def _from_code(self, code: int, errmsg: str, row: OutboxMessage) -> SendResult:
+        """The outcome for a WeCom errcode; failures carry the errcode as `code` for the metrics."""
         if code == 0:
             return SendResult(True)
+        label = str(code)
         if code in RATE_ERRORS:
-            return SendResult(False, f"企业微信限流（{code}），一分钟后重试", retry_after=60)
+            return SendResult(False, f"企业微信限流（{code}），一分钟后重试", retry_after=60, code=label)
         if code == 60020:
             log.warning("wecom: 60020 — the server IP is not in the app's 企业可信IP")
-            return SendResult(False, IP_NOT_TRUSTED, retry_after=600)
+            return SendResult(False, IP_NOT_TRUSTED, retry_after=600, code=label)
         if code in TOKEN_ERRORS:
-            return SendResult(False, f"企业微信凭证无效（{code}），请检查 WECOM_SECRET")
+            return SendResult(False, f"企业微信凭证无效（{code}），请检查 WECOM_SECRET", code=label)
         if code in (40001, 40013):
             return SendResult(
-                False, f"企业微信企业ID或Secret错误（{code}），请检查 WECOM_CORP_ID / WECOM_SECRET"
+                False,
+                f"企业微信企业ID或Secret错误（{code}），请检查 WECOM_CORP_ID / WECOM_SECRET",
+                code=label,
             )
-        return SendResult(False, f"企业微信返回错误 {code}: {errmsg}"[:500])
+        return SendResult(False, f"企业微信返回错误 {code}: {errmsg}"[:500], code=label)
 
 
 __all__ = ["WeComClient", "WeComError", "WeComSender", "card_json", "cut_bytes", "scrub", "Text"]
