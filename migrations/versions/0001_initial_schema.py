@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 04:16:38.993079
+Create Date: 2026-11-30 04:28:13.965325
 """
 
 import sqlalchemy as sa
@@ -262,6 +262,17 @@ def upgrade() -> None:
         sa.Column("updated_at", models.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_access_token")),
         sa.UniqueConstraint("app_key", name=op.f("uq_wecom_access_token_app_key")),
+    )
+    op.create_table(
+        "wecom_alert",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("detail", sa.String(length=100), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("first_seen_at", models.base.UTCDateTime(), nullable=False),
+        sa.Column("last_seen_at", models.base.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_alert")),
+        sa.UniqueConstraint("kind", name=op.f("uq_wecom_alert_kind")),
     )
     op.create_table(
         "union_group",
@@ -1037,6 +1048,7 @@ def downgrade() -> None:
     op.drop_table("member")
     op.drop_table("chat")
     op.drop_table("union_group")
+    op.drop_table("wecom_alert")
     op.drop_table("wecom_access_token")
     with op.batch_alter_table("staff_login_failure", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_staff_login_failure_username"))
