@@ -752,3 +752,59 @@ def test_tenant_token_never_logged(fbot, fake, caplog):
     assert len(tokens) == 2
     text = caplog.text + json.dumps([(r.msg, r.args) for r in caplog.records], default=str)
     assert not any(t in text for t in tokens) and "new tenant access token" in caplog.text
+
+
+# --- hostile bodies ----------------------------------------------------------------------------------------
+def _signed_raw(raw: bytes) -> dict[str, str]:
+    ts = str(int(time.time()))
+    return {
+        "X-Lark-Request-Timestamp": ts,
+        "X-Lark-Request-Nonce": "n",
+        "X-Lark-Signature": sign(ts, "n", ENCRYPT_KEY, raw),
+    }
+
+
+def test_hostile_and_oversized_bodies_get_4xx_without_traceback(fclient, fbot, caplog):
+    import io
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    deep = b"[" * 60000
+    for raw in (deep, b'{"a":' * 50000, b'{"encrypt":' + deep, b"[" * 40 + b"]" * 40):
+        assert fclient.post("/feishu/events", data=raw).status_code == 400  # unsigned
+        assert fclient.post("/feishu/events", data=raw, headers=_signed_raw(raw)).status_code == 400
+    nested = json.dumps({"encrypt": encrypt(ENCRYPT_KEY, '{"a":' * 5000)}).encode()
+    assert fclient.post("/feishu/events", data=nested, headers=_signed_raw(nested)).status_code == 400
+    too_deep = text_message("ou_deep", "帮助")
+    too_deep["event"]["message"]["extra"] = json.loads("[" * 40 + "]" * 40)
+    assert post(fclient, too_deep).status_code == 400  # genuine signature, hostile shape
+    big = b'{"a":"' + b"x" * feishu.MAX_BODY + b'"}'
+    assert fclient.post("/feishu/events", data=big, headers=_signed_raw(big)).status_code == 413
+    chunked = fclient.post(  # no Content-Length: cut off one byte past the limit, never read in full
+        "/feishu/events",
+        input_stream=io.BytesIO(big),
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert chunked.status_code == 413
+    assert feishu.handle_frame(fbot, deep) is None  # the long connection refuses it alike
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert _inbound_count(fbot) == 0
+
+
+def test_json_depth_limit():
+    limit = feishu.MAX_DEPTH
+    assert feishu.parse_json("[" * limit + "]" * limit) is not None
+    with pytest.raises(Rejected):
+        feishu.parse_json("[" * (limit + 1) + "]" * (limit + 1))
+    assert feishu._content_text("text", "[" * 60000) == ""
+
+
+def test_non_finite_timestamp_is_stale(fclient):
+    ev = text_message("ou_a", "帮助")
+    body, headers = signed_request(ev)
+    for ts in ("nan", "inf", "-inf"):
+        h = dict(
+            headers, **{"X-Lark-Request-Timestamp": ts, "X-Lark-Signature": sign(ts, "n1", ENCRYPT_KEY, body)}
+        )
+        assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401

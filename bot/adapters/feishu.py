@@ -5,7 +5,8 @@ Both paths end in `dispatch_event(bot, payload)`, which turns one decrypted even
 toast + updated card for card clicks). Replies go out through the outbox (`bot.adapters.feishu_api`).
 
 HTTP checks, all before the database is touched (`verify_request`):
-- malformed JSON or an undecryptable `encrypt` body → 400;
+- a body over `MAX_BODY` → 413 (never read in full); malformed JSON, JSON nested deeper than `MAX_DEPTH`
+  (`"[" * 60000` would otherwise raise RecursionError) or an undecryptable `encrypt` body → 400;
 - with an Encrypt Key: `X-Lark-Signature` = sha256(timestamp + nonce + encrypt_key + raw body), lowercase hex,
   compared in constant time; missing headers, a forged signature or a timestamp more than `MAX_SKEW` (1 hour)
   away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned;
@@ -30,6 +31,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 from typing import Any
 
@@ -37,6 +39,7 @@ from Crypto.Cipher import AES
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot.message import ChatType, IncomingMessage, Text
 from bot.normalize import normalize
@@ -46,7 +49,8 @@ from models.messaging import Chat, OutboxMessage
 log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
-MAX_BODY = 256 * 1024
+MAX_BODY = 256 * 1024  # Feishu events are a few KB (a card or post is at most 30 KB)
+MAX_DEPTH = 32  # JSON nesting; real events stay under 10, hostile ones ("[" * 60000) would exhaust the stack
 MAX_SKEW = 3600  # seconds between X-Lark-Request-Timestamp and our clock before a request counts as stale
 TOAST_MAX = 60
 UNSUPPORTED = "我暂时只能看懂文字消息，请直接发送文字，例如“帮助”。"
@@ -188,19 +192,32 @@ def _check_signature(key: str, ts: str, nonce: str, sig: str, body: bytes, now_t
         when = float(ts)
     except ValueError:
         raise Rejected(401, "bad timestamp") from None
-    if abs(now_ts - when) > MAX_SKEW:
+    if not math.isfinite(when) or abs(now_ts - when) > MAX_SKEW:  # NaN would compare as fresh
         raise Rejected(401, "stale timestamp")
     if not _same(signature(ts, nonce, key, body), sig.strip().lower()):
         raise Rejected(401, "bad signature")
 
 
-def _loads(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected(400, "malformed JSON") from None
+def _loads(raw: bytes | str) -> dict[str, Any]:
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise Rejected(400, "JSON object expected")
+    return data
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """json.loads for untrusted input: malformed, hostile (RecursionError) or too deeply nested → Rejected(400)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Rejected(400, "malformed JSON") from None
+    stack = [(data, 1)]
+    while stack:  # iterative: the depth check itself must not recurse
+        obj, depth = stack.pop()
+        if isinstance(obj, dict | list):
+            if depth > MAX_DEPTH:
+                raise Rejected(400, "JSON nested too deeply")
+            stack.extend((v, depth + 1) for v in (obj.values() if isinstance(obj, dict) else obj))
     return data
 
 
@@ -349,8 +366,8 @@ def _content_text(mtype: str, content: Any) -> str | None:
     if mtype not in ("text", "post"):
         return None
     try:
-        data = json.loads(content) if isinstance(content, str) else content
-    except ValueError:
+        data = parse_json(content) if isinstance(content, str) else content
+    except Rejected:
         return ""
     if not isinstance(data, dict):
         return ""
@@ -499,8 +516,15 @@ bp = Blueprint("feishu", __name__, url_prefix="/feishu")
 @bp.post("/events")
 def events():
     bot = current_app.extensions["bot"]
+    # werkzeug refuses a larger Content-Length (413) and stops a chunked body one byte past the limit, so an
+    # oversized request is never read in full; verify_request answers 413 for that extra byte.
+    request.max_content_length = MAX_BODY + 1
     try:
-        payload = verify_request(bot.settings, request.headers, request.get_data(cache=False), _now_ts(bot))
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            raise Rejected(413, "body too large") from None
+        payload = verify_request(bot.settings, request.headers, body, _now_ts(bot))
         return jsonify(dispatch_event(bot, payload))
     except Rejected as exc:
         log.warning("feishu: refused event (%s) from %s", exc.reason, request.remote_addr)
