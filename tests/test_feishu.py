@@ -808,3 +808,13 @@ def test_non_finite_timestamp_is_stale(fclient):
             headers, **{"X-Lark-Request-Timestamp": ts, "X-Lark-Signature": sign(ts, "n1", ENCRYPT_KEY, body)}
         )
         assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401
+
+
+def test_long_button_label_ends_in_ellipsis():
+    long = "报名 " + "很长的活动名称" * 10
+    card = render_card(
+        Card("活动", [], [Button(long, {"do": "signup"}), Button("详情", {"do": "a"})]).to_payload(), {}
+    )
+    first, second = (e["text"]["content"] for e in card["body"]["elements"] if e["tag"] == "button")
+    assert len(first) == 40 and first.endswith("…") and first[:-1] == long[:39]
+    assert second == "详情"

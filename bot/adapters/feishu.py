@@ -504,9 +504,12 @@ def inline_plan(payloads: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, 
     """
     card = next((p for p in payloads if p.get("type") == "card"), None)
     text = next((p["text"] for p in payloads if p.get("type") == "text"), None)
-    if text is not None and len(text) > TOAST_MAX:
-        text = text[: TOAST_MAX - 1] + "…"
-    return card, text
+    return card, (cut(text, TOAST_MAX) if text is not None else None)
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut text ends in … so nobody mistakes it for the whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- HTTP -----------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from sqlalchemy import delete, select, update
 
-from bot.adapters.feishu import PLATFORM, FeishuUnavailable, inline_plan
+from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
 from bot.outbox import SendResult
 from models.feishu import FeishuState, get_state, put_state, take_slot
 from models.member import PlatformIdentity
@@ -43,6 +43,7 @@ REPLY_GONE = {230011, 231003}  # the message replied to was recalled or deleted:
 LIMITS = (("app:s", 50, 1), ("app:m", 1000, 60))  # (scope, count, window seconds)
 PER_TARGET = 5  # per second, to one user or one group
 PRIVATE_KEYS = {"_k": "kind", "_ob": "ob"}
+LABEL_MAX = 40  # characters on a button; longer labels end in …
 
 
 @dataclass
@@ -220,7 +221,7 @@ def render_card(
         action = dict(b.get("action") or {})
         button: dict[str, Any] = {
             "tag": "button",
-            "text": {"tag": "plain_text", "content": str(b.get("label", ""))[:40]},
+            "text": {"tag": "plain_text", "content": cut(str(b.get("label", "")), LABEL_MAX)},
             "type": _STYLES.get(str(b.get("style", "primary")), "primary"),
             "behaviors": [{"type": "callback", "value": {**action, **private}}],
         }
