@@ -204,9 +204,9 @@ def test_forged_stale_missing_and_malformed(fclient, fbot):
         assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401
     no_headers = fclient.post("/feishu/events", data=body, headers={"Content-Type": "application/json"})
     assert no_headers.status_code == 401  # an encrypted event without any signature is not a challenge
-    stale_body, stale = signed_request(ev, ts=time.time() - 2 * 3600)
+    stale_body, stale = signed_request(ev, ts=time.time() - 9 * 3600)
     assert fclient.post("/feishu/events", data=stale_body, headers=stale).status_code == 401
-    future_body, future = signed_request(ev, ts=time.time() + 2 * 3600)
+    future_body, future = signed_request(ev, ts=time.time() + 9 * 3600)
     assert fclient.post("/feishu/events", data=future_body, headers=future).status_code == 401
     wrong_key_body, wrong_key = signed_request(ev, key="another key")
     assert fclient.post("/feishu/events", data=wrong_key_body, headers=wrong_key).status_code == 401
@@ -818,3 +818,33 @@ def test_long_button_label_ends_in_ellipsis():
     first, second = (e["text"]["content"] for e in card["body"]["elements"] if e["tag"] == "button")
     assert len(first) == 40 and first.endswith("…") and first[:-1] == long[:39]
     assert second == "详情"
+
+
+# --- the stale-request window ------------------------------------------------------------------------------
+def test_window_lets_feishus_last_retry_in_and_replays_are_duplicates(fclient, fbot, fake):
+    t0 = fbot.clock.now().timestamp()
+    body, headers = signed_request(text_message("ou_late", "帮助", message_id="om_late"), ts=t0)
+    removed = envelope(
+        "im.chat.member.bot.deleted_v1", {"chat_id": "oc_r", "operator_id": {"open_id": "ou_op"}}
+    )
+    r_body, r_headers = signed_request(removed, ts=t0)
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 200
+    added = envelope("im.chat.member.bot.added_v1", {"chat_id": "oc_r", "operator_id": {"open_id": "ou_op"}})
+    assert post(fclient, added).status_code == 200  # re-added to the group afterwards
+
+    # Feishu's last retry comes 15 s + 5 min + 1 h + 6 h after the first push, perhaps with the first timestamp
+    fbot.clock.offset += timedelta(hours=7, minutes=10)
+    assert fclient.post("/feishu/events", data=body, headers=headers).status_code == 200
+    assert (
+        fclient.post("/feishu/events", data=body, headers=headers).status_code == 200
+    )  # replayed: a duplicate
+    assert len(_replies(fake, fbot, "ou_late")) == 1
+    # a replay of the old removal does not cut the group off again
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 200
+    with fbot.db.Session() as s:
+        assert not s.scalar(select(Chat).where(Chat.chat_id == "oc_r")).unreachable
+    assert len(_replies(fake, fbot, "oc_r")) == 1  # one welcome
+
+    fbot.clock.offset += timedelta(minutes=55)  # 8 h 05 min: outside the window
+    assert fclient.post("/feishu/events", data=body, headers=headers).status_code == 401
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 401

@@ -8,8 +8,8 @@ HTTP checks, all before the database is touched (`verify_request`):
 - a body over `MAX_BODY` → 413 (never read in full); malformed JSON, JSON nested deeper than `MAX_DEPTH`
   (`"[" * 60000` would otherwise raise RecursionError) or an undecryptable `encrypt` body → 400;
 - with an Encrypt Key: `X-Lark-Signature` = sha256(timestamp + nonce + encrypt_key + raw body), lowercase hex,
-  compared in constant time; missing headers, a forged signature or a timestamp more than `MAX_SKEW` (1 hour)
-  away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned;
+  compared in constant time; missing headers, a forged signature or a timestamp more than `MAX_SKEW` (8 hours,
+  see there) away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned;
 - the Verification Token (challenge, and every event when set) → 401 on mismatch;
 - neither an Encrypt Key nor a Verification Token configured → 403 (we never accept unauthenticated events).
 
@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from Crypto.Cipher import AES
@@ -51,7 +52,14 @@ log = logging.getLogger(__name__)
 PLATFORM = "feishu"
 MAX_BODY = 256 * 1024  # Feishu events are a few KB (a card or post is at most 30 KB)
 MAX_DEPTH = 32  # JSON nesting; real events stay under 10, hostile ones ("[" * 60000) would exhaust the stack
-MAX_SKEW = 3600  # seconds between X-Lark-Request-Timestamp and our clock before a request counts as stale
+# Seconds between X-Lark-Request-Timestamp and our clock before a request counts as stale. Feishu retries a failed
+# push after 15 s, 5 min, 1 h and 6 h (~7.1 h in all); feishu.md leaves open whether a retry is re-signed with a new
+# timestamp or carries the first one, so the window must cover the last retry (7 h 05 min plus clock drift), or
+# the retries meant to save an event after an outage would be refused. A wider window does not help an attacker:
+# the signature covers timestamp + nonce + key + the raw body, so a captured request can only be replayed as it
+# is, with the same message_id / event_id, which the inbound table (kept far longer than this, never purge it
+# sooner) answers as a duplicate. Chat membership events go through that dedupe too (`_chat_event`).
+MAX_SKEW = 8 * 3600
 TOAST_MAX = 60
 UNSUPPORTED = "我暂时只能看懂文字消息，请直接发送文字，例如“帮助”。"
 
@@ -228,7 +236,7 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
     Raises Rejected(400) for a payload that is not an event at all; database errors propagate (the platform
     retries). Anything else that goes wrong in a handler is the core's business (it answers SORRY).
     """
-    bot.router.events.setdefault("unsupported", _unsupported)
+    register_events(bot)
     if payload.get("type") == "url_verification":
         return {"challenge": payload.get("challenge", "")}
     header = payload.get("header")
@@ -252,13 +260,10 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
     if etype == CARD_EVENT:
         return card_action(bot, event, event_id, header)
     if etype == "im.chat.member.bot.added_v1":
-        chat_id = str(event.get("chat_id", ""))
-        _remember_chat(bot, chat_id, str(event.get("name", "") or ""), reachable=True)
-        user = _open_id(event.get("operator_id"))
-        bot.handle(_event_msg(bot, event_id, ChatType.GROUP, chat_id, user, "bot_added", header))
+        _chat_event(bot, event, event_id, header, CHAT_JOINED)
         return {}
     if etype == "im.chat.member.bot.deleted_v1":
-        _remember_chat(bot, str(event.get("chat_id", "")), str(event.get("name", "") or ""), reachable=False)
+        _chat_event(bot, event, event_id, header, CHAT_LEFT)
         return {}
     if etype == "im.chat.access_event.bot_p2p_chat_entered_v1":
         user = _open_id(event.get("operator_id"))
@@ -422,17 +427,47 @@ def link_by_user_id(bot, open_id: str, user_id: str) -> None:
     known.add(open_id)
 
 
-def _remember_chat(bot, chat_id: str, title: str, reachable: bool) -> None:
+CHAT_JOINED, CHAT_LEFT = "feishu_chat_joined", "feishu_chat_left"
+
+
+def _chat_event(bot, event: dict[str, Any], event_id: str, header: dict[str, Any], name: str) -> None:
+    """The bot was added to or removed from a group: one deduplicated core event, so a redelivered or replayed
+    old event cannot flip the chat's reachability again."""
+    chat_id = str(event.get("chat_id", "") or "")
     if not chat_id:
         return
-    with bot.db.transaction() as s:
-        chat = s.scalar(select(Chat).where(Chat.platform == PLATFORM, Chat.chat_id == chat_id))
-        if chat is None:
-            chat = Chat(platform=PLATFORM, chat_id=chat_id, title=title[:100])
-            s.add(chat)
-        elif title:
-            chat.title = title[:100]
-        chat.unreachable = not reachable
+    msg = _event_msg(bot, event_id, ChatType.GROUP, chat_id, _open_id(event.get("operator_id")), name, header)
+    bot.handle(replace(msg, raw={**msg.raw, "chat_title": str(event.get("name", "") or "")[:100]}))
+
+
+def _chat_joined(ctx) -> None:
+    _remember_chat(ctx, reachable=True)
+    welcome = ctx.bot.router.events.get("bot_added")
+    if welcome is not None:
+        welcome(ctx)
+
+
+def _chat_left(ctx) -> None:
+    _remember_chat(ctx, reachable=False)
+
+
+def _remember_chat(ctx, reachable: bool) -> None:
+    s, chat_id, title = ctx.session, ctx.msg.chat_id, str(ctx.msg.raw.get("chat_title") or "")
+    chat = s.scalar(select(Chat).where(Chat.platform == PLATFORM, Chat.chat_id == chat_id))
+    if chat is None:
+        chat = Chat(platform=PLATFORM, chat_id=chat_id, title=title)
+        s.add(chat)
+    elif title:
+        chat.title = title
+    chat.unreachable = not reachable
+
+
+def register_events(bot) -> None:
+    """The adapter's own core events (idempotent: called at start-up and by every dispatch)."""
+    events = bot.router.events
+    events.setdefault("unsupported", _unsupported)
+    events.setdefault(CHAT_JOINED, _chat_joined)
+    events.setdefault(CHAT_LEFT, _chat_left)
 
 
 # --- card clicks ----------------------------------------------------------------------------------------------
@@ -552,7 +587,7 @@ def init_app(app: Flask, bot) -> None:
         return
     from bot.adapters.feishu_api import FeishuSender
 
-    bot.router.events.setdefault("unsupported", _unsupported)
+    register_events(bot)
     bot.senders[PLATFORM] = FeishuSender(bot)
     app.register_blueprint(bp)
 
