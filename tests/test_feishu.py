@@ -497,6 +497,7 @@ def test_local_rate_limit_per_recipient(fbot, fake):
             _enqueue(fbot, Text(f"第{i}条"), key=f"p{i}")
             results.append(sender.send(_row(fbot, f"p{i}")))
         assert results[-1].retry_after and results[-1].retry_after <= 1
+        assert results[-1].code == "local_rate_limit"  # a wait, told apart from Feishu's refusals
         _enqueue(fbot, Text("别人"), target="ou_other", key="p-other")
         assert sender.send(_row(fbot, "p-other")).ok  # another recipient is not held up
     assert [r.ok for r in results] == [True] * 5 + [False]
@@ -848,3 +849,44 @@ def test_window_lets_feishus_last_retry_in_and_replays_are_duplicates(fclient, f
     fbot.clock.offset += timedelta(minutes=55)  # 8 h 05 min: outside the window
     assert fclient.post("/feishu/events", data=body, headers=headers).status_code == 401
     assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 401
+
+
+# --- delivery-failure codes ----------------------------------------------------------------------------------
+def test_failed_sends_carry_feishus_code_for_metrics(fbot, fake, monkeypatch):
+    import requests
+
+    from bot.observability import DELIVERY_FAILURES
+
+    def failures(code):
+        return DELIVERY_FAILURES.labels("feishu", code)._value.get()
+
+    real = fake._route
+    answers = {
+        "r99991400": (429, {"code": 99991400, "msg": "request trigger frequency limit"}, {}),
+        "c230020": (400, {"code": 230020, "msg": "This operation triggers the frequency limit"}, {}),
+        "c429": (429, {}, {"x-ogw-ratelimit-reset": "2"}),  # throttled by the gateway, no body code
+        "c230013": (400, {"code": 230013, "msg": "no availability"}, {}),
+    }
+
+    def route(req, call):
+        return answers.get(call["json"].get("receive_id")) or real(req, call)
+
+    monkeypatch.setattr(fake, "_route", route)
+    expected = {"r99991400": "99991400", "c230020": "230020", "c429": "http_429", "c230013": "230013"}
+    before = {code: failures(code) for code in expected.values()}
+    for target in expected:
+        _enqueue(fbot, Text("x"), target=target, key=f"code-{target}")
+    outbox.deliver_due(fbot, platform="feishu")
+    for code in expected.values():
+        assert failures(code) == before[code] + 1, code
+    assert _row(fbot, "code-c230013").status == "dead" and _row(fbot, "code-c429").status == "pending"
+
+    sender = fbot.senders["feishu"]
+
+    def timeout(*a, **kw):
+        raise requests.ConnectTimeout("no answer")
+
+    monkeypatch.setattr(sender.api.http, "request", timeout)
+    _enqueue(fbot, Text("x"), target="ou_t", key="code-timeout")
+    result = sender.send(_row(fbot, "code-timeout"))
+    assert not result.ok and result.code == "timeout" and "ConnectTimeout" in result.error

@@ -102,7 +102,14 @@ NOOP_EVENTS = {
 
 
 class FeishuUnavailable(Exception):
-    """The Feishu API could not be reached or refused us (never carries a token)."""
+    """The Feishu API could not be reached or refused us (never carries a token).
+
+    `code` is for delivery metrics: Feishu's error code, "timeout" or "network".
+    """
+
+    def __init__(self, message: str, code: str = "network"):
+        super().__init__(message)
+        self.code = code
 
 
 class Rejected(Exception):

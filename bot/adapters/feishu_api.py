@@ -74,6 +74,11 @@ class ApiResult:
         except (TypeError, ValueError):
             return 1.0
 
+    @property
+    def error_code(self) -> str:
+        """For delivery metrics: Feishu's code ("230020", "99991400"), else the HTTP status ("http_429")."""
+        return str(self.code) if self.code > 0 else f"http_{self.status}"
+
     def describe(self) -> str:
         return f"feishu {self.status}/{self.code}: {str(self.body.get('msg', ''))[:200]}"
 
@@ -112,11 +117,15 @@ class FeishuApi:
                 )
                 data = r.json()
             except (requests.RequestException, ValueError) as exc:
-                raise FeishuUnavailable(f"tenant token request failed: {type(exc).__name__}") from None
+                raise FeishuUnavailable(
+                    f"tenant token request failed: {type(exc).__name__}", _failure_code(exc)
+                ) from None
             token = data.get("tenant_access_token") if isinstance(data, dict) else None
             if not isinstance(token, str) or data.get("code") != 0:
-                code = data.get("code") if isinstance(data, dict) else "?"
-                raise FeishuUnavailable(f"tenant token refused: code {code}")
+                code = data.get("code") if isinstance(data, dict) else None
+                raise FeishuUnavailable(
+                    f"tenant token refused: code {code}", str(code or f"http_{r.status_code}")
+                )
             expires = now + timedelta(seconds=int(data.get("expire") or 7200))
             with self.bot.db.transaction() as s:
                 put_state(s, TOKEN_KEY, token, expires, now)
@@ -152,12 +161,18 @@ class FeishuApi:
                 timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise FeishuUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}") from None
+            raise FeishuUnavailable(
+                f"{method} {path.split('?')[0]}: {type(exc).__name__}", _failure_code(exc)
+            ) from None
         try:
             data = r.json()
         except ValueError:
             data = {}
         return ApiResult(r.status_code, data if isinstance(data, dict) else {}, r.headers)
+
+
+def _failure_code(exc: Exception) -> str:
+    return "timeout" if isinstance(exc, requests.Timeout) else "network"
 
 
 def api_for(bot) -> FeishuApi:
@@ -276,7 +291,8 @@ class FeishuSender:
             return SendResult(True)  # already shown as the updated card in the click's answer
         wait = self._rate_wait(row)
         if wait:
-            return SendResult(False, "local rate limit", retry_after=wait)
+            # Not a failure: nothing was sent (the outbox still counts it as one, see bot/outbox.py).
+            return SendResult(False, "local rate limit", retry_after=wait, code="local_rate_limit")
         msg_type, content = render(row)
         body = {
             "msg_type": msg_type,
@@ -297,20 +313,21 @@ class FeishuSender:
                 body={**body, "receive_id": row.target_id},
             )
         except FeishuUnavailable as exc:
-            return SendResult(False, str(exc))
+            return SendResult(False, str(exc), code=exc.code)
         return self._result(row, res)
 
     def _result(self, row: OutboxMessage, res: ApiResult) -> SendResult:
         if res.ok:
             return SendResult(True)
+        failed = SendResult(False, res.describe(), code=res.error_code)
         if res.rate_limited:
-            return SendResult(False, res.describe(), retry_after=res.reset)
-        if res.code in UNREACHABLE:
+            failed.retry_after = res.reset
+        elif res.code in UNREACHABLE:
             self._mark_unreachable(row)
-            return SendResult(False, res.describe(), permanent=True)
-        if res.code in PERMANENT:
-            return SendResult(False, res.describe(), permanent=True)
-        return SendResult(False, res.describe())
+            failed.permanent = True
+        elif res.code in PERMANENT:
+            failed.permanent = True
+        return failed
 
     def _mark_unreachable(self, row: OutboxMessage) -> None:
         with self.bot.db.transaction() as s:
