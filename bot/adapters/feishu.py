@@ -20,8 +20,9 @@ longer than Feishu's ~7-hour retry window.
 Groups: we act only when `mentions[].id.open_id` is the bot's own open_id (GET /open-apis/bot/v3/info, cached in
 `feishu_state`); `@_user_N` placeholders are removed (ours) or replaced by the person's name (others').
 Card clicks: the button value is an object {our action..., "_k": "user"|"chat", "_ob": outbox id}; the answer
-carries a toast (first text reply) and, in private chats, the handler's first card or else the clicked card with
-that button turned into 已报名 / 已处理 etc. (a group's card is shared by everyone: toast only, replies as messages).
+carries a toast (first text reply) and, in private chats, the handler's first card or else the clicked card as its
+handler renders it now (`current_card`) with that button turned into 已报名 / 已处理 etc. (a group's card is shared
+by everyone: toast only, replies as messages).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bot.context import Context
 from bot.message import ChatType, IncomingMessage, Text
 from bot.normalize import normalize
 from models.member import link_identity, member_for_identity
-from models.messaging import Chat, OutboxMessage
+from models.messaging import Chat, InboundMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +482,7 @@ def register_events(bot) -> None:
 # --- card clicks ----------------------------------------------------------------------------------------------
 def card_action(bot, event: dict[str, Any], event_id: str, header: dict[str, Any]) -> dict[str, Any]:
     """card.action.trigger: run the button's action, answer with a toast and (where it changed) the card."""
-    from bot.adapters.feishu_api import original_card, render_card, strip_private
+    from bot.adapters.feishu_api import render_card, strip_private
 
     operator = event.get("operator") if isinstance(event.get("operator"), dict) else {}
     action = event.get("action") if isinstance(event.get("action"), dict) else {}
@@ -523,14 +525,77 @@ def card_action(bot, event: dict[str, Any], event_id: str, header: dict[str, Any
             "ob": _outbox_id(bot, f"reply:{PLATFORM}:{event_id}:{index}"),
         }
         answer["card"] = {"type": "raw", "data": render_card(card_reply, new_meta)}
-    elif card_reply is None and not refused and not group and meta.get("ob"):
-        # No new card from the handler: flip the clicked button on the card we sent (private chats only —
-        # in a group the card is shared, and 已报名 for one member would be wrong for everyone else).
-        card = original_card(bot, meta["ob"])
-        if card is not None:
+    elif card_reply is None and not group and meta.get("ob"):
+        # No new card from the handler: the clicked card as it reads now (counts, the member's status), with the
+        # clicked button turned into 已报名 etc. while it is still there. Private chats only: a group's card is
+        # shared, and 已报名 for one member would be wrong for everyone else (toast + messages there).
+        card, fresh = current_card(bot, meta["ob"], user)
+        if card is not None and (fresh or not refused):
             label = "已候补" if "候补" in joined else DONE_LABELS.get(str(payload.get("do", "")), "已处理")
-            answer["card"] = {"type": "raw", "data": render_card(card, meta, done=(payload, label))}
+            done = None if refused else (payload, label)
+            answer["card"] = {"type": "raw", "data": render_card(card, meta, done=done)}
     return answer
+
+
+def current_card(bot, outbox_id: Any, user: str) -> tuple[dict[str, Any] | None, bool]:
+    """(card payload, fresh) for the card we sent `user` in outbox row `outbox_id`.
+
+    Fresh: the message that produced the card (say 活动, or an 活动详情 button) is run again through its handler in
+    a transaction that is rolled back, and its reply at the same position is taken if it is still a card with the
+    same title — so the click answers with the card as the handler renders it now ("（剩4）", 您的状态：已报名).
+    Otherwise (a push, a dialog step, the handler now answering differently) the card as it was sent.
+    """
+    if not isinstance(outbox_id, int):
+        return None, False
+    with bot.db.Session() as s:
+        row = s.get(OutboxMessage, outbox_id)
+        if row is None or row.platform != PLATFORM or row.target_kind != "user" or row.target_id != user:
+            return None, False  # also refuses a forged `_ob` pointing at someone else's card
+        stored = dict(row.payload or {})
+        if stored.get("type") != "card":
+            return None, False
+        source, _, index = row.idempotency_key.removeprefix(f"reply:{PLATFORM}:").rpartition(":")
+        if not row.idempotency_key.startswith(f"reply:{PLATFORM}:") or not index.isdigit():
+            return stored, False
+        inbound = s.scalar(
+            select(InboundMessage).where(
+                InboundMessage.platform == PLATFORM, InboundMessage.dedupe_key == source
+            )
+        )
+        if inbound is None or inbound.status != "done" or not inbound.handler:
+            return stored, False
+        try:
+            replies = _replay(bot, s, IncomingMessage.from_envelope(inbound.envelope), inbound.handler)
+        except DBAPIError:
+            raise
+        except Exception as exc:  # the click itself succeeded; only its picture falls back
+            log.warning("feishu: could not re-render a clicked card (%s)", type(exc).__name__)
+            replies = []
+        finally:
+            s.rollback()
+    fresh = replies[int(index)].to_payload() if int(index) < len(replies) else {}
+    if fresh.get("type") == "card" and fresh.get("title") == stored.get("title"):
+        return fresh, True
+    return stored, False
+
+
+def _replay(bot, s, msg: IncomingMessage, handler: str) -> list[Any]:
+    """Run `msg` through the handler that answered it before (a route or a button action); its replies."""
+    member = member_for_identity(s, msg.platform, msg.user_id)
+    if member is None or not member.active:
+        return []
+    ctx = Context(bot=bot, session=s, msg=msg, member=member)
+    if msg.action is not None:
+        func = bot.router.actions.get(str(msg.action.get("do", "")))
+        if func is None or handler != f"action:{msg.action.get('do')}":
+            return []
+    else:
+        match = next((m for m in bot.router.matches(msg.text) if m.route.name == handler), None)
+        if match is None:
+            return []  # dialog steps, events and fallbacks are not re-run
+        ctx.args, func = match.args, match.route.func
+    func(ctx)
+    return ctx.replies
 
 
 def _outbox_id(bot, key: str) -> int | None:

@@ -268,17 +268,6 @@ def safe_text(text: str) -> str:
     return text.replace("<at", "＜at").replace("</at>", "＜/at＞")
 
 
-def original_card(bot, outbox_id: Any) -> dict[str, Any] | None:
-    """The card payload we sent in outbox row `outbox_id` (to flip a clicked button), if it was a Feishu card."""
-    if not isinstance(outbox_id, int):
-        return None
-    with bot.db.Session() as s:
-        row = s.get(OutboxMessage, outbox_id)
-        if row is None or row.platform != PLATFORM or (row.payload or {}).get("type") != "card":
-            return None
-        return dict(row.payload)
-
-
 # --- the sender -----------------------------------------------------------------------------------------------
 class FeishuSender:
     def __init__(self, bot, http: requests.Session | None = None):
