@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import outbox
-from bot.adapters import feishu
+from bot.adapters import feishu, feishu_api
 from bot.adapters.feishu import Rejected, decrypt, signature, verify_request
-from bot.adapters.feishu_api import FeishuSender, render_card, uuid_for
+from bot.adapters.feishu_api import FeishuSender, prefetch_bot_open_id, render_card, uuid_for
 from bot.message import Button, Card, Text
 from models.feishu import FeishuState
 from models.member import Member, PlatformIdentity, link_identity
@@ -261,8 +261,10 @@ def test_group_mentions(fclient, fbot, fake):
         fclient, text_message("ou_wang", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[other])
     )
     post(fclient, text_message("ou_wang", "大家好", chat_type="group", chat_id="oc_g"))
+    assert fake.calls_to("/bot/v3/info") == []  # never fetched inside the event deadline
+    assert fbot.process_pending() == 1  # the worker: fetches the bot's open_id, the @ was someone else's
     assert _replies(fake, fbot) == []
-    assert len(fake.calls_to("/bot/v3/info")) == 1  # fetched once for the first message with mentions
+    assert len(fake.calls_to("/bot/v3/info")) == 1
     mid = "om_grp_help"
     post(
         fclient,
@@ -284,6 +286,7 @@ def test_group_mentions(fclient, fbot, fake):
 
 
 def test_mention_placeholders_stripped(fbot, fake):
+    assert prefetch_bot_open_id(fbot)
     me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
     zs = mention("@_user_2", "ou_zs", "张三")
     ev = text_message(
@@ -324,20 +327,71 @@ def test_post_rich_text(fbot):
         message_type="post",
         content=json.dumps(content),
     )
-    with FakeFeishu() as f:
-        fbot.settings.FEISHU_API_BASE = f.url
-        msg = feishu.message_event(fbot, ev["event"], ev["header"])
+    assert prefetch_bot_open_id(fbot)
+    msg = feishu.message_event(fbot, ev["event"], ev["header"])
     assert msg.mentioned and msg.text == "报名 3号"
     localized = {"zh_cn": {"title": "标题", "content": [[{"tag": "text", "text": "帮助"}]]}}
     assert feishu._content_text("post", json.dumps(localized)) == "标题\n帮助"
 
 
-def test_bot_info_down_means_retry_later(fclient, fbot, fake):
-    fake.down = True
+def _status(bot, message_id):
+    with bot.db.Session() as s:
+        return s.scalar(select(InboundMessage.status).where(InboundMessage.dedupe_key == message_id))
+
+
+def test_first_group_mention_is_deferred_then_answered(fclient, fbot, fake):
+    """Before the bot's open_id is known, a group @ is answered at once (200, no Feishu call) and kept for the
+    worker, which fetches the id and answers it; over the long connection alike."""
+    _bound(fbot, "王五", "30010", "ou_w5")
     me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
-    r = post(fclient, text_message("ou_x", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me]))
-    assert r.status_code == 503  # Feishu redelivers; nothing was recorded
-    assert _inbound_count(fbot) == 0
+    started = time.perf_counter()
+    ev = text_message(
+        "ou_w5", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me], message_id="om_d1"
+    )
+    assert post(fclient, ev).get_json() == {}
+    assert time.perf_counter() - started < 1.0 and fake.calls_to("/bot/v3/info") == []
+    frame = text_message("ou_w5", "@_user_1 活动", chat_type="group", chat_id="oc_g", mentions=[me], token="")
+    frame["event"]["message"]["message_id"] = "om_d2"
+    assert feishu.handle_frame(fbot, json.dumps(frame).encode()) is None  # acknowledged, not refused
+    assert _status(fbot, "om_d1") == _status(fbot, "om_d2") == "received"
+    assert fbot.process_pending() == 2
+    assert len(fake.calls_to("/bot/v3/info")) == 1
+    assert _status(fbot, "om_d1") == "done"
+    texts = _replies(fake, fbot)
+    assert "王五您好" in texts[0] and fake.delivered[0]["receive_id"] == "reply:om_d1"
+    assert len(texts) == 2
+
+
+def test_bot_info_down_the_worker_decides_by_name(fclient, fbot, fake):
+    fake.down = True
+    _bound(fbot, "赵六", "30011", "ou_z6")
+    me = mention("@_user_1", "ou_unknown_yet", "工会小助手")  # shown under its name, BOT_NAME
+    other = mention("@_user_1", "ou_colleague", "张三")
+    for mid, who in (("om_n1", me), ("om_n2", other)):
+        ev = text_message(
+            "ou_z6", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[who], message_id=mid
+        )
+        assert post(fclient, ev).status_code == 200
+    assert fbot.process_pending() == 2
+    texts = _replies(fake, fbot)
+    assert len(texts) == 1 and "赵六您好" in texts[0]  # not dropped; the colleague's @ is left alone
+    with fbot.db.Session() as s:
+        assert s.get(FeishuState, "bot_open_id") is None  # nothing wrong was cached
+
+
+def test_the_sender_prefetches_the_bot_open_id(fclient, fbot, fake):
+    _bound(fbot, "孙七", "30012", "ou_s7")
+    post(fclient, text_message("ou_s7", "帮助"))
+    _replies(fake, fbot)  # the worker's first send also learns the bot's open_id
+    assert len(fake.calls_to("/bot/v3/info")) == 1
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    ev = text_message(
+        "ou_s7", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me], message_id="om_p"
+    )
+    post(fclient, ev)
+    assert _status(fbot, "om_p") == "done"  # decided inside the deadline, no deferral
+    feishu_api.api_for(fbot)._bot_open_id = None  # another process knows it from the database
+    assert feishu_api.cached_bot_open_id(fbot) == BOT_OPEN_ID
 
 
 # --- other events ------------------------------------------------------------------------------------------
@@ -451,7 +505,7 @@ def test_sender_refreshes_expired_token_once(fbot, fake):
     assert len(fake.calls_to("tenant_access_token")) == 2
     assert _row(fbot, "e2").status == "sent"
     # a token Feishu keeps refusing is retried once per send, not in a loop
-    fbot.senders["feishu"].api.token = lambda: "t-always-bad"  # type: ignore[method-assign]
+    fbot.senders["feishu"].api.token = lambda session=None: "t-always-bad"  # type: ignore[method-assign]
     _enqueue(fbot, Text("三"), key="e3")
     before = len(fake.calls_to("/im/v1/messages"))
     outbox.deliver_due(fbot, platform="feishu")
@@ -590,6 +644,7 @@ def test_longconn_command_starts_the_sdk_client(fapp, fake, monkeypatch):
     (client,) = started
     assert client._domain == fake.url and client._app_id == APP_ID
     assert client._event_handler._do_without_validation(b"{junk") is None
+    assert len(fake.calls_to("/bot/v3/info")) == 1  # prefetched at start-up
     ws_client.loop.run_until_complete(__import__("asyncio").sleep(0))
 
 

@@ -17,8 +17,10 @@ Dedupe: messages on `message.message_id` (Feishu: do not rely on event_id for th
 `header.event_id` (the p2p-chat-entered welcome on open_id + day); the core's inbound table keeps the keys, far
 longer than Feishu's ~7-hour retry window.
 
-Groups: we act only when `mentions[].id.open_id` is the bot's own open_id (GET /open-apis/bot/v3/info, cached in
-`feishu_state`); `@_user_N` placeholders are removed (ours) or replaced by the person's name (others').
+Groups: we act only when `mentions[].id.open_id` is the bot's own open_id (GET /open-apis/bot/v3/info, kept in
+`feishu_state`, fetched ahead of need and never inside the event deadline: until it is known, group messages with
+@s are deferred to the worker, see `_mention_check`); `@_user_N` placeholders are removed (ours) or replaced by the
+person's name (others').
 Card clicks: the button value is an object {our action..., "_k": "user"|"chat", "_ob": outbox id}; the answer
 carries a toast (first text reply) and, in private chats, the handler's first card or else the clicked card as its
 handler renders it now (`current_card`) with that button turned into 已报名 / 已处理 etc. (a group's card is shared
@@ -89,6 +91,9 @@ REFUSAL_WORDS = (
 
 MESSAGE_EVENT = "im.message.receive_v1"
 CARD_EVENT = "card.action.trigger"
+# The adapter's own core events (`register_events`).
+CHAT_JOINED, CHAT_LEFT = "feishu_chat_joined", "feishu_chat_left"
+MENTION_CHECK = "feishu_mention_check"  # a group message with @s, deferred until the bot's open_id is known
 # Subscribed events we only acknowledge (an unhandled event answered with 5xx is retried for hours).
 NOOP_EVENTS = {
     "im.message.message_read_v1",
@@ -262,7 +267,7 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
     if etype == MESSAGE_EVENT:
         msg = message_event(bot, event, header)
         if msg is not None:
-            bot.handle(msg)
+            bot.handle(msg, defer=msg.event == MENTION_CHECK)
         return {}
     if not event_id:
         raise Rejected(400, "event without event_id")
@@ -327,8 +332,12 @@ def _unsupported(ctx) -> None:
 
 
 def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> IncomingMessage | None:
-    """The neutral message for im.message.receive_v1, or None for what we only acknowledge."""
-    from bot.adapters.feishu_api import bot_open_id
+    """The neutral message for im.message.receive_v1, or None for what we only acknowledge.
+
+    A group message with @-mentions while the bot's own open_id is not known yet becomes a MENTION_CHECK event,
+    deferred to the worker (`_mention_check`): fetching the id here could overrun the 3-second deadline.
+    """
+    from bot.adapters.feishu_api import cached_bot_open_id
 
     sender = event.get("sender") if isinstance(event.get("sender"), dict) else {}
     message = event.get("message") if isinstance(event.get("message"), dict) else {}
@@ -344,12 +353,10 @@ def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> Incomin
         link_by_user_id(bot, user, user_id)
     group = message.get("chat_type") != "p2p"
     mentions = [m for m in message.get("mentions") or [] if isinstance(m, dict)]
-    mentioned = False
-    me = ""
-    if group and mentions:
-        me = bot_open_id(bot)
-        mentioned = any(_open_id(m.get("id")) == me for m in mentions)
-    if group and not mentioned:
+    me = (cached_bot_open_id(bot) or "") if group and mentions else ""
+    mentioned = any(_open_id(m.get("id")) == me for m in mentions) if me else False
+    undecided = group and bool(mentions) and not me
+    if group and not mentioned and not undecided:
         return None  # members @ each other all day; we act only when addressed
     mtype = str(message.get("message_type", ""))
     raw_text = _content_text(mtype, message.get("content"))
@@ -369,6 +376,17 @@ def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> Incomin
         "chat_id": message.get("chat_id"),
         "create_time": message.get("create_time"),
     }
+    if undecided:
+        raw["mentions"] = [
+            {
+                "key": str(m.get("key", "")),
+                "id": {"open_id": _open_id(m.get("id"))},
+                "name": str(m.get("name", "")),
+            }
+            for m in mentions
+        ]
+        raw["unsupported"] = raw_text is None
+        return IncomingMessage(**base, text=raw_text or "", raw=raw, event=MENTION_CHECK)
     if raw_text is None:
         return IncomingMessage(**base, raw=raw, event="unsupported")
     text = _strip_mentions(raw_text, mentions, me)
@@ -404,6 +422,35 @@ def _content_text(mtype: str, content: Any) -> str | None:
     return "\n".join(p for p in parts if p)
 
 
+def _mention_check(ctx) -> None:
+    """A deferred group message (the worker runs it): was the bot @-mentioned? If so, handle it as usual.
+
+    The bot's open_id is fetched here if need be, in the worker's transaction. If Feishu cannot tell us, a mention
+    whose display name is BOT_NAME counts, so the message is answered rather than dropped.
+    """
+    from bot.adapters.feishu_api import bot_open_id
+
+    msg = ctx.msg
+    mentions = [m for m in msg.raw.get("mentions") or [] if isinstance(m, dict)]
+    try:
+        me = bot_open_id(ctx.bot, ctx.session)
+    except FeishuUnavailable as exc:
+        by_name = [m for m in mentions if m.get("name") == ctx.settings.BOT_NAME]
+        me = _open_id(by_name[0].get("id")) if by_name else ""
+        log.warning(
+            "feishu: bot open_id unavailable (%s); @%s decided by name", exc, "bot" if me else "someone"
+        )
+    if not me or not any(_open_id(m.get("id")) == me for m in mentions):
+        ctx.handler_name = "feishu:not_addressed"
+        return
+    if msg.raw.get("unsupported"):
+        ctx.msg = replace(msg, mentioned=True, event="unsupported")
+    else:
+        text = normalize(_strip_mentions(msg.text, mentions, me), (ctx.settings.BOT_NAME,))
+        ctx.msg = replace(msg, mentioned=True, event=None, text=text)
+    ctx.bot._dispatch(ctx)  # the core's routing (dialog, trigger words), now with the real message
+
+
 _PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
 
 
@@ -434,9 +481,6 @@ def link_by_user_id(bot, open_id: str, user_id: str) -> None:
     if len(known) > 100_000:
         known.clear()
     known.add(open_id)
-
-
-CHAT_JOINED, CHAT_LEFT = "feishu_chat_joined", "feishu_chat_left"
 
 
 def _chat_event(bot, event: dict[str, Any], event_id: str, header: dict[str, Any], name: str) -> None:
@@ -477,6 +521,7 @@ def register_events(bot) -> None:
     events.setdefault("unsupported", _unsupported)
     events.setdefault(CHAT_JOINED, _chat_joined)
     events.setdefault(CHAT_LEFT, _chat_left)
+    events.setdefault(MENTION_CHECK, _mention_check)
 
 
 # --- card clicks ----------------------------------------------------------------------------------------------
@@ -639,9 +684,6 @@ def events():
     except Rejected as exc:
         log.warning("feishu: refused event (%s) from %s", exc.reason, request.remote_addr)
         return jsonify(error=exc.reason), exc.status
-    except FeishuUnavailable as exc:  # e.g. the bot info API is down: Feishu retries the event later
-        log.warning("feishu: event postponed: %s", exc)
-        return jsonify(error="temporarily unavailable"), 503
     except DBAPIError:
         raise  # the database is unreachable: 5xx, Feishu delivers the event again later
     except Exception:  # an adapter bug on an odd payload: a retry for hours would not fix it
@@ -690,7 +732,7 @@ def handle_frame(bot, pl: bytes) -> dict[str, Any] | None:
     except Rejected as exc:
         log.warning("feishu long connection: dropped frame (%s)", exc.reason)
         return None
-    except (DBAPIError, FeishuUnavailable):
+    except DBAPIError:
         raise
     except Exception:
         log.exception("feishu long connection: event dropped")

@@ -16,12 +16,14 @@ import hashlib
 import json
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
 from bot.outbox import SendResult
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
 TOKEN_MARGIN = timedelta(minutes=10)
+PREFETCH_EVERY = timedelta(minutes=1)
 TOKEN_KEY = "tenant_token"
 BOT_ID_KEY = "bot_open_id"
 EXPIRED_TOKEN = 99991663
@@ -92,18 +95,24 @@ class FeishuApi:
         self._lock = threading.Lock()
         self._mem: tuple[str, datetime] | None = None
         self._bot_open_id: str | None = None
+        self._prefetched_at: datetime | None = None
 
     @property
     def base(self) -> str:
         return self.bot.settings.FEISHU_API_BASE.rstrip("/")
 
     # token ---------------------------------------------------------------------------------------------------
-    def token(self) -> str:
+    def _state(self, session: Session | None):
+        """The caller's open transaction (a handler in the worker: a second writer would wait for it forever on
+        SQLite), or a short one of our own."""
+        return nullcontext(session) if session is not None else self.bot.db.transaction()
+
+    def token(self, session: Session | None = None) -> str:
         now = self.bot.clock.now()
         with self._lock:
             if self._mem and self._mem[1] > now + TOKEN_MARGIN:
                 return self._mem[0]
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 row = get_state(s, TOKEN_KEY)
                 if row is not None and row.expires_at and row.expires_at > now + TOKEN_MARGIN:
                     self._mem = (row.value, row.expires_at)
@@ -127,27 +136,29 @@ class FeishuApi:
                     f"tenant token refused: code {code}", str(code or f"http_{r.status_code}")
                 )
             expires = now + timedelta(seconds=int(data.get("expire") or 7200))
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 put_state(s, TOKEN_KEY, token, expires, now)
             self._mem = (token, expires)
             log.info("feishu: new tenant access token, valid until %s", expires.isoformat(timespec="seconds"))
             return token
 
-    def invalidate(self, token: str) -> None:
+    def invalidate(self, token: str, session: Session | None = None) -> None:
         """Forget a token Feishu refused (only if no other worker has replaced it meanwhile)."""
         with self._lock:
             if self._mem and self._mem[0] == token:
                 self._mem = None
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 s.execute(delete(FeishuState).where(FeishuState.key == TOKEN_KEY, FeishuState.value == token))
 
     # calls ---------------------------------------------------------------------------------------------------
-    def call(self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT) -> ApiResult:
-        token = self.token()
+    def call(
+        self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT, session=None
+    ) -> ApiResult:
+        token = self.token(session)
         res = self._raw(method, path, token, params, body, timeout)
         if res.code == EXPIRED_TOKEN:
-            self.invalidate(token)
-            res = self._raw(method, path, self.token(), params, body, timeout)
+            self.invalidate(token, session)
+            res = self._raw(method, path, self.token(session), params, body, timeout)
         return res
 
     def _raw(self, method, path, token, params, body, timeout) -> ApiResult:
@@ -186,25 +197,54 @@ def api_for(bot) -> FeishuApi:
     return api
 
 
-def bot_open_id(bot) -> str:
-    """The bot's own open_id (to tell an @ of the bot from an @ of a colleague), cached in the database."""
+def cached_bot_open_id(bot, session: Session | None = None) -> str | None:
+    """The bot's own open_id if this process or the database knows it; never calls Feishu."""
     api = api_for(bot)
-    if api._bot_open_id:
-        return api._bot_open_id
-    with bot.db.Session() as s:
-        row = s.get(FeishuState, BOT_ID_KEY)
-        if row is not None and row.value:
-            api._bot_open_id = row.value
-            return row.value
-    res = api.call("GET", "/open-apis/bot/v3/info", timeout=2.5)
+    if not api._bot_open_id:
+        with nullcontext(session) if session is not None else bot.db.Session() as s:
+            row = s.get(FeishuState, BOT_ID_KEY)
+            api._bot_open_id = row.value if row is not None and row.value else None
+    return api._bot_open_id
+
+
+def bot_open_id(bot, session: Session | None = None) -> str:
+    """The bot's own open_id (to tell an @ of the bot from an @ of a colleague): cached, else fetched once from
+    GET /open-apis/bot/v3/info and kept in the database (it never changes for an app). Raises FeishuUnavailable.
+
+    Never called inside the 3-second event deadline: `prefetch_bot_open_id` fetches it ahead (the sender before
+    its first send, `feishu check`, `feishu longconn`), and a group message that arrives before that is deferred.
+    """
+    known = cached_bot_open_id(bot, session)
+    if known:
+        return known
+    api = api_for(bot)
+    res = api.call("GET", "/open-apis/bot/v3/info", session=session)
     info = res.body.get("bot") if isinstance(res.body.get("bot"), dict) else {}
     open_id = info.get("open_id")
     if not res.ok or not isinstance(open_id, str) or not open_id:
-        raise FeishuUnavailable(f"bot info unavailable ({res.describe()})")
-    with bot.db.transaction() as s:
+        raise FeishuUnavailable(f"bot info unavailable ({res.describe()})", res.error_code)
+    with api._state(session) as s:
         put_state(s, BOT_ID_KEY, open_id, None, bot.clock.now())
     api._bot_open_id = open_id
+    log.info("feishu: the bot's open_id is known now")
     return open_id
+
+
+def prefetch_bot_open_id(bot) -> bool:
+    """Best effort, outside any transaction: whether the bot's open_id is known afterwards (tried once a minute)."""
+    api = api_for(bot)
+    if api._bot_open_id:
+        return True
+    now = bot.clock.now()
+    if api._prefetched_at and now - api._prefetched_at < PREFETCH_EVERY:
+        return False
+    api._prefetched_at = now
+    try:
+        bot_open_id(bot)
+    except FeishuUnavailable as exc:
+        log.warning("feishu: the bot's open_id is not known yet: %s", exc)
+        return False
+    return True
 
 
 # --- rendering ------------------------------------------------------------------------------------------------
@@ -275,6 +315,7 @@ class FeishuSender:
         self.api = FeishuApi(bot, http)
 
     def send(self, row: OutboxMessage) -> SendResult:
+        prefetch_bot_open_id(self.bot)  # once, so group @-mentions are recognised inside the event deadline
         ctx = row.context or {}
         if ctx.get("card_action") and self._shown_inline(row):
             return SendResult(True)  # already shown as the updated card in the click's answer
