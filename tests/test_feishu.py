@@ -945,3 +945,19 @@ def test_failed_sends_carry_feishus_code_for_metrics(fbot, fake, monkeypatch):
     _enqueue(fbot, Text("x"), target="ou_t", key="code-timeout")
     result = sender.send(_row(fbot, "code-timeout"))
     assert not result.ok and result.code == "timeout" and "ConnectTimeout" in result.error
+
+
+def test_the_sdk_still_calls_the_long_connection_hook():
+    """longconn_handler overrides lark-oapi's private `_do_without_validation`: fail loudly if an SDK upgrade
+    renames it or stops calling it for EVENT frames (then every long-connection event would be lost)."""
+    import inspect
+
+    from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
+    from lark_oapi.ws.client import Client
+
+    assert callable(getattr(EventDispatcherHandler, "_do_without_validation", None)), "lark-oapi changed"
+    source = inspect.getsource(Client._handle_data_frame)
+    assert "self._event_handler._do_without_validation(pl)" in source, "lark-oapi's ws client changed"
+    # CARD frames never reach a handler in this SDK version; if that changes, handle them in longconn_handler
+    card_branch = source.split("MessageType.CARD:", 1)[1].split("else:", 1)[0]
+    assert card_branch.strip() == "return", "lark-oapi now delivers CARD frames: route them to dispatch_event"

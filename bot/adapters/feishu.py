@@ -708,7 +708,15 @@ def init_app(app: Flask, bot) -> None:
 
 # --- long connection ------------------------------------------------------------------------------------------
 def longconn_handler(bot):
-    """An EventDispatcherHandler whose every frame goes to `dispatch_event` (the SDK never parses our events)."""
+    """An EventDispatcherHandler whose every frame goes to `dispatch_event` (the SDK never parses our events).
+
+    This overrides a private method: lark-oapi 1.7.5's ws client calls `_do_without_validation(payload)` for
+    every EVENT frame and offers no public hook that sees them all (the register_* processors cover one event type
+    each, and an unregistered type is answered 500 and retried for hours; the public `do_without_validation` is
+    deprecated and not what the client calls). tests/test_feishu.py pins the SDK's call so an upgrade that drops
+    it fails loudly. Card clicks (new-style card.action.trigger) arrive as EVENT frames and are answered in the
+    ACK like over HTTP; frames of type CARD are dropped by the SDK itself before any handler (1.7.5).
+    """
     import lark_oapi as lark
 
     handler = lark.EventDispatcherHandler.builder("", "").build()
