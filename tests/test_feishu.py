@@ -961,3 +961,182 @@ def test_the_sdk_still_calls_the_long_connection_hook():
     # CARD frames never reach a handler in this SDK version; if that changes, handle them in longconn_handler
     card_branch = source.split("MessageType.CARD:", 1)[1].split("else:", 1)[0]
     assert card_branch.strip() == "return", "lark-oapi now delivers CARD frames: route them to dispatch_event"
+
+
+# --- app-wide send limits, dedupe beyond the retry window ----------------------------------------------------
+def test_app_limits_50_a_second_and_1000_a_minute(fbot, fake):
+    import time_machine
+
+    from models.feishu import take_slot
+
+    sender = fbot.senders["feishu"]
+    assert prefetch_bot_open_id(fbot)
+    start = 2_000_000_020.0  # 40 s into a minute window (epoch // 60), at the start of a second
+    with time_machine.travel(start, tick=False):
+        results = []
+        for i in range(51):  # 51 recipients inside one second: the per-recipient limit never applies
+            _enqueue(fbot, Text("通知"), target=f"ou_r{i}", key=f"s{i}")
+            results.append(sender.send(_row(fbot, f"s{i}")))
+        assert [r.ok for r in results] == [True] * 50 + [False]
+        assert results[-1].retry_after == 1 and results[-1].code == "local_rate_limit"
+        assert len(fake.delivered) == 50
+    with time_machine.travel(start + 1, tick=False):
+        assert sender.send(_row(fbot, "s50")).ok  # the next second has room; the refused try took no slot
+        with fbot.db.transaction() as s:  # 948 more sends in this minute (50 a second over the next 19 s)
+            for _ in range(948):
+                take_slot(s, "app:m", int((start + 1) // 60))
+        _enqueue(fbot, Text("通知"), target="ou_m1", key="m1")
+        _enqueue(fbot, Text("通知"), target="ou_m2", key="m2")
+        assert sender.send(_row(fbot, "m1")).ok  # the 1,000th of the minute
+        over = sender.send(_row(fbot, "m2"))
+        assert not over.ok and over.retry_after == 19  # until the minute is over (second 41 → 60)
+    with time_machine.travel(start + 20, tick=False):
+        assert sender.send(_row(fbot, "m2")).ok
+    assert len(fake.delivered) == 53
+
+
+def test_dedupe_holds_far_beyond_feishus_retry_window(fclient, fbot, fake):
+    _bound(fbot, "何八", "30013", "ou_he")
+    ev = text_message("ou_he", "帮助", message_id="om_old")
+    assert post(fclient, ev, ts=fbot.clock.now().timestamp()).status_code == 200
+    click = card_click("ou_he", {"do": "no_such_action", "_k": "user"}, event_id="ev_click_old")
+    post(fclient, click, ts=fbot.clock.now().timestamp())
+    assert len(_replies(fake, fbot, "ou_he")) == 2
+    for hours in (7, 8, 30, 24 * 8):  # Feishu's last retry (~7.1 h) and long after, re-signed each time
+        fbot.clock.offset = timedelta(hours=hours, minutes=10)
+        again = text_message("ou_he", "帮助", message_id="om_old")  # a new event_id, the same message_id
+        assert post(fclient, again, ts=fbot.clock.now().timestamp()).status_code == 200
+        answer = post(fclient, click, ts=fbot.clock.now().timestamp()).get_json()
+        assert answer["toast"]["type"] == "info"  # the click again: already handled
+    assert len(_replies(fake, fbot, "ou_he")) == 2
+
+
+# --- Feishu's official sample payloads (feishu.md §2.1 and §2.3), verbatim -----------------------------------
+GROUP_SAMPLE = {
+    "schema": "2.0",
+    "header": {
+        "event_id": "5e3702a84e847582be8db7fb73283c02",
+        "event_type": "im.message.receive_v1",
+        "create_time": "1608725989000",
+        "token": "rvaYgkND1GOiu5MM0E1rncYC6PLtF7JV",
+        "app_id": "cli_9f5343c580712544",
+        "tenant_key": "2ca1d211f64f6438",
+    },
+    "event": {
+        "sender": {
+            "sender_id": {
+                "union_id": "on_8ed6aa67826108097d9ee143816345",
+                "user_id": "e33ggbyz",
+                "open_id": "ou_84aad35d084aa403a838cf73ee18467",
+            },
+            "sender_type": "user",
+            "tenant_key": "736588c9260f175e",
+        },
+        "message": {
+            "message_id": "om_5ce6d572455d361153b7cb51da133945",
+            "root_id": "om_5ce6d572455d361153b7cb5xxfsdfsdfdsf",
+            "parent_id": "om_5ce6d572455d361153b7cb5xxfsdfsdfdsf",
+            "create_time": "1609073151345",
+            "update_time": "1687343654666",
+            "chat_id": "oc_5ce6d572455d361153b7xx51da133945",
+            "thread_id": "omt_d4be107c616",
+            "chat_type": "group",
+            "message_type": "text",
+            "content": '{"text":"@_user_1 hello"}',
+            "mentions": [
+                {
+                    "key": "@_user_1",
+                    "id": {
+                        "union_id": "on_8ed6aa67826108097d9ee143816345",
+                        "user_id": "e33ggbyz",
+                        "open_id": "ou_84aad35d084aa403a838cf73ee18467",
+                    },
+                    "name": "Tom",
+                    "tenant_key": "736588c9260f175e",
+                }
+            ],
+            "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 13_2_1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/101.0.4951.53 Safari/537.36 Lark/6.7.5 LarkLocale/en_US ttnet SDK-Version/6.7.8",
+        },
+    },
+}
+
+CARD_SAMPLE = {
+    "schema": "2.0",
+    "header": {
+        "event_id": "f7984f25108f8137722bb63c*****",
+        "token": "066zT6pS4QCbgj5Do145GfDbbag*****",
+        "create_time": "1603977298000000",
+        "event_type": "card.action.trigger",
+        "tenant_key": "2df73991750*****",
+        "app_id": "cli_a5fb0ae6a4******",
+    },
+    "event": {
+        "operator": {
+            "tenant_key": "2df73991750*****",
+            "user_id": "867*****",
+            "open_id": "ou_3c14f3a59eaf2825dbe25359f15*****",
+            "union_id": "on_cad4860e7af114fb4ff6c5d496d*****",
+        },
+        "token": "c-295ee57216a5dc9de90fefd0aadb4b1d7d******",
+        "action": {
+            "value": {"key": "value"},
+            "tag": "button",
+            "timezone": "Asia/Shanghai",
+            "form_value": {
+                "field name1": ["selectDemo1", "selectDemo2"],
+                "field name2": "value2",
+                "Input_lf4fmxwfrd9": "1234",
+            },
+            "name": "Button_lvkepfu3",
+        },
+        "host": "im_message",
+        "delivery_type": "url_preview",
+        "context": {
+            "url": "xxx",
+            "preview_token": "xxx",
+            "open_message_id": "om_574d639e4a44e4dd646eaf628e2*****",
+            "open_chat_id": "oc_e4d2605ca917e695f54f11aaf56*****",
+        },
+    },
+}
+
+
+@pytest.fixture
+def sample_app(tmp_path):
+    """An app whose Verification Token is the samples' and whose bot is the group sample's @-mentioned Tom."""
+    with FakeFeishu(bot_open_id="ou_84aad35d084aa403a838cf73ee18467") as f:
+
+        def make(token):
+            settings = dict(SETTINGS, FEISHU_VERIFICATION_TOKEN=token, FEISHU_API_BASE=f.url)
+            return make_app(f"sqlite:///{tmp_path / (token[:8] + '.db')}", **settings), f
+
+        yield make
+
+
+def test_official_group_message_sample(sample_app):
+    app, fake = sample_app(GROUP_SAMPLE["header"]["token"])
+    bot, client = app.extensions["bot"], app.test_client()
+    assert prefetch_bot_open_id(bot)
+    assert post(client, GROUP_SAMPLE).get_json() == {}  # encrypted and signed, as Feishu sends it
+    assert client.post("/feishu/events", json=GROUP_SAMPLE).status_code == 401  # unsigned: refused
+    assert post(client, GROUP_SAMPLE).status_code == 200  # redelivered: one answer
+    texts = _replies(fake, bot)
+    assert len(texts) == 1 and "私聊" in texts[0]  # Tom is no bound member: asked to bind, in the group
+    assert fake.delivered[0]["receive_id"] == "reply:om_5ce6d572455d361153b7cb51da133945"
+    with bot.db.Session() as s:
+        row = s.scalar(select(InboundMessage))
+        assert row.chat_id == "oc_5ce6d572455d361153b7xx51da133945" and row.envelope["text"] == "hello"
+    app.extensions["db"].dispose()
+
+
+def test_official_card_action_sample(sample_app):
+    app, fake = sample_app(CARD_SAMPLE["header"]["token"])
+    bot, client = app.extensions["bot"], app.test_client()
+    answer = post(client, CARD_SAMPLE).get_json()
+    assert (
+        answer["toast"]["type"] == "error" and "失效" in answer["toast"]["content"] and "card" not in answer
+    )
+    assert post(client, CARD_SAMPLE).get_json()["toast"]["type"] == "info"  # same event_id: handled once
+    assert "发送“帮助”" in _replies(fake, bot, "ou_3c14f3a59eaf2825dbe25359f15*****")[0]
+    app.extensions["db"].dispose()

@@ -382,6 +382,7 @@ class FeishuSender:
         """Count this send in the app's and the recipient's windows; seconds to wait if over a limit."""
         now = self.bot.clock.now().timestamp()
         with self.bot.db.transaction() as s:
+            slots = s.begin_nested()
             over = [
                 size - now % size
                 for scope, limit, size in LIMITS
@@ -390,6 +391,10 @@ class FeishuSender:
             target = f"to:{row.target_kind}:{row.target_id}"
             if take_slot(s, target, int(now)) > PER_TARGET:
                 over.append(1 - now % 1)
+            if over:
+                slots.rollback()  # a send held back takes no slot, or waiting rows would eat the minute's budget
+            else:
+                slots.commit()
         return max((max(over, default=0.0), 0.5)) if over else 0.0
 
     def _shown_inline(self, row: OutboxMessage) -> bool:
