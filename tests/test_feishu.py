@@ -264,6 +264,9 @@ def test_group_mentions(fclient, fbot, fake):
     assert fake.calls_to("/bot/v3/info") == []  # never fetched inside the event deadline
     assert fbot.process_pending() == 1  # the worker: fetches the bot's open_id, the @ was someone else's
     assert _replies(fake, fbot) == []
+    with fbot.db.Session() as s:  # what colleagues said to each other is not kept
+        (env,) = s.scalars(select(InboundMessage.envelope))
+        assert env["text"] == "" and env["raw"] == {}
     assert len(fake.calls_to("/bot/v3/info")) == 1
     mid = "om_grp_help"
     post(

@@ -442,6 +442,13 @@ def _mention_check(ctx) -> None:
         )
     if not me or not any(_open_id(m.get("id")) == me for m in mentions):
         ctx.handler_name = "feishu:not_addressed"
+        row = ctx.session.scalar(
+            select(InboundMessage).where(
+                InboundMessage.platform == PLATFORM, InboundMessage.dedupe_key == msg.message_id[:255]
+            )
+        )
+        if row is not None:  # colleagues talking among themselves: keep the dedupe key, not their words
+            row.envelope = {**row.envelope, "text": "", "raw": {}}
         return
     if msg.raw.get("unsupported"):
         ctx.msg = replace(msg, mentioned=True, event="unsupported")
