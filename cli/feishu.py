@@ -21,7 +21,11 @@ def _configured():
 
 
 @feishu_cli.command("longconn")
-@click.option("--deliver/--no-deliver", default=False, help="Also deliver the outbox in this process.")
+@click.option(
+    "--deliver/--no-deliver",
+    default=False,
+    help="Also run the worker's job (outbox, deferred messages) here.",
+)
 def longconn(deliver: bool) -> None:
     """Receive events over Feishu's long connection (no public URL needed); blocks until stopped.
 
@@ -29,8 +33,11 @@ def longconn(deliver: bool) -> None:
     run `flask --app app worker run` next to it, or pass --deliver.
     """
     from bot.adapters.feishu import longconn_client
+    from bot.adapters.feishu_api import prefetch_bot_open_id
 
     b = _configured()
+    if not prefetch_bot_open_id(b):  # known before the first group @-mention arrives
+        click.echo("暂时取不到机器人 open_id，群里 @我 的消息会先交给后台处理。", err=True)
     if deliver:
         threading.Thread(target=_deliver_loop, args=(b,), daemon=True, name="feishu-outbox").start()
     client = longconn_client(b)
@@ -43,7 +50,7 @@ def _deliver_loop(b) -> None:
 
     while True:
         try:
-            if not outbox.deliver_due(b, platform="feishu"):
+            if not b.process_pending() + outbox.deliver_due(b, platform="feishu"):
                 time.sleep(1.0)
         except Exception as exc:  # keep delivering; the next pass retries
             click.echo(f"outbox delivery failed: {type(exc).__name__}", err=True)

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import outbox
-from bot.adapters import feishu
+from bot.adapters import feishu, feishu_api
 from bot.adapters.feishu import Rejected, decrypt, signature, verify_request
-from bot.adapters.feishu_api import FeishuSender, render_card, uuid_for
+from bot.adapters.feishu_api import FeishuSender, prefetch_bot_open_id, render_card, uuid_for
 from bot.message import Button, Card, Text
 from models.feishu import FeishuState
 from models.member import Member, PlatformIdentity, link_identity
@@ -204,9 +204,9 @@ def test_forged_stale_missing_and_malformed(fclient, fbot):
         assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401
     no_headers = fclient.post("/feishu/events", data=body, headers={"Content-Type": "application/json"})
     assert no_headers.status_code == 401  # an encrypted event without any signature is not a challenge
-    stale_body, stale = signed_request(ev, ts=time.time() - 2 * 3600)
+    stale_body, stale = signed_request(ev, ts=time.time() - 9 * 3600)
     assert fclient.post("/feishu/events", data=stale_body, headers=stale).status_code == 401
-    future_body, future = signed_request(ev, ts=time.time() + 2 * 3600)
+    future_body, future = signed_request(ev, ts=time.time() + 9 * 3600)
     assert fclient.post("/feishu/events", data=future_body, headers=future).status_code == 401
     wrong_key_body, wrong_key = signed_request(ev, key="another key")
     assert fclient.post("/feishu/events", data=wrong_key_body, headers=wrong_key).status_code == 401
@@ -261,8 +261,13 @@ def test_group_mentions(fclient, fbot, fake):
         fclient, text_message("ou_wang", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[other])
     )
     post(fclient, text_message("ou_wang", "大家好", chat_type="group", chat_id="oc_g"))
+    assert fake.calls_to("/bot/v3/info") == []  # never fetched inside the event deadline
+    assert fbot.process_pending() == 1  # the worker: fetches the bot's open_id, the @ was someone else's
     assert _replies(fake, fbot) == []
-    assert len(fake.calls_to("/bot/v3/info")) == 1  # fetched once for the first message with mentions
+    with fbot.db.Session() as s:  # what colleagues said to each other is not kept
+        (env,) = s.scalars(select(InboundMessage.envelope))
+        assert env["text"] == "" and env["raw"] == {}
+    assert len(fake.calls_to("/bot/v3/info")) == 1
     mid = "om_grp_help"
     post(
         fclient,
@@ -284,6 +289,7 @@ def test_group_mentions(fclient, fbot, fake):
 
 
 def test_mention_placeholders_stripped(fbot, fake):
+    assert prefetch_bot_open_id(fbot)
     me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
     zs = mention("@_user_2", "ou_zs", "张三")
     ev = text_message(
@@ -324,20 +330,71 @@ def test_post_rich_text(fbot):
         message_type="post",
         content=json.dumps(content),
     )
-    with FakeFeishu() as f:
-        fbot.settings.FEISHU_API_BASE = f.url
-        msg = feishu.message_event(fbot, ev["event"], ev["header"])
+    assert prefetch_bot_open_id(fbot)
+    msg = feishu.message_event(fbot, ev["event"], ev["header"])
     assert msg.mentioned and msg.text == "报名 3号"
     localized = {"zh_cn": {"title": "标题", "content": [[{"tag": "text", "text": "帮助"}]]}}
     assert feishu._content_text("post", json.dumps(localized)) == "标题\n帮助"
 
 
-def test_bot_info_down_means_retry_later(fclient, fbot, fake):
-    fake.down = True
+def _status(bot, message_id):
+    with bot.db.Session() as s:
+        return s.scalar(select(InboundMessage.status).where(InboundMessage.dedupe_key == message_id))
+
+
+def test_first_group_mention_is_deferred_then_answered(fclient, fbot, fake):
+    """Before the bot's open_id is known, a group @ is answered at once (200, no Feishu call) and kept for the
+    worker, which fetches the id and answers it; over the long connection alike."""
+    _bound(fbot, "王五", "30010", "ou_w5")
     me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
-    r = post(fclient, text_message("ou_x", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me]))
-    assert r.status_code == 503  # Feishu redelivers; nothing was recorded
-    assert _inbound_count(fbot) == 0
+    started = time.perf_counter()
+    ev = text_message(
+        "ou_w5", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me], message_id="om_d1"
+    )
+    assert post(fclient, ev).get_json() == {}
+    assert time.perf_counter() - started < 1.0 and fake.calls_to("/bot/v3/info") == []
+    frame = text_message("ou_w5", "@_user_1 活动", chat_type="group", chat_id="oc_g", mentions=[me], token="")
+    frame["event"]["message"]["message_id"] = "om_d2"
+    assert feishu.handle_frame(fbot, json.dumps(frame).encode()) is None  # acknowledged, not refused
+    assert _status(fbot, "om_d1") == _status(fbot, "om_d2") == "received"
+    assert fbot.process_pending() == 2
+    assert len(fake.calls_to("/bot/v3/info")) == 1
+    assert _status(fbot, "om_d1") == "done"
+    texts = _replies(fake, fbot)
+    assert "王五您好" in texts[0] and fake.delivered[0]["receive_id"] == "reply:om_d1"
+    assert len(texts) == 2
+
+
+def test_bot_info_down_the_worker_decides_by_name(fclient, fbot, fake):
+    fake.down = True
+    _bound(fbot, "赵六", "30011", "ou_z6")
+    me = mention("@_user_1", "ou_unknown_yet", "工会小助手")  # shown under its name, BOT_NAME
+    other = mention("@_user_1", "ou_colleague", "张三")
+    for mid, who in (("om_n1", me), ("om_n2", other)):
+        ev = text_message(
+            "ou_z6", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[who], message_id=mid
+        )
+        assert post(fclient, ev).status_code == 200
+    assert fbot.process_pending() == 2
+    texts = _replies(fake, fbot)
+    assert len(texts) == 1 and "赵六您好" in texts[0]  # not dropped; the colleague's @ is left alone
+    with fbot.db.Session() as s:
+        assert s.get(FeishuState, "bot_open_id") is None  # nothing wrong was cached
+
+
+def test_the_sender_prefetches_the_bot_open_id(fclient, fbot, fake):
+    _bound(fbot, "孙七", "30012", "ou_s7")
+    post(fclient, text_message("ou_s7", "帮助"))
+    _replies(fake, fbot)  # the worker's first send also learns the bot's open_id
+    assert len(fake.calls_to("/bot/v3/info")) == 1
+    me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+    ev = text_message(
+        "ou_s7", "@_user_1 帮助", chat_type="group", chat_id="oc_g", mentions=[me], message_id="om_p"
+    )
+    post(fclient, ev)
+    assert _status(fbot, "om_p") == "done"  # decided inside the deadline, no deferral
+    feishu_api.api_for(fbot)._bot_open_id = None  # another process knows it from the database
+    assert feishu_api.cached_bot_open_id(fbot) == BOT_OPEN_ID
 
 
 # --- other events ------------------------------------------------------------------------------------------
@@ -451,7 +508,7 @@ def test_sender_refreshes_expired_token_once(fbot, fake):
     assert len(fake.calls_to("tenant_access_token")) == 2
     assert _row(fbot, "e2").status == "sent"
     # a token Feishu keeps refusing is retried once per send, not in a loop
-    fbot.senders["feishu"].api.token = lambda: "t-always-bad"  # type: ignore[method-assign]
+    fbot.senders["feishu"].api.token = lambda session=None: "t-always-bad"  # type: ignore[method-assign]
     _enqueue(fbot, Text("三"), key="e3")
     before = len(fake.calls_to("/im/v1/messages"))
     outbox.deliver_due(fbot, platform="feishu")
@@ -497,6 +554,7 @@ def test_local_rate_limit_per_recipient(fbot, fake):
             _enqueue(fbot, Text(f"第{i}条"), key=f"p{i}")
             results.append(sender.send(_row(fbot, f"p{i}")))
         assert results[-1].retry_after and results[-1].retry_after <= 1
+        assert results[-1].code == "local_rate_limit"  # a wait, told apart from Feishu's refusals
         _enqueue(fbot, Text("别人"), target="ou_other", key="p-other")
         assert sender.send(_row(fbot, "p-other")).ok  # another recipient is not held up
     assert [r.ok for r in results] == [True] * 5 + [False]
@@ -589,6 +647,7 @@ def test_longconn_command_starts_the_sdk_client(fapp, fake, monkeypatch):
     (client,) = started
     assert client._domain == fake.url and client._app_id == APP_ID
     assert client._event_handler._do_without_validation(b"{junk") is None
+    assert len(fake.calls_to("/bot/v3/info")) == 1  # prefetched at start-up
     ws_client.loop.run_until_complete(__import__("asyncio").sleep(0))
 
 
@@ -752,3 +811,335 @@ def test_tenant_token_never_logged(fbot, fake, caplog):
     assert len(tokens) == 2
     text = caplog.text + json.dumps([(r.msg, r.args) for r in caplog.records], default=str)
     assert not any(t in text for t in tokens) and "new tenant access token" in caplog.text
+
+
+# --- hostile bodies ----------------------------------------------------------------------------------------
+def _signed_raw(raw: bytes) -> dict[str, str]:
+    ts = str(int(time.time()))
+    return {
+        "X-Lark-Request-Timestamp": ts,
+        "X-Lark-Request-Nonce": "n",
+        "X-Lark-Signature": sign(ts, "n", ENCRYPT_KEY, raw),
+    }
+
+
+def test_hostile_and_oversized_bodies_get_4xx_without_traceback(fclient, fbot, caplog):
+    import io
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    deep = b"[" * 60000
+    for raw in (deep, b'{"a":' * 50000, b'{"encrypt":' + deep, b"[" * 40 + b"]" * 40):
+        assert fclient.post("/feishu/events", data=raw).status_code == 400  # unsigned
+        assert fclient.post("/feishu/events", data=raw, headers=_signed_raw(raw)).status_code == 400
+    nested = json.dumps({"encrypt": encrypt(ENCRYPT_KEY, '{"a":' * 5000)}).encode()
+    assert fclient.post("/feishu/events", data=nested, headers=_signed_raw(nested)).status_code == 400
+    too_deep = text_message("ou_deep", "帮助")
+    too_deep["event"]["message"]["extra"] = json.loads("[" * 40 + "]" * 40)
+    assert post(fclient, too_deep).status_code == 400  # genuine signature, hostile shape
+    big = b'{"a":"' + b"x" * feishu.MAX_BODY + b'"}'
+    assert fclient.post("/feishu/events", data=big, headers=_signed_raw(big)).status_code == 413
+    chunked = fclient.post(  # no Content-Length: cut off one byte past the limit, never read in full
+        "/feishu/events",
+        input_stream=io.BytesIO(big),
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert chunked.status_code == 413
+    assert feishu.handle_frame(fbot, deep) is None  # the long connection refuses it alike
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert _inbound_count(fbot) == 0
+
+
+def test_json_depth_limit():
+    limit = feishu.MAX_DEPTH
+    assert feishu.parse_json("[" * limit + "]" * limit) is not None
+    with pytest.raises(Rejected):
+        feishu.parse_json("[" * (limit + 1) + "]" * (limit + 1))
+    assert feishu._content_text("text", "[" * 60000) == ""
+
+
+def test_non_finite_timestamp_is_stale(fclient):
+    ev = text_message("ou_a", "帮助")
+    body, headers = signed_request(ev)
+    for ts in ("nan", "inf", "-inf"):
+        h = dict(
+            headers, **{"X-Lark-Request-Timestamp": ts, "X-Lark-Signature": sign(ts, "n1", ENCRYPT_KEY, body)}
+        )
+        assert fclient.post("/feishu/events", data=body, headers=h).status_code == 401
+
+
+def test_long_button_label_ends_in_ellipsis():
+    long = "报名 " + "很长的活动名称" * 10
+    card = render_card(
+        Card("活动", [], [Button(long, {"do": "signup"}), Button("详情", {"do": "a"})]).to_payload(), {}
+    )
+    first, second = (e["text"]["content"] for e in card["body"]["elements"] if e["tag"] == "button")
+    assert len(first) == 40 and first.endswith("…") and first[:-1] == long[:39]
+    assert second == "详情"
+
+
+# --- the stale-request window ------------------------------------------------------------------------------
+def test_window_lets_feishus_last_retry_in_and_replays_are_duplicates(fclient, fbot, fake):
+    t0 = fbot.clock.now().timestamp()
+    body, headers = signed_request(text_message("ou_late", "帮助", message_id="om_late"), ts=t0)
+    removed = envelope(
+        "im.chat.member.bot.deleted_v1", {"chat_id": "oc_r", "operator_id": {"open_id": "ou_op"}}
+    )
+    r_body, r_headers = signed_request(removed, ts=t0)
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 200
+    added = envelope("im.chat.member.bot.added_v1", {"chat_id": "oc_r", "operator_id": {"open_id": "ou_op"}})
+    assert post(fclient, added).status_code == 200  # re-added to the group afterwards
+
+    # Feishu's last retry comes 15 s + 5 min + 1 h + 6 h after the first push, perhaps with the first timestamp
+    fbot.clock.offset += timedelta(hours=7, minutes=10)
+    assert fclient.post("/feishu/events", data=body, headers=headers).status_code == 200
+    assert (
+        fclient.post("/feishu/events", data=body, headers=headers).status_code == 200
+    )  # replayed: a duplicate
+    assert len(_replies(fake, fbot, "ou_late")) == 1
+    # a replay of the old removal does not cut the group off again
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 200
+    with fbot.db.Session() as s:
+        assert not s.scalar(select(Chat).where(Chat.chat_id == "oc_r")).unreachable
+    assert len(_replies(fake, fbot, "oc_r")) == 1  # one welcome
+
+    fbot.clock.offset += timedelta(minutes=55)  # 8 h 05 min: outside the window
+    assert fclient.post("/feishu/events", data=body, headers=headers).status_code == 401
+    assert fclient.post("/feishu/events", data=r_body, headers=r_headers).status_code == 401
+
+
+# --- delivery-failure codes ----------------------------------------------------------------------------------
+def test_failed_sends_carry_feishus_code_for_metrics(fbot, fake, monkeypatch):
+    import requests
+
+    from bot.observability import DELIVERY_FAILURES
+
+    def failures(code):
+        return DELIVERY_FAILURES.labels("feishu", code)._value.get()
+
+    real = fake._route
+    answers = {
+        "r99991400": (429, {"code": 99991400, "msg": "request trigger frequency limit"}, {}),
+        "c230020": (400, {"code": 230020, "msg": "This operation triggers the frequency limit"}, {}),
+        "c429": (429, {}, {"x-ogw-ratelimit-reset": "2"}),  # throttled by the gateway, no body code
+        "c230013": (400, {"code": 230013, "msg": "no availability"}, {}),
+    }
+
+    def route(req, call):
+        return answers.get(call["json"].get("receive_id")) or real(req, call)
+
+    monkeypatch.setattr(fake, "_route", route)
+    expected = {"r99991400": "99991400", "c230020": "230020", "c429": "http_429", "c230013": "230013"}
+    before = {code: failures(code) for code in expected.values()}
+    for target in expected:
+        _enqueue(fbot, Text("x"), target=target, key=f"code-{target}")
+    outbox.deliver_due(fbot, platform="feishu")
+    for code in expected.values():
+        assert failures(code) == before[code] + 1, code
+    assert _row(fbot, "code-c230013").status == "dead" and _row(fbot, "code-c429").status == "pending"
+
+    sender = fbot.senders["feishu"]
+
+    def timeout(*a, **kw):
+        raise requests.ConnectTimeout("no answer")
+
+    monkeypatch.setattr(sender.api.http, "request", timeout)
+    _enqueue(fbot, Text("x"), target="ou_t", key="code-timeout")
+    result = sender.send(_row(fbot, "code-timeout"))
+    assert not result.ok and result.code == "timeout" and "ConnectTimeout" in result.error
+
+
+def test_the_sdk_still_calls_the_long_connection_hook():
+    """longconn_handler overrides lark-oapi's private `_do_without_validation`: fail loudly if an SDK upgrade
+    renames it or stops calling it for EVENT frames (then every long-connection event would be lost)."""
+    import inspect
+
+    from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
+    from lark_oapi.ws.client import Client
+
+    assert callable(getattr(EventDispatcherHandler, "_do_without_validation", None)), "lark-oapi changed"
+    source = inspect.getsource(Client._handle_data_frame)
+    assert "self._event_handler._do_without_validation(pl)" in source, "lark-oapi's ws client changed"
+    # CARD frames never reach a handler in this SDK version; if that changes, handle them in longconn_handler
+    card_branch = source.split("MessageType.CARD:", 1)[1].split("else:", 1)[0]
+    assert card_branch.strip() == "return", "lark-oapi now delivers CARD frames: route them to dispatch_event"
+
+
+# --- app-wide send limits, dedupe beyond the retry window ----------------------------------------------------
+def test_app_limits_50_a_second_and_1000_a_minute(fbot, fake):
+    import time_machine
+
+    from models.feishu import take_slot
+
+    sender = fbot.senders["feishu"]
+    assert prefetch_bot_open_id(fbot)
+    start = 2_000_000_020.0  # 40 s into a minute window (epoch // 60), at the start of a second
+    with time_machine.travel(start, tick=False):
+        results = []
+        for i in range(51):  # 51 recipients inside one second: the per-recipient limit never applies
+            _enqueue(fbot, Text("通知"), target=f"ou_r{i}", key=f"s{i}")
+            results.append(sender.send(_row(fbot, f"s{i}")))
+        assert [r.ok for r in results] == [True] * 50 + [False]
+        assert results[-1].retry_after == 1 and results[-1].code == "local_rate_limit"
+        assert len(fake.delivered) == 50
+    with time_machine.travel(start + 1, tick=False):
+        assert sender.send(_row(fbot, "s50")).ok  # the next second has room; the refused try took no slot
+        with fbot.db.transaction() as s:  # 948 more sends in this minute (50 a second over the next 19 s)
+            for _ in range(948):
+                take_slot(s, "app:m", int((start + 1) // 60))
+        _enqueue(fbot, Text("通知"), target="ou_m1", key="m1")
+        _enqueue(fbot, Text("通知"), target="ou_m2", key="m2")
+        assert sender.send(_row(fbot, "m1")).ok  # the 1,000th of the minute
+        over = sender.send(_row(fbot, "m2"))
+        assert not over.ok and over.retry_after == 19  # until the minute is over (second 41 → 60)
+    with time_machine.travel(start + 20, tick=False):
+        assert sender.send(_row(fbot, "m2")).ok
+    assert len(fake.delivered) == 53
+
+
+def test_dedupe_holds_far_beyond_feishus_retry_window(fclient, fbot, fake):
+    _bound(fbot, "何八", "30013", "ou_he")
+    ev = text_message("ou_he", "帮助", message_id="om_old")
+    assert post(fclient, ev, ts=fbot.clock.now().timestamp()).status_code == 200
+    click = card_click("ou_he", {"do": "no_such_action", "_k": "user"}, event_id="ev_click_old")
+    post(fclient, click, ts=fbot.clock.now().timestamp())
+    assert len(_replies(fake, fbot, "ou_he")) == 2
+    for hours in (7, 8, 30, 24 * 8):  # Feishu's last retry (~7.1 h) and long after, re-signed each time
+        fbot.clock.offset = timedelta(hours=hours, minutes=10)
+        again = text_message("ou_he", "帮助", message_id="om_old")  # a new event_id, the same message_id
+        assert post(fclient, again, ts=fbot.clock.now().timestamp()).status_code == 200
+        answer = post(fclient, click, ts=fbot.clock.now().timestamp()).get_json()
+        assert answer["toast"]["type"] == "info"  # the click again: already handled
+    assert len(_replies(fake, fbot, "ou_he")) == 2
+
+
+# --- Feishu's official sample payloads (feishu.md §2.1 and §2.3), verbatim -----------------------------------
+GROUP_SAMPLE = {
+    "schema": "2.0",
+    "header": {
+        "event_id": "5e3702a84e847582be8db7fb73283c02",
+        "event_type": "im.message.receive_v1",
+        "create_time": "1608725989000",
+        "token": "rvaYgkND1GOiu5MM0E1rncYC6PLtF7JV",
+        "app_id": "cli_9f5343c580712544",
+        "tenant_key": "2ca1d211f64f6438",
+    },
+    "event": {
+        "sender": {
+            "sender_id": {
+                "union_id": "on_8ed6aa67826108097d9ee143816345",
+                "user_id": "e33ggbyz",
+                "open_id": "ou_84aad35d084aa403a838cf73ee18467",
+            },
+            "sender_type": "user",
+            "tenant_key": "736588c9260f175e",
+        },
+        "message": {
+            "message_id": "om_5ce6d572455d361153b7cb51da133945",
+            "root_id": "om_5ce6d572455d361153b7cb5xxfsdfsdfdsf",
+            "parent_id": "om_5ce6d572455d361153b7cb5xxfsdfsdfdsf",
+            "create_time": "1609073151345",
+            "update_time": "1687343654666",
+            "chat_id": "oc_5ce6d572455d361153b7xx51da133945",
+            "thread_id": "omt_d4be107c616",
+            "chat_type": "group",
+            "message_type": "text",
+            "content": '{"text":"@_user_1 hello"}',
+            "mentions": [
+                {
+                    "key": "@_user_1",
+                    "id": {
+                        "union_id": "on_8ed6aa67826108097d9ee143816345",
+                        "user_id": "e33ggbyz",
+                        "open_id": "ou_84aad35d084aa403a838cf73ee18467",
+                    },
+                    "name": "Tom",
+                    "tenant_key": "736588c9260f175e",
+                }
+            ],
+            "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 13_2_1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/101.0.4951.53 Safari/537.36 Lark/6.7.5 LarkLocale/en_US ttnet SDK-Version/6.7.8",
+        },
+    },
+}
+
+CARD_SAMPLE = {
+    "schema": "2.0",
+    "header": {
+        "event_id": "f7984f25108f8137722bb63c*****",
+        "token": "066zT6pS4QCbgj5Do145GfDbbag*****",
+        "create_time": "1603977298000000",
+        "event_type": "card.action.trigger",
+        "tenant_key": "2df73991750*****",
+        "app_id": "cli_a5fb0ae6a4******",
+    },
+    "event": {
+        "operator": {
+            "tenant_key": "2df73991750*****",
+            "user_id": "867*****",
+            "open_id": "ou_3c14f3a59eaf2825dbe25359f15*****",
+            "union_id": "on_cad4860e7af114fb4ff6c5d496d*****",
+        },
+        "token": "c-295ee57216a5dc9de90fefd0aadb4b1d7d******",
+        "action": {
+            "value": {"key": "value"},
+            "tag": "button",
+            "timezone": "Asia/Shanghai",
+            "form_value": {
+                "field name1": ["selectDemo1", "selectDemo2"],
+                "field name2": "value2",
+                "Input_lf4fmxwfrd9": "1234",
+            },
+            "name": "Button_lvkepfu3",
+        },
+        "host": "im_message",
+        "delivery_type": "url_preview",
+        "context": {
+            "url": "xxx",
+            "preview_token": "xxx",
+            "open_message_id": "om_574d639e4a44e4dd646eaf628e2*****",
+            "open_chat_id": "oc_e4d2605ca917e695f54f11aaf56*****",
+        },
+    },
+}
+
+
+@pytest.fixture
+def sample_app(tmp_path):
+    """An app whose Verification Token is the samples' and whose bot is the group sample's @-mentioned Tom."""
+    with FakeFeishu(bot_open_id="ou_84aad35d084aa403a838cf73ee18467") as f:
+
+        def make(token):
+            settings = dict(SETTINGS, FEISHU_VERIFICATION_TOKEN=token, FEISHU_API_BASE=f.url)
+            return make_app(f"sqlite:///{tmp_path / (token[:8] + '.db')}", **settings), f
+
+        yield make
+
+
+def test_official_group_message_sample(sample_app):
+    app, fake = sample_app(GROUP_SAMPLE["header"]["token"])
+    bot, client = app.extensions["bot"], app.test_client()
+    assert prefetch_bot_open_id(bot)
+    assert post(client, GROUP_SAMPLE).get_json() == {}  # encrypted and signed, as Feishu sends it
+    assert client.post("/feishu/events", json=GROUP_SAMPLE).status_code == 401  # unsigned: refused
+    assert post(client, GROUP_SAMPLE).status_code == 200  # redelivered: one answer
+    texts = _replies(fake, bot)
+    assert len(texts) == 1 and "私聊" in texts[0]  # Tom is no bound member: asked to bind, in the group
+    assert fake.delivered[0]["receive_id"] == "reply:om_5ce6d572455d361153b7cb51da133945"
+    with bot.db.Session() as s:
+        row = s.scalar(select(InboundMessage))
+        assert row.chat_id == "oc_5ce6d572455d361153b7xx51da133945" and row.envelope["text"] == "hello"
+    app.extensions["db"].dispose()
+
+
+def test_official_card_action_sample(sample_app):
+    app, fake = sample_app(CARD_SAMPLE["header"]["token"])
+    bot, client = app.extensions["bot"], app.test_client()
+    answer = post(client, CARD_SAMPLE).get_json()
+    assert (
+        answer["toast"]["type"] == "error" and "失效" in answer["toast"]["content"] and "card" not in answer
+    )
+    assert post(client, CARD_SAMPLE).get_json()["toast"]["type"] == "info"  # same event_id: handled once
+    assert "发送“帮助”" in _replies(fake, bot, "ou_3c14f3a59eaf2825dbe25359f15*****")[0]
+    app.extensions["db"].dispose()

@@ -230,3 +230,89 @@ def test_conversation(fapp, fake, transport):
     outbox.drain(bot, platform="feishu")
     assert len(fake.delivered) == before + 1 and "李娜您好" in fake.texts(me)[-1]
     assert len(fake.calls_to("/bot/v3/info")) == 1
+
+
+def _bound(bot, name, no, open_id):
+    from models.member import Member, link_identity
+
+    m = add_member(bot, name=name, employee_no=no)
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", open_id)
+    return m
+
+
+def _lines(card):
+    return next(el["text"]["content"] for el in card["body"]["elements"] if el.get("tag") == "div")
+
+
+def test_click_answers_with_the_card_as_it_reads_now(fapp, fake):
+    """The sign-up button turns into 已报名 and the card's counts are the new ones, not the stored original's."""
+    bot = fapp.extensions["bot"]
+    http = HttpTransport(fapp)
+    _bound(bot, "李娜", "40011", "ou_a")
+    _bound(bot, "周杰", "40012", "ou_b")
+    aid = make_activity(bot, capacity=10)
+
+    http.send(text_message("ou_a", "活动"))  # the list card: 【1】羽毛球比赛 …（剩10）
+    outbox.drain(bot, platform="feishu")
+    listing = fake.delivered[-1]["content"]
+    assert "（剩10）" in _lines(listing)
+    value = card_buttons(listing)[0]["behaviors"][0]["value"]
+    http.send(text_message("ou_b", f"报名 {aid}"))  # someone else signs up meanwhile
+    bot.clock.offset += timedelta(seconds=1)
+    answer = http.send(card_click("ou_a", value))
+    card = answer["card"]["data"]
+    assert "（剩8）" in _lines(card) and "（剩10）" not in _lines(card)
+    (button,) = card_buttons(card)
+    assert button["text"]["content"] == "已报名" and button["disabled"] is True
+    assert (
+        button["behaviors"][0]["value"]["_ob"] == value["_ob"]
+    )  # later clicks re-render from the same source
+
+    # the detail card (from a button) comes back with the member's status and a cancel button
+    http.send(text_message("ou_b", f"活动 {aid}"))
+    outbox.drain(bot, platform="feishu")
+    detail = fake.delivered[-1]["content"]
+    assert "已报名 2/10 人" in _lines(detail)
+    http.send(text_message("ou_a", f"取消报名 {aid}"))
+    bot.clock.offset += timedelta(seconds=1)
+    cancel = next(b for b in card_buttons(detail) if b["behaviors"][0]["value"]["do"] == "cancel_signup")
+    answer = http.send(card_click("ou_b", cancel["behaviors"][0]["value"]))
+    card = answer["card"]["data"]
+    assert "已报名 0/10 人" in _lines(card) and "您的状态" not in _lines(card)
+    assert [b["text"]["content"] for b in card_buttons(card)] == ["报名"]
+
+    # someone else's card (a forged `_ob`) is never shown
+    forged = dict(value, _ob=fake_ob(bot, "ou_b"))
+    answer = http.send(card_click("ou_a", forged))
+    assert "card" not in answer
+
+
+def fake_ob(bot, target):
+    from models.messaging import OutboxMessage
+
+    with bot.db.Session() as s:
+        return s.scalar(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.target_id == target, OutboxMessage.payload["type"].as_string() == "card")
+            .limit(1)
+        )
+
+
+def test_pushed_card_click_flips_the_button_on_the_card_as_sent(fapp, fake):
+    from bot.message import Button, Card
+
+    bot = fapp.extensions["bot"]
+    http = HttpTransport(fapp)
+    m = _bound(bot, "吴九", "40013", "ou_c")
+    aid = make_activity(bot)
+    card = Card("新活动", ["点按钮报名"], [Button("报名", {"do": "signup", "activity": aid})])
+    with bot.db.transaction() as s:
+        from models.member import Member
+
+        bot.notify_member(s, s.get(Member, m.id), card, key="push:1")
+    outbox.drain(bot, platform="feishu")
+    value = card_buttons(fake.delivered[-1]["content"])[0]["behaviors"][0]["value"]
+    answer = http.send(card_click("ou_c", value))
+    data = answer["card"]["data"]
+    assert _lines(data) == "点按钮报名" and card_buttons(data)[0]["text"]["content"] == "已报名"

@@ -16,14 +16,16 @@ import hashlib
 import json
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from bot.adapters.feishu import PLATFORM, FeishuUnavailable, inline_plan
+from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
 from bot.outbox import SendResult
 from models.feishu import FeishuState, get_state, put_state, take_slot
 from models.member import PlatformIdentity
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
 TOKEN_MARGIN = timedelta(minutes=10)
+PREFETCH_EVERY = timedelta(minutes=1)
 TOKEN_KEY = "tenant_token"
 BOT_ID_KEY = "bot_open_id"
 EXPIRED_TOKEN = 99991663
@@ -43,6 +46,7 @@ REPLY_GONE = {230011, 231003}  # the message replied to was recalled or deleted:
 LIMITS = (("app:s", 50, 1), ("app:m", 1000, 60))  # (scope, count, window seconds)
 PER_TARGET = 5  # per second, to one user or one group
 PRIVATE_KEYS = {"_k": "kind", "_ob": "ob"}
+LABEL_MAX = 40  # characters on a button; longer labels end in …
 
 
 @dataclass
@@ -73,6 +77,11 @@ class ApiResult:
         except (TypeError, ValueError):
             return 1.0
 
+    @property
+    def error_code(self) -> str:
+        """For delivery metrics: Feishu's code ("230020", "99991400"), else the HTTP status ("http_429")."""
+        return str(self.code) if self.code > 0 else f"http_{self.status}"
+
     def describe(self) -> str:
         return f"feishu {self.status}/{self.code}: {str(self.body.get('msg', ''))[:200]}"
 
@@ -86,18 +95,24 @@ class FeishuApi:
         self._lock = threading.Lock()
         self._mem: tuple[str, datetime] | None = None
         self._bot_open_id: str | None = None
+        self._prefetched_at: datetime | None = None
 
     @property
     def base(self) -> str:
         return self.bot.settings.FEISHU_API_BASE.rstrip("/")
 
     # token ---------------------------------------------------------------------------------------------------
-    def token(self) -> str:
+    def _state(self, session: Session | None):
+        """The caller's open transaction (a handler in the worker: a second writer would wait for it forever on
+        SQLite), or a short one of our own."""
+        return nullcontext(session) if session is not None else self.bot.db.transaction()
+
+    def token(self, session: Session | None = None) -> str:
         now = self.bot.clock.now()
         with self._lock:
             if self._mem and self._mem[1] > now + TOKEN_MARGIN:
                 return self._mem[0]
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 row = get_state(s, TOKEN_KEY)
                 if row is not None and row.expires_at and row.expires_at > now + TOKEN_MARGIN:
                     self._mem = (row.value, row.expires_at)
@@ -111,33 +126,39 @@ class FeishuApi:
                 )
                 data = r.json()
             except (requests.RequestException, ValueError) as exc:
-                raise FeishuUnavailable(f"tenant token request failed: {type(exc).__name__}") from None
+                raise FeishuUnavailable(
+                    f"tenant token request failed: {type(exc).__name__}", _failure_code(exc)
+                ) from None
             token = data.get("tenant_access_token") if isinstance(data, dict) else None
             if not isinstance(token, str) or data.get("code") != 0:
-                code = data.get("code") if isinstance(data, dict) else "?"
-                raise FeishuUnavailable(f"tenant token refused: code {code}")
+                code = data.get("code") if isinstance(data, dict) else None
+                raise FeishuUnavailable(
+                    f"tenant token refused: code {code}", str(code or f"http_{r.status_code}")
+                )
             expires = now + timedelta(seconds=int(data.get("expire") or 7200))
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 put_state(s, TOKEN_KEY, token, expires, now)
             self._mem = (token, expires)
             log.info("feishu: new tenant access token, valid until %s", expires.isoformat(timespec="seconds"))
             return token
 
-    def invalidate(self, token: str) -> None:
+    def invalidate(self, token: str, session: Session | None = None) -> None:
         """Forget a token Feishu refused (only if no other worker has replaced it meanwhile)."""
         with self._lock:
             if self._mem and self._mem[0] == token:
                 self._mem = None
-            with self.bot.db.transaction() as s:
+            with self._state(session) as s:
                 s.execute(delete(FeishuState).where(FeishuState.key == TOKEN_KEY, FeishuState.value == token))
 
     # calls ---------------------------------------------------------------------------------------------------
-    def call(self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT) -> ApiResult:
-        token = self.token()
+    def call(
+        self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT, session=None
+    ) -> ApiResult:
+        token = self.token(session)
         res = self._raw(method, path, token, params, body, timeout)
         if res.code == EXPIRED_TOKEN:
-            self.invalidate(token)
-            res = self._raw(method, path, self.token(), params, body, timeout)
+            self.invalidate(token, session)
+            res = self._raw(method, path, self.token(session), params, body, timeout)
         return res
 
     def _raw(self, method, path, token, params, body, timeout) -> ApiResult:
@@ -151,12 +172,18 @@ class FeishuApi:
                 timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise FeishuUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}") from None
+            raise FeishuUnavailable(
+                f"{method} {path.split('?')[0]}: {type(exc).__name__}", _failure_code(exc)
+            ) from None
         try:
             data = r.json()
         except ValueError:
             data = {}
         return ApiResult(r.status_code, data if isinstance(data, dict) else {}, r.headers)
+
+
+def _failure_code(exc: Exception) -> str:
+    return "timeout" if isinstance(exc, requests.Timeout) else "network"
 
 
 def api_for(bot) -> FeishuApi:
@@ -170,25 +197,54 @@ def api_for(bot) -> FeishuApi:
     return api
 
 
-def bot_open_id(bot) -> str:
-    """The bot's own open_id (to tell an @ of the bot from an @ of a colleague), cached in the database."""
+def cached_bot_open_id(bot, session: Session | None = None) -> str | None:
+    """The bot's own open_id if this process or the database knows it; never calls Feishu."""
     api = api_for(bot)
-    if api._bot_open_id:
-        return api._bot_open_id
-    with bot.db.Session() as s:
-        row = s.get(FeishuState, BOT_ID_KEY)
-        if row is not None and row.value:
-            api._bot_open_id = row.value
-            return row.value
-    res = api.call("GET", "/open-apis/bot/v3/info", timeout=2.5)
+    if not api._bot_open_id:
+        with nullcontext(session) if session is not None else bot.db.Session() as s:
+            row = s.get(FeishuState, BOT_ID_KEY)
+            api._bot_open_id = row.value if row is not None and row.value else None
+    return api._bot_open_id
+
+
+def bot_open_id(bot, session: Session | None = None) -> str:
+    """The bot's own open_id (to tell an @ of the bot from an @ of a colleague): cached, else fetched once from
+    GET /open-apis/bot/v3/info and kept in the database (it never changes for an app). Raises FeishuUnavailable.
+
+    Never called inside the 3-second event deadline: `prefetch_bot_open_id` fetches it ahead (the sender before
+    its first send, `feishu check`, `feishu longconn`), and a group message that arrives before that is deferred.
+    """
+    known = cached_bot_open_id(bot, session)
+    if known:
+        return known
+    api = api_for(bot)
+    res = api.call("GET", "/open-apis/bot/v3/info", session=session)
     info = res.body.get("bot") if isinstance(res.body.get("bot"), dict) else {}
     open_id = info.get("open_id")
     if not res.ok or not isinstance(open_id, str) or not open_id:
-        raise FeishuUnavailable(f"bot info unavailable ({res.describe()})")
-    with bot.db.transaction() as s:
+        raise FeishuUnavailable(f"bot info unavailable ({res.describe()})", res.error_code)
+    with api._state(session) as s:
         put_state(s, BOT_ID_KEY, open_id, None, bot.clock.now())
     api._bot_open_id = open_id
+    log.info("feishu: the bot's open_id is known now")
     return open_id
+
+
+def prefetch_bot_open_id(bot) -> bool:
+    """Best effort, outside any transaction: whether the bot's open_id is known afterwards (tried once a minute)."""
+    api = api_for(bot)
+    if api._bot_open_id:
+        return True
+    now = bot.clock.now()
+    if api._prefetched_at and now - api._prefetched_at < PREFETCH_EVERY:
+        return False
+    api._prefetched_at = now
+    try:
+        bot_open_id(bot)
+    except FeishuUnavailable as exc:
+        log.warning("feishu: the bot's open_id is not known yet: %s", exc)
+        return False
+    return True
 
 
 # --- rendering ------------------------------------------------------------------------------------------------
@@ -220,7 +276,7 @@ def render_card(
         action = dict(b.get("action") or {})
         button: dict[str, Any] = {
             "tag": "button",
-            "text": {"tag": "plain_text", "content": str(b.get("label", ""))[:40]},
+            "text": {"tag": "plain_text", "content": cut(str(b.get("label", "")), LABEL_MAX)},
             "type": _STYLES.get(str(b.get("style", "primary")), "primary"),
             "behaviors": [{"type": "callback", "value": {**action, **private}}],
         }
@@ -252,17 +308,6 @@ def safe_text(text: str) -> str:
     return text.replace("<at", "＜at").replace("</at>", "＜/at＞")
 
 
-def original_card(bot, outbox_id: Any) -> dict[str, Any] | None:
-    """The card payload we sent in outbox row `outbox_id` (to flip a clicked button), if it was a Feishu card."""
-    if not isinstance(outbox_id, int):
-        return None
-    with bot.db.Session() as s:
-        row = s.get(OutboxMessage, outbox_id)
-        if row is None or row.platform != PLATFORM or (row.payload or {}).get("type") != "card":
-            return None
-        return dict(row.payload)
-
-
 # --- the sender -----------------------------------------------------------------------------------------------
 class FeishuSender:
     def __init__(self, bot, http: requests.Session | None = None):
@@ -270,12 +315,14 @@ class FeishuSender:
         self.api = FeishuApi(bot, http)
 
     def send(self, row: OutboxMessage) -> SendResult:
+        prefetch_bot_open_id(self.bot)  # once, so group @-mentions are recognised inside the event deadline
         ctx = row.context or {}
         if ctx.get("card_action") and self._shown_inline(row):
             return SendResult(True)  # already shown as the updated card in the click's answer
         wait = self._rate_wait(row)
         if wait:
-            return SendResult(False, "local rate limit", retry_after=wait)
+            # Not a failure: nothing was sent (the outbox still counts it as one, see bot/outbox.py).
+            return SendResult(False, "local rate limit", retry_after=wait, code="local_rate_limit")
         msg_type, content = render(row)
         body = {
             "msg_type": msg_type,
@@ -296,20 +343,21 @@ class FeishuSender:
                 body={**body, "receive_id": row.target_id},
             )
         except FeishuUnavailable as exc:
-            return SendResult(False, str(exc))
+            return SendResult(False, str(exc), code=exc.code)
         return self._result(row, res)
 
     def _result(self, row: OutboxMessage, res: ApiResult) -> SendResult:
         if res.ok:
             return SendResult(True)
+        failed = SendResult(False, res.describe(), code=res.error_code)
         if res.rate_limited:
-            return SendResult(False, res.describe(), retry_after=res.reset)
-        if res.code in UNREACHABLE:
+            failed.retry_after = res.reset
+        elif res.code in UNREACHABLE:
             self._mark_unreachable(row)
-            return SendResult(False, res.describe(), permanent=True)
-        if res.code in PERMANENT:
-            return SendResult(False, res.describe(), permanent=True)
-        return SendResult(False, res.describe())
+            failed.permanent = True
+        elif res.code in PERMANENT:
+            failed.permanent = True
+        return failed
 
     def _mark_unreachable(self, row: OutboxMessage) -> None:
         with self.bot.db.transaction() as s:
@@ -334,6 +382,7 @@ class FeishuSender:
         """Count this send in the app's and the recipient's windows; seconds to wait if over a limit."""
         now = self.bot.clock.now().timestamp()
         with self.bot.db.transaction() as s:
+            slots = s.begin_nested()
             over = [
                 size - now % size
                 for scope, limit, size in LIMITS
@@ -342,6 +391,10 @@ class FeishuSender:
             target = f"to:{row.target_kind}:{row.target_id}"
             if take_slot(s, target, int(now)) > PER_TARGET:
                 over.append(1 - now % 1)
+            if over:
+                slots.rollback()  # a send held back takes no slot, or waiting rows would eat the minute's budget
+            else:
+                slots.commit()
         return max((max(over, default=0.0), 0.5)) if over else 0.0
 
     def _shown_inline(self, row: OutboxMessage) -> bool:
