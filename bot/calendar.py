@@ -39,7 +39,7 @@ AUDIENCES = {
     "teachers": "教师（职务含“教师/老师/讲师/教授/带教”）",
     "retirees": "离退休职工",
     "youth": "青年职工（35岁以下）",
-    "parents": "有子女的职工（花名册未登记时为全体）",
+    "parents": "有子女的职工（花名册“有子女”为“是”）",
     "delegates": "职工代表",
 }
 DELIVERIES = ("private", "group", "both")
@@ -331,8 +331,7 @@ def in_audience(member: Member, audience: str, day: date | None = None) -> bool:
         day = day or date.today()
         return (day.year - member.birthday.year) <= 35
     if audience == "parents":
-        known = getattr(member, "has_children", None)
-        return True if known is None else bool(known)
+        return bool(member.has_children)  # not known (blank in the roster): not sent, see audience_unknown
     return False
 
 

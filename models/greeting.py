@@ -43,6 +43,7 @@ class Festival(Base):
     template: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     shift_to_workday: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_time: Mapped[str | None] = mapped_column(String(5))  # local HH:MM; None = the general send time
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -92,6 +93,7 @@ class GreetingRun(Base):
     first_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # later runs that day skip at once
+    note: Mapped[str | None] = mapped_column(String(200))  # why nothing went out, for the console
 
 
 class SchedulerLease(Base):

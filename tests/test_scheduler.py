@@ -99,7 +99,7 @@ def test_jobs_skip_when_not_holding_the_lease(bot):
 def test_two_schedulers_started_at_once_send_each_greeting_once(any_bot):
     bot = any_bot
     for i in range(6):
-        person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1))
+        person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1), has_children=True)
     runners = [sch.JobRunner(bot, f"proc-{i}") for i in range(2)]
     barrier = threading.Barrier(2)
     results = []
