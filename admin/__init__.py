@@ -278,6 +278,9 @@ def init_app(app: Flask) -> None:
     from admin.cases import init_app as init_cases  # issue 7: 帮扶与关怀 pages
 
     init_cases(app)
+    from admin.greetings import init_app as init_greetings  # issue 8: 生日与节日祝福 pages
+
+    init_greetings(app)
 
 
 def _console_error(err: HTTPException):

@@ -170,6 +170,18 @@ def festival_send_day(f: Festival, day: date) -> date:
     return cal.last_workday_on_or_before(day) if f.shift_to_workday else day
 
 
+def next_occurrence(f: Festival, today: date) -> tuple[date, date] | None:
+    """(the festival's next date on or after today, the day its greeting goes out), None for a bad rule."""
+    for year in (today.year, today.year + 1, today.year + 2):
+        try:
+            day = cal.date_for_rule(f.rule, year)
+        except (cal.RuleError, ValueError):
+            return None
+        if day is not None and festival_send_day(f, day) >= today:
+            return day, festival_send_day(f, day)
+    return None
+
+
 def festival_window(f: Festival, window: Window) -> Window:
     """A festival's own send time (when staff set one) until the day's catch-up limit."""
     return Window(_hm(f.send_time or "", window.send), window.until)
@@ -274,15 +286,19 @@ class Queue:
             return
         table = OutboxMessage.__table__
         ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.idempotency_key)
         # Core "insertmanyvalues" on the session's connection (same transaction). RETURNING gives the rows really
-        # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used).
-        added = len(self.s.connection().execute(stmt, self.rows).all())
+        # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used). Counts are per
+        # recipient: a WeCom batch row counts its ids.
+        inserted = set(self.s.connection().execute(stmt, self.rows).scalars())
+        weight = {r["idempotency_key"]: len(r["payload"].get("batch") or [1]) for r in self.rows}
+        added = sum(n for key, n in weight.items() if key in inserted)
+        already = sum(weight.values()) - added
         run, field_name = self.owner
         run.queued += added
-        run.already += len(self.rows) - added
+        run.already += already
         setattr(self.stats, field_name, getattr(self.stats, field_name) + added)
-        self.stats.already += len(self.rows) - added
+        self.stats.already += already
         self.rows = []
 
 
@@ -392,14 +408,19 @@ def next_month(today: date) -> tuple[date, date]:
     return first, last
 
 
-def month_birthdays(s: Session, first: date, last: date) -> list[tuple[Member, date]]:
-    """Every active member's celebrated birthday between first and last (cake vouchers: opted-out included)."""
+def month_birthdays(
+    s: Session, first: date, last: date, branch_id: int | None = None
+) -> list[tuple[Member, date]]:
+    """Every active member's celebrated birthday between first and last (cake vouchers: opted-out included),
+    of one branch when `branch_id` is given."""
     out = []
     q = (
         select(Member)
         .where(Member.active.is_(True))
         .options(selectinload(Member.branch), selectinload(Member.group))
     )
+    if branch_id is not None:
+        q = q.where(Member.branch_id == branch_id)
     for m in s.scalars(q.order_by(Member.branch_id, Member.id)):
         for d in cal.birthdays_in_range(m, first, last):
             out.append((m, d))
@@ -433,8 +454,9 @@ def _monthly_list(q: Queue, today: date) -> None:
     _done(q, runs)
 
 
-def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
-    """The month's birthday list as .xlsx (branch, group, name, employee no., date, lunar/solar, milestone)."""
+def birthday_list_xlsx(s: Session, year: int, month: int, branch_id: int | None = None) -> bytes:
+    """The month's birthday list as .xlsx (branch, group, name, employee no., date, lunar/solar, milestone),
+    of every branch or of one."""
     import io
 
     from openpyxl import Workbook
@@ -445,7 +467,7 @@ def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
     ws = wb.active
     ws.title = f"{month}月生日"
     ws.append(["分会", "小组", "姓名", "工号", "生日（公历）", "历法", "逢十", "不要祝福"])
-    for m, d in month_birthdays(s, first, last):
+    for m, d in month_birthdays(s, first, last, branch_id):
         ws.append(
             [
                 m.branch.name if m.branch else "",

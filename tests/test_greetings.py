@@ -154,6 +154,22 @@ def test_opt_out_inactive_and_retirees(any_bot):
     assert report["queued"] == 1 and report["skipped_opt_out"] == 1 and report["pending"] == 1
 
 
+def test_delivery_report_of_every_run_kind_counts_its_own_messages(bot):
+    person(bot, "主席", roles=["branch_chair"], birthday=None)
+    person(bot, "组长", roles=["group_leader"], birthday=None)
+    person(bot, "干事", roles=["clerk"], birthday=None)
+    person(bot, "整十", birthday=date(1986, 7, 26))
+    person(bot, "八月", birthday=date(1990, 8, 3))
+    set_config(bot, leader_note=True)
+    run(bot, at(2026, 7, 25))  # notice for tomorrow's milestone + the monthly list
+    run(bot, at(2026, 7, 26))  # the birthday and the leader's note
+    with bot.db.Session() as s:
+        got = {(r.kind, r.day.isoformat()): delivery_report(s, r) for r in s.scalars(select(GreetingRun))}
+    for kind, day in (("milestone_notice", "2026-07-26"), ("monthly_list", "2026-08-01"),
+                      ("leader_note", "2026-07-26"), ("birthday", "2026-07-26")):  # fmt: skip
+        assert (got[kind, day]["queued"], got[kind, day]["pending"]) == (1, 1), kind
+
+
 def test_unreachable_member_is_counted(bot):
     add_member(bot, name="没绑定", birthday=date(1980, 9, 9))
     run(bot, at(2026, 9, 9))
