@@ -106,9 +106,7 @@ def index():
                 }
             )
         rows.sort(key=lambda r: (not r["f"].enabled, r["next"]))
-        return render_template(
-            "greetings_admin/index.html", rows=rows, cfg=cfg, warning=holiday_warning(), today=today
-        )
+        return render_template("greetings_admin/index.html", rows=rows, cfg=cfg, today=today)
 
 
 def _festival_form(f: Festival | None) -> dict[str, Any]:
@@ -164,7 +162,9 @@ def _read_festival() -> tuple[dict[str, Any], dict[str, str], str]:
             if kind == "spring" and not -30 <= int(raw["offset"]) <= 60:
                 raise cal.RuleError("春节前后的天数请填 -30 到 60 之间的整数（前一天填 -1）。")
         except cal.RuleError as e:
-            errors["rule"] = str(e) if kind == "spring" else f"日期不对：{e}。公历如 5 月 12 日，农历如 8 月 15 日。"
+            errors["rule"] = (
+                str(e) if kind == "spring" else f"日期不对：{e}。公历如 5 月 12 日，农历如 8 月 15 日。"
+            )
     if raw["audience"] not in cal.AUDIENCES:
         errors["audience"] = "请选择发送对象。"
     if raw["delivery"] not in DELIVERY_LABELS:
@@ -208,7 +208,6 @@ def _festival_page(s: Session, f: Festival | None, form: dict[str, Any], errors:
             deliveries=DELIVERY_LABELS,
             rule_kinds=RULE_KINDS,
             terms=cal.SOLAR_TERMS,
-            warning=holiday_warning(),
         ),
         status,
     )
@@ -288,7 +287,6 @@ def _birthday_page(s: Session, form: dict[str, Any], errors: dict[str, str], sta
             values=values,
             previews=previews,
             labels=TEMPLATE_LABELS,
-            warning=holiday_warning(),
         ),
         status,
     )
@@ -345,7 +343,7 @@ def birthdays():
             setattr(cfg, k, form[k])
         for k in TEMPLATE_DEFAULTS:
             tpls[k].text = form["tpl_" + k]
-        flash("生日祝福设置已保存。发送时间的改动在定时任务重启后生效（每分钟的检查会立即按新时间发送）。", "ok")
+        flash("生日祝福设置已保存，下一次发送起生效。", "ok")
     return redirect(url_for("greetings_admin.birthdays"))
 
 
@@ -371,9 +369,15 @@ def runs():
     with _bot().db.Session() as s:
         names = dict(s.execute(select(Festival.code, Festival.name)).all())
         rows = [
-            {"run": r, "title": _run_title(r, names), "kind": RUN_KINDS.get(r.kind, r.kind),
-             "report": delivery_report(s, r)}  # fmt: skip
-            for r in s.scalars(select(GreetingRun).order_by(GreetingRun.day.desc(), GreetingRun.id.desc()).limit(200))
+            {
+                "run": r,
+                "title": _run_title(r, names),
+                "kind": RUN_KINDS.get(r.kind, r.kind),
+                "report": delivery_report(s, r),
+            }  # fmt: skip
+            for r in s.scalars(
+                select(GreetingRun).order_by(GreetingRun.day.desc(), GreetingRun.id.desc()).limit(200)
+            )
         ]
         return render_template("greetings_admin/runs.html", rows=rows)
 
@@ -399,7 +403,9 @@ def run_detail(run_id: int):
         )
         who = dict(
             s.execute(
-                select(Member.id, Member.name).where(Member.id.in_({m.member_id for m in problems if m.member_id}))
+                select(Member.id, Member.name).where(
+                    Member.id.in_({m.member_id for m in problems if m.member_id})
+                )
             ).all()
         )
         return render_template(

@@ -121,7 +121,9 @@ def test_edit_festival_preview_validation_and_save(clerk, bot):
     assert 'src="/admin/static/greetings.js"' in html and 'data-template="template"' in html
     assert clerk.get("/admin/static/greetings.js").status_code == 200
 
-    resp = post(clerk, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "template": "{name}，{age}岁快乐"})
+    resp = post(
+        clerk, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "template": "{name}，{age}岁快乐"}
+    )
     assert resp.status_code == 422
     text = resp.get_data(as_text=True)
     assert "不支持的占位符 {age}" in text and "没有保存" in text
@@ -161,13 +163,24 @@ def test_add_festivals_by_solar_lunar_term_and_spring_rules(clerk, bot):
                 {**new, "name": "冬至", "rule_kind": "term", "term": "冬至"}).status_code == 302  # fmt: skip
     assert post(clerk, "/admin/greetings/festivals/new",
                 {**new, "name": "小年", "rule_kind": "spring", "offset": "-7"}).status_code == 302  # fmt: skip
-    bad = post(clerk, "/admin/greetings/festivals/new", {**new, "name": "太晚", "rule_kind": "spring", "offset": "100"})
+    bad = post(
+        clerk,
+        "/admin/greetings/festivals/new",
+        {**new, "name": "太晚", "rule_kind": "spring", "offset": "100"},
+    )
     assert bad.status_code == 422 and "-30 到 60" in bad.get_data(as_text=True)
     assert post(clerk, "/admin/greetings/festivals/new",
                 {**new, "name": "", "rule_kind": "lunar", "month": "13", "day": "1"}).status_code == 422  # fmt: skip
     with bot.db.Session() as s:
-        added = {f.name: (f.code, f.rule, f.builtin) for f in s.scalars(select(Festival).where(Festival.builtin.is_(False)))}
-    assert {k: v[1] for k, v in added.items()} == {"腊八节": "lunar:12-8", "冬至": "term:冬至", "小年": "spring:-7"}
+        added = {
+            f.name: (f.code, f.rule, f.builtin)
+            for f in s.scalars(select(Festival).where(Festival.builtin.is_(False)))
+        }
+    assert {k: v[1] for k, v in added.items()} == {
+        "腊八节": "lunar:12-8",
+        "冬至": "term:冬至",
+        "小年": "spring:-7",
+    }
     assert len({v[0] for v in added.values()}) == 3 and not any(v[2] for v in added.values())
     html = page(clerk, "/admin/greetings/")
     assert "腊八节" in html and "农历12月8日" in html and "春节前7天" in html and "自定义" in html
@@ -185,7 +198,9 @@ def test_disable_and_enable_a_festival(clerk, bot):
     assert "已停用" in page(clerk, "/admin/greetings/")
     run_greetings(bot, at(2026, 10, 1, 9))
     with bot.db.Session() as s:
-        assert not s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("festival:guoqing:%"))).all()
+        assert not s.scalars(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key.like("festival:guoqing:%"))
+        ).all()
     post(clerk, f"/admin/greetings/festivals/{f.id}/toggle")
     assert festival(bot, "guoqing").enabled
 
@@ -209,7 +224,11 @@ def test_birthday_settings_and_templates(clerk, bot):
     html = page(clerk, "/admin/greetings/birthdays")
     assert "寿星，生日快乐！工会全体同仁" in html  # preview of the stored template with a real member
     assert "6月1日是寿星（内科分会）的逢十生日" in html
-    bad = post(clerk, "/admin/greetings/birthdays", {**BIRTHDAY_FORM, "tpl_birthday_milestone": "{name}，{age}岁快乐"})
+    bad = post(
+        clerk,
+        "/admin/greetings/birthdays",
+        {**BIRTHDAY_FORM, "tpl_birthday_milestone": "{name}，{age}岁快乐"},
+    )
     assert bad.status_code == 422 and "不支持的占位符 {age}" in bad.get_data(as_text=True)
     bad = post(clerk, "/admin/greetings/birthdays", {**BIRTHDAY_FORM, "catchup_until": "08:00"})
     assert bad.status_code == 422 and "晚于发送时间" in bad.get_data(as_text=True)
@@ -262,7 +281,9 @@ def test_delivery_log_notes_why_children_day_was_not_sent(clerk, bot):
 # ---------------------------------------------------------------------------------------------- birthday list
 def test_birthday_list_page_and_xlsx_per_branch(clerk, bot):
     person(bot, "八月甲", birthday=date(1990, 8, 3))
-    person(bot, "八月乙", birthday=date(1986, 8, 20), branch="外科分会", group="骨科小组", greeting_opt_out=True)
+    person(
+        bot, "八月乙", birthday=date(1986, 8, 20), branch="外科分会", group="骨科小组", greeting_opt_out=True
+    )
     person(bot, "七月", birthday=date(1990, 7, 30))
     with bot.db.Session() as s:
         surgery = s.scalar(select(Branch.id).where(Branch.name == "外科分会"))
@@ -288,7 +309,9 @@ def test_monthly_chat_list_points_to_the_real_page(clerk, bot):
     person(bot, "八月甲", birthday=date(1990, 8, 3))
     run_greetings(bot, at(2026, 7, 25, 9))
     with bot.db.Session() as s:
-        text = s.scalar(select(OutboxMessage.payload).where(OutboxMessage.idempotency_key.like("monthly_list:%")))["text"]
+        text = s.scalar(
+            select(OutboxMessage.payload).where(OutboxMessage.idempotency_key.like("monthly_list:%"))
+        )["text"]
     nav = re.search(r"管理后台 → (.+?) → (.+?)。", text)
     assert nav, text
     assert f">{nav[1]}</a>" in page(clerk, "/admin/")  # the nav entry has that name
@@ -325,7 +348,9 @@ def test_branch_chair_and_group_leader_cannot_edit_festivals(client, bot):
     for path in ("/admin/greetings/", f"/admin/greetings/festivals/{f.id}", "/admin/greetings/birthdays",
                  "/admin/greetings/runs", "/admin/greetings/birthday-list", "/admin/greetings/birthday-list.xlsx"):  # fmt: skip
         assert client.get(path).status_code == 403, path
-    assert post(client, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "name": "改"}).status_code == 403
+    assert (
+        post(client, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "name": "改"}).status_code == 403
+    )
     assert post(client, f"/admin/greetings/festivals/{f.id}/toggle").status_code == 403
     assert post(client, "/admin/greetings/festivals/new", FESTIVAL_FORM).status_code == 403
     got = festival(bot, "guoqing")
@@ -347,3 +372,55 @@ def test_member_page_says_opt_out_stops_birthday_greetings_only(clerk, bot):
     m = add_member(bot, name="小张")
     html = page(clerk, f"/admin/members/{m.id}")
     assert "不接收生日祝福（节日祝福照常发送）" in html and "生日/节日" not in html
+
+
+@pytest.mark.browser
+def test_template_preview_follows_typing_in_a_real_browser(tmp_path):
+    """static/greetings.js under the console's CSP: the preview shows the sample member's greeting as staff type."""
+    import threading
+    from pathlib import Path
+
+    from werkzeug.serving import make_server
+
+    from tests.conftest import make_app
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Chromium not installed: apt-get install chromium to run the browser tests")
+    from playwright.sync_api import expect, sync_playwright
+
+    app = make_app(f"sqlite:///{tmp_path / 'browser.db'}")
+    bot = app.extensions["bot"]
+    add_staff(bot, "clerk")
+    person(bot, "王芳", birthday=None)
+    f = festival(bot, "funv")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                         args=["--headless=new", "--no-sandbox", "--disable-gpu"])  # fmt: skip
+            try:
+                page = browser.new_context(locale="zh-CN").new_page()
+                page.set_default_timeout(15000)
+                errors: list[str] = []
+                page.on("console", lambda m: errors.append(m.text) if "Content Security" in m.text else None)
+                page.on(
+                    "response",
+                    lambda r: errors.append(r.url) if r.status >= 400 and "favicon" not in r.url else None,
+                )
+                page.goto(f"{base}/admin/greetings/festivals/{f.id}")
+                page.get_by_label("用户名").fill("clerk")
+                page.get_by_label("密码").fill(PASSWORD)
+                page.get_by_role("button", name="登录").click()
+                page.locator("#template").fill("{name}，妇女节快乐！{date}")
+                expect(page.locator("#preview-private")).to_have_text("王芳，妇女节快乐！{date}")
+                page.get_by_role("link", name="生日祝福设置").click()
+                page.locator("#tpl_milestone_notice").fill("{date}：{name}（{branch}）")
+                expect(page.locator("#preview-milestone_notice")).to_have_text("6月1日：王芳（内科分会）")
+                assert not errors, errors  # e.g. a CSP refusal of the script
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        app.extensions["db"].dispose()
