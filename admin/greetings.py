@@ -219,6 +219,9 @@ def _save_festival(f: Festival | None):
     with bot.db.transaction() as s:
         if f is not None:
             f = s.merge(f)
+        at, until = _hm(form["send_time"]), _hm(config(s).catchup_until)
+        if at is not None and until is not None and at >= until:
+            errors["send_time"] = f"发送时间要早于补发截止时间 {until:%H:%M}（在“生日祝福设置”里修改）。"
         if errors or "preview" in request.form:
             return _festival_page(s, f, form, errors, 422 if errors else 200)
         if f is None:
@@ -228,7 +231,7 @@ def _save_festival(f: Festival | None):
             f = Festival(code=f"custom{n}", builtin=False)
             s.add(f)
         f.name, f.rule, f.audience, f.delivery = form["name"], rule, form["audience"], form["delivery"]
-        f.template, f.send_time = form["template"], form["send_time"] or None
+        f.template, f.send_time = form["template"], f"{at:%H:%M}" if at else None
         f.shift_to_workday, f.enabled = form["shift_to_workday"], form["enabled"]
         s.flush()
         flash(f"已保存“{f.name}”。", "ok")

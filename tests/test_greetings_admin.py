@@ -131,13 +131,15 @@ def test_edit_festival_preview_validation_and_save(clerk, bot):
     assert resp.status_code == 422 and "日期不对" in resp.get_data(as_text=True)
     resp = post(clerk, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "send_time": "8点"})
     assert resp.status_code == 422 and "08:30 这样的格式" in resp.get_data(as_text=True)
+    resp = post(clerk, f"/admin/greetings/festivals/{f.id}", {**FESTIVAL_FORM, "send_time": "21:00"})
+    assert resp.status_code == 422 and "早于补发截止时间 20:00" in resp.get_data(as_text=True)  # never sent
 
     resp = post(clerk, f"/admin/greetings/festivals/{f.id}",
                 {**FESTIVAL_FORM, "template": "{name}，女神节快乐！", "preview": "1"})  # fmt: skip
     assert resp.status_code == 200 and "王芳，女神节快乐！" in resp.get_data(as_text=True)
     assert festival(bot, "funv").template.startswith("{name}，节日快乐！感谢您")  # a preview saves nothing
 
-    form = {**FESTIVAL_FORM, "template": "{name}，女神节快乐！", "delivery": "both", "send_time": "08:00",
+    form = {**FESTIVAL_FORM, "template": "{name}，女神节快乐！", "delivery": "both", "send_time": "8:00",
             "shift_to_workday": "1", "audience": "all"}  # fmt: skip
     resp = post(clerk, f"/admin/greetings/festivals/{f.id}", form)
     assert resp.status_code == 302
