@@ -26,6 +26,7 @@ from handlers.greetings import (
     audience_unknown,
     birthday_list_xlsx,
     festival_chats,
+    holiday_warning,
     month_birthdays,
     next_month,
     next_occurrence,
@@ -60,16 +61,16 @@ _HM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 def init_app(app) -> None:
     if "greetings_admin" not in app.blueprints:
         app.register_blueprint(bp)
-        app.add_template_global(holiday_warning, "holiday_warning")
+        app.add_template_global(holiday_banner, "holiday_warning")
 
 
 def _bot():
     return current_app.extensions["bot"]
 
 
-def holiday_warning() -> str | None:
+def holiday_banner() -> str | None:
     """The chinesecalendar gap (a year it does not know yet: Monday–Friday is assumed), for the banner."""
-    return cal.holiday_data_warning(_bot().clock.today())
+    return holiday_warning(_bot())
 
 
 def _day(d: date | None) -> str:
