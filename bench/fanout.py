@@ -4,6 +4,7 @@ Run it (defaults: 100,000 members, a temporary SQLite file; a few minutes on a s
 
     .venv/bin/python bench/fanout.py
     .venv/bin/python bench/fanout.py --members 20000 --db postgresql://postgres@127.0.0.1:5432/bench --trace
+    (--db: an EMPTY database you created for it; the tables are created and left there)
 
 What it does, on a fresh database whose members all have a WeCom account:
   1. identical text with `batch_private` on: the real job (`handlers.greetings.run_greetings`) enqueues one
