@@ -284,6 +284,9 @@ def init_app(app: Flask) -> None:
     from admin.chats import init_app as init_chats  # issue 4: 企业微信群 and their webhooks
 
     init_chats(app)
+    from admin.greetings import init_app as init_greetings  # issue 8: 生日与节日祝福 pages
+
+    init_greetings(app)
 
 
 def _console_error(err: HTTPException):

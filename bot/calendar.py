@@ -39,11 +39,12 @@ AUDIENCES = {
     "teachers": "教师（职务含“教师/老师/讲师/教授/带教”）",
     "retirees": "离退休职工",
     "youth": "青年职工（35岁以下）",
-    "parents": "有子女的职工（花名册未登记时为全体）",
+    "parents": "有子女的职工（花名册“有子女”为“是”）",
     "delegates": "职工代表",
 }
 DELIVERIES = ("private", "group", "both")
 TEACHER_WORDS = ("教师", "老师", "讲师", "教授", "带教", "教员")
+SOLAR_TERMS = tuple(SolarTerm.NAMES)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,20 @@ def parse_rule(rule: str) -> tuple[str, tuple]:
             raise
         raise RuleError(f"无法识别的规则：{rule}") from None
     raise RuleError(f"无法识别的规则：{rule}（应为 solar:M-D、lunar:M-D、term:节气 或 spring:N）")
+
+
+def rule_label(rule: str) -> str:
+    """A rule in words for the console: 公历5月12日, 农历8月15日, 节气清明, 春节前1天."""
+    try:
+        kind, args = parse_rule(rule)
+    except RuleError:
+        return f"无效规则（{rule}）"
+    if kind in ("solar", "lunar"):
+        return f"{'公历' if kind == 'solar' else '农历'}{args[0]}月{args[1]}日"
+    if kind == "term":
+        return f"节气{args[0]}"
+    n = args[0]
+    return "春节当天" if n == 0 else f"春节{'前' if n < 0 else '后'}{abs(n)}天"
 
 
 def _solar(sd: SolarDay) -> date:
@@ -331,8 +346,7 @@ def in_audience(member: Member, audience: str, day: date | None = None) -> bool:
         day = day or date.today()
         return (day.year - member.birthday.year) <= 35
     if audience == "parents":
-        known = getattr(member, "has_children", None)
-        return True if known is None else bool(known)
+        return bool(member.has_children)  # not known (blank in the roster): not sent, see audience_unknown
     return False
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import click
 from flask import current_app
@@ -44,6 +44,43 @@ def once() -> None:
     )
 
 
+# When handlers.activities.send_activity_reminders / _nudge_unanswered send (the minute scan): a reminder to
+# confirmed sign-ups made before the moment, a day and two hours before the start; one nudge, a day before the
+# deadline, to the audience who have not answered (activities published at least a day before the deadline).
+# tests/test_scheduler.py runs the real job at the previewed times, so this cannot drift from it unnoticed.
+ACTIVITY_REMINDERS = (("活动前一天", timedelta(hours=24)), ("活动前2小时", timedelta(hours=2)))
+NUDGE_BEFORE = timedelta(hours=24)
+
+
+def preview_activities(b, start: date, end: date) -> list[tuple[datetime, str, str, int]]:
+    """(local time, kind, what, recipients) of the activity reminders and deadline nudges between two dates."""
+    from sqlalchemy import select
+
+    from handlers.activities import audience_members, signups_of
+    from models.activity import Activity, Signup
+
+    out = []
+    first, after = b.clock.at(start), b.clock.at(end + timedelta(days=1))
+    with b.db.Session() as s:
+        acts = s.scalars(
+            select(Activity).where(Activity.status == "open", Activity.starts_at > first)
+        ).all()
+        for a in acts:
+            signups = signups_of(s, a.id, ("confirmed",))
+            for label, before in ACTIVITY_REMINDERS:
+                at = a.starts_at - before
+                n = sum(1 for su in signups if su.created_at <= at)
+                if first <= at < after and n:
+                    out.append((b.clock.local(at), "活动提醒", f"{a.title}（{label}，已报名的会员）", n))
+            at = a.deadline - NUDGE_BEFORE
+            if a.remind_unanswered and a.created_at <= at and first <= at < after:
+                answered = set(s.scalars(select(Signup.member_id).where(Signup.activity_id == a.id)))
+                n = sum(1 for m in audience_members(s, a) if m.id not in answered)
+                if n:
+                    out.append((b.clock.local(at), "报名截止提醒", f"{a.title}（还没报名的会员）", n))
+    return sorted(out)
+
+
 def _parse(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -68,6 +105,7 @@ def preview(start: str, end: str) -> None:
         (p.when, p.kind, p.what, p.recipients) for p in preview_greetings(b, first, last)
     ]
     rows += [(at.replace(tzinfo=None), k, w, n) for at, k, w, n in preview_meetings(b, first, last)]
+    rows += [(at.replace(tzinfo=None), k, w, n) for at, k, w, n in preview_activities(b, first, last)]
     rows.sort(key=lambda r: r[0])
     total = 0
     for when, kind, what, n in rows:

@@ -3,10 +3,12 @@
 Catch-up rules (what a run after downtime still sends) — one per kind:
 * birthday greeting: on the birthday (or the working day it was moved to), from the send time (default 09:00)
   until `catchup_until` (default 20:00) local time. Missed the whole day: not sent later (no belated wishes).
-* milestone-birthday notice to the branch chair: from the send time of the day before the birthday until
-  `catchup_until` on the birthday itself (a late notice still lets the chair bring a gift).
-* festival greeting: like birthdays — its day (or the working day before when `shift_to_workday`), send time
-  until `catchup_until`.
+* milestone-birthday notice to the branch chair: from the send time of the day before the greeting goes out
+  (the birthday, or the working day it was moved to; with `birthday_shift_to_workday` the notice itself goes on
+  the last working day before that, when the chair is at work) until `catchup_until` on the greeting's day
+  (a late notice still lets the chair bring a gift).
+* festival greeting: like birthdays — its day (or the working day before when `shift_to_workday`), from the
+  festival's own send time (default: the general one) until `catchup_until`.
 * group leader's morning note (today's birthdays in the group, optional): like birthdays.
 * next month's birthday list to the clerks: from the set day (default the 25th) on; a missed day is made up on
   any later day of the same month, once.
@@ -16,6 +18,14 @@ sends it once. The key holds the occasion's real date, so moving it to a working
 
 Opt-out (不要生日祝福) applies to birthday greetings and milestone notices; festival greetings go to their
 audience. Inactive members (left the union) get nothing; retirees are included.
+
+Festival delivery: `private` = a message to each member of the audience; `group` = one post in each group chat
+whose union group (or, for a chat tied only to a branch, whose branch) has a member of the audience — every chat
+for an everyone-festival, and a chat tied to no group or branch gets only everyone-festivals; `both` = the two.
+With `batch_private`, identical festival text is batched only where the platform takes a list of recipients
+(WeCom message/send, 1,000 ids a call); elsewhere (Feishu, sandbox) every member gets their own row.
+六一 (audience "parents") goes to members whose roster says 有子女 = 是; when nobody's roster entry says either
+way, nothing is sent and the run's note tells the console why (never everyone by default).
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 1000  # WeCom message/send: touser takes up to 1,000 ids
+BATCH_PLATFORMS = frozenset({"wecom"})  # senders that understand payload["batch"] (a list of user ids)
 
 
 def _hm(text: str, default: time) -> time:
@@ -159,6 +170,34 @@ def festival_send_day(f: Festival, day: date) -> date:
     return cal.last_workday_on_or_before(day) if f.shift_to_workday else day
 
 
+def next_occurrence(f: Festival, today: date) -> tuple[date, date] | None:
+    """(the festival's next date on or after today, the day its greeting goes out), None for a bad rule."""
+    for year in (today.year, today.year + 1, today.year + 2):
+        try:
+            day = cal.date_for_rule(f.rule, year)
+        except (cal.RuleError, ValueError):
+            return None
+        if day is not None and festival_send_day(f, day) >= today:
+            return day, festival_send_day(f, day)
+    return None
+
+
+def festival_window(f: Festival, window: Window) -> Window:
+    """A festival's own send time (when staff set one) until the day's catch-up limit."""
+    return Window(_hm(f.send_time or "", window.send), window.until)
+
+
+def birthday_send_day(bday: date, shift: bool) -> date:
+    return cal.last_workday_on_or_before(bday) if shift else bday
+
+
+def milestone_notice_day(bday: date, shift: bool) -> date:
+    """The branch chair hears of a milestone birthday the day before its greeting goes out; when greetings move
+    to working days, on the last working day before that (the chair is at work to prepare the gift)."""
+    before = birthday_send_day(bday, shift) - timedelta(days=1)
+    return cal.last_workday_on_or_before(before) if shift else before
+
+
 # the run ------------------------------------------------------------------------------------------------------
 @dataclass
 class RunStats:
@@ -186,18 +225,14 @@ def run_greetings(bot: Bot, now: datetime) -> RunStats:
         q = Queue(bot, s, now, stats)
         if window.open(local):
             _birthdays(q, cfg, today)
-            _festivals(q, cfg, today)
             if cfg.leader_note:
                 _leader_notes(q, cfg, today)
             month_end = next_month(today)[0] - timedelta(days=1)
             if cfg.monthly_list_day and today.day >= min(cfg.monthly_list_day, month_end.day):
                 _monthly_list(q, today)  # on the set day, or made up on any later day of the month
+        _festivals(q, cfg, today, local, window)  # each festival checks its own send time
         if cfg.milestone_notice:
-            # day-ahead notices: tomorrow's milestones from send time today; today's too (late) until the window ends
-            if local.time() >= window.send:
-                _milestone_notices(q, today + timedelta(days=1))
-            if window.open(local):
-                _milestone_notices(q, today)
+            _milestone_notices(q, cfg, today, local, window)
         q.flush()
     return stats
 
@@ -251,15 +286,19 @@ class Queue:
             return
         table = OutboxMessage.__table__
         ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.idempotency_key)
         # Core "insertmanyvalues" on the session's connection (same transaction). RETURNING gives the rows really
-        # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used).
-        added = len(self.s.connection().execute(stmt, self.rows).all())
+        # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used). Counts are per
+        # recipient: a WeCom batch row counts its ids.
+        inserted = set(self.s.connection().execute(stmt, self.rows).scalars())
+        weight = {r["idempotency_key"]: len(r["payload"].get("batch") or [1]) for r in self.rows}
+        added = sum(n for key, n in weight.items() if key in inserted)
+        already = sum(weight.values()) - added
         run, field_name = self.owner
         run.queued += added
-        run.already += len(self.rows) - added
+        run.already += already
         setattr(self.stats, field_name, getattr(self.stats, field_name) + added)
-        self.stats.already += len(self.rows) - added
+        self.stats.already += already
         self.rows = []
 
 
@@ -292,15 +331,24 @@ def _birthdays(q: Queue, cfg: GreetingConfig, today: date) -> None:
     _done(q, runs)
 
 
-def _milestone_notices(q: Queue, day: date) -> None:
-    """Tell the member's branch chair(s) about a milestone birthday on `day` (sent the day before)."""
-    runs = _open_runs(q, "milestone_notice", "birthday", [day])
+def _milestone_notices(q: Queue, cfg: GreetingConfig, today: date, local: datetime, window: Window) -> None:
+    """Tell the member's branch chair(s) about a milestone birthday: due from the send time of its notice day
+    (`milestone_notice_day`), made up late until the window closes on the day its greeting goes out."""
+    shift = cfg.birthday_shift_to_workday
+    due = []
+    for i in range(0, 25 if shift else 2):  # a birthday after a long holiday is greeted (and noticed) early
+        bday = today + timedelta(days=i)
+        notice, send = milestone_notice_day(bday, shift), birthday_send_day(bday, shift)
+        on_time = notice == today and local.time() >= window.send
+        if on_time or (notice < today <= send and window.open(local)):
+            due.append(bday)
+    runs = _open_runs(q, "milestone_notice", "birthday", due)
     if not runs:
         return
-    run = runs[day]
     tpl = template_text(q.s, "milestone_notice")
     chairs_of: dict[int | None, list[Member]] = {}
-    for member, bday in birthday_members(q.s, [day]):
+    for member, bday in birthday_members(q.s, list(runs)):
+        run = runs[bday]
         if member.greeting_opt_out or not cal.is_milestone(cal.age_on(member, bday)):
             continue
         if member.branch_id not in chairs_of:
@@ -360,14 +408,19 @@ def next_month(today: date) -> tuple[date, date]:
     return first, last
 
 
-def month_birthdays(s: Session, first: date, last: date) -> list[tuple[Member, date]]:
-    """Every active member's celebrated birthday between first and last (cake vouchers: opted-out included)."""
+def month_birthdays(
+    s: Session, first: date, last: date, branch_id: int | None = None
+) -> list[tuple[Member, date]]:
+    """Every active member's celebrated birthday between first and last (cake vouchers: opted-out included),
+    of one branch when `branch_id` is given."""
     out = []
     q = (
         select(Member)
         .where(Member.active.is_(True))
         .options(selectinload(Member.branch), selectinload(Member.group))
     )
+    if branch_id is not None:
+        q = q.where(Member.branch_id == branch_id)
     for m in s.scalars(q.order_by(Member.branch_id, Member.id)):
         for d in cal.birthdays_in_range(m, first, last):
             out.append((m, d))
@@ -388,7 +441,7 @@ def _monthly_list(q: Queue, today: date) -> None:
     for branch, names in per_branch.items():
         shown = "、".join(names[:30]) + (f" 等{len(names)}人" if len(names) > 30 else "")
         lines.append(f"{branch}（{len(names)}人）：{shown}")
-    lines.append("完整名单可在管理后台导出 Excel。")
+    lines.append("完整名单（Excel，可按分会下载）：管理后台 → 生日与节日祝福 → 生日名单。")
     clerks = q.s.scalars(
         select(Member)
         .join(MemberRole)
@@ -401,8 +454,9 @@ def _monthly_list(q: Queue, today: date) -> None:
     _done(q, runs)
 
 
-def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
-    """The month's birthday list as .xlsx (branch, group, name, employee no., date, lunar/solar, milestone)."""
+def birthday_list_xlsx(s: Session, year: int, month: int, branch_id: int | None = None) -> bytes:
+    """The month's birthday list as .xlsx (branch, group, name, employee no., date, lunar/solar, milestone),
+    of every branch or of one."""
     import io
 
     from openpyxl import Workbook
@@ -413,7 +467,7 @@ def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
     ws = wb.active
     ws.title = f"{month}月生日"
     ws.append(["分会", "小组", "姓名", "工号", "生日（公历）", "历法", "逢十", "不要祝福"])
-    for m, d in month_birthdays(s, first, last):
+    for m, d in month_birthdays(s, first, last, branch_id):
         ws.append(
             [
                 m.branch.name if m.branch else "",
@@ -431,31 +485,45 @@ def birthday_list_xlsx(s: Session, year: int, month: int) -> bytes:
     return buf.getvalue()
 
 
-def _festivals(q: Queue, cfg: GreetingConfig, today: date) -> None:
+def _festivals(q: Queue, cfg: GreetingConfig, today: date, local: datetime, window: Window) -> None:
     horizon = [today + timedelta(days=i) for i in range(0, 20)]
     for f, day in festivals_on(q.s, horizon):
-        if festival_send_day(f, day) != today:
+        if festival_send_day(f, day) != today or not festival_window(f, window).open(local):
             continue
         runs = _open_runs(q, "festival", f.code, [day])
         if not runs:
             continue
         run = runs[day]
-        if f.delivery in ("private", "both"):
-            _festival_private(q, cfg, f, day, run)
-        if f.delivery in ("group", "both"):
-            payload = {"type": "text", "text": render(f.template, name="各位会员")}
-            for chat in q.s.scalars(select(Chat).where(Chat.unreachable.is_(False)).order_by(Chat.id)):
-                if chat.platform in q.bot.senders:
-                    key = f"festival:{f.code}:{day}:chat:{chat.id}"
-                    q.add(chat.platform, "chat", chat.chat_id, payload, key, run, "festival_chats")
+        run.note = audience_unknown(q.s, f.audience)
+        if run.note:
+            log.warning("festival %s on %s not sent: %s", f.code, day, run.note)
+        else:
+            if f.delivery in ("private", "both"):
+                _festival_private(q, cfg, f, day, run)
+            if f.delivery in ("group", "both"):
+                payload = {"type": "text", "text": render(f.template, name="各位会员")}
+                for chat in festival_chats(q.s, f.audience, day):
+                    if chat.platform in q.bot.senders:
+                        key = f"festival:{f.code}:{day}:chat:{chat.id}"
+                        q.add(chat.platform, "chat", chat.chat_id, payload, key, run, "festival_chats")
         _done(q, runs)
 
 
-def audience_members(
-    s: Session, audience: str, day: date, senders
-) -> Iterator[tuple[Any, tuple[str, str] | None]]:
-    """(member row, (platform, user id) or None) for the active members of an audience — plain rows, not ORM
-    objects, so a festival for 100,000 members stays fast and small."""
+def audience_unknown(s: Session, audience: str) -> str | None:
+    """Why an audience cannot be told apart yet (the console shows it), or None. 六一 goes to members with
+    children: when no active member's roster entry says 有子女 either way, it is not sent to everyone instead."""
+    if audience != "parents":
+        return None
+    known = s.scalar(
+        select(Member.id).where(Member.active.is_(True), Member.has_children.is_not(None)).limit(1)
+    )
+    if known:
+        return None
+    return "花名册未登记“有子女”（是/否），不知道该发给谁，本次未发送。请在花名册加“有子女”列后重新导入。"
+
+
+def audience_rows(s: Session, audience: str, day: date) -> Iterator[Any]:
+    """The active members of an audience as plain rows (not ORM objects), so 100,000 members stay fast and small."""
     q = select(
         Member.id,
         Member.name,
@@ -464,6 +532,9 @@ def audience_members(
         Member.retired,
         Member.is_delegate,
         Member.birthday,
+        Member.has_children,
+        Member.group_id,
+        Member.branch_id,
     ).where(Member.active.is_(True))
     if audience == "women":
         q = q.where(Member.gender == "女")
@@ -471,6 +542,37 @@ def audience_members(
         q = q.where(Member.retired.is_(True))
     elif audience == "delegates":
         q = q.where(Member.is_delegate.is_(True))
+    elif audience == "parents":
+        q = q.where(Member.has_children.is_(True))
+    for row in s.execute(q.order_by(Member.id)):
+        if cal.in_audience(row, audience, day):
+            yield row
+
+
+def festival_chats(s: Session, audience: str, day: date) -> list[Chat]:
+    chats = list(s.scalars(select(Chat).where(Chat.unreachable.is_(False)).order_by(Chat.id)))
+    return chats if audience == "all" else chats_of_audience(chats, audience_rows(s, audience, day))
+
+
+def chats_of_audience(chats: list[Chat], members) -> list[Chat]:
+    """The group chats a targeted festival's post goes to: the chats of the union groups (or, for a chat tied
+    only to a branch, the branches) that hold a member of the audience. (Everyone-festivals: every chat.)"""
+    groups, branches = set(), set()
+    for m in members:
+        groups.add(m.group_id)
+        branches.add(m.branch_id)
+    return [
+        c
+        for c in chats
+        if (c.group_id is not None and c.group_id in groups)
+        or (c.group_id is None and c.branch_id is not None and c.branch_id in branches)
+    ]
+
+
+def audience_members(
+    s: Session, audience: str, day: date, senders
+) -> Iterator[tuple[Any, tuple[str, str] | None]]:
+    """(member row, (platform, user id) or None) for the active members of an audience."""
     idents: dict[int, tuple[str, str]] = {}
     for member_id, platform, user_id in s.execute(
         select(PlatformIdentity.member_id, PlatformIdentity.platform, PlatformIdentity.platform_user_id)
@@ -478,9 +580,8 @@ def audience_members(
         .order_by(PlatformIdentity.id)
     ):
         idents[member_id] = (platform, user_id)  # the newest account wins, as in Bot.notify_member
-    for row in s.execute(q.order_by(Member.id)):
-        if cal.in_audience(row, audience, day):
-            yield row, idents.get(row.id)
+    for row in audience_rows(s, audience, day):
+        yield row, idents.get(row.id)
 
 
 def _festival_private(q: Queue, cfg: GreetingConfig, f: Festival, day: date, run: GreetingRun) -> None:
@@ -490,7 +591,7 @@ def _festival_private(q: Queue, cfg: GreetingConfig, f: Festival, day: date, run
         if ident is None:
             run.unreachable += 1
             q.stats.unreachable += 1
-        elif personal or not cfg.batch_private:
+        elif personal or not cfg.batch_private or ident[0] not in BATCH_PLATFORMS:
             payload = {"type": "text", "text": render(f.template, name=m.name)}
             q.add(
                 ident[0],
@@ -504,7 +605,7 @@ def _festival_private(q: Queue, cfg: GreetingConfig, f: Festival, day: date, run
             )
         else:
             by_platform[ident[0]].append(ident[1])
-    # Identical text for everyone: one outbox row per platform and 1,000 recipients, payload {"batch": [ids]}.
+    # Identical text on WeCom: one outbox row per 1,000 recipients, payload {"batch": [ids]}.
     for platform, ids in by_platform.items():
         for n, start in enumerate(range(0, len(ids), BATCH_MAX)):
             chunk = ids[start : start + BATCH_MAX]
@@ -547,12 +648,13 @@ def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
     for m in members:
         if m.greeting_opt_out:
             continue
-        for bday in cal.birthdays_in_range(m, start, end + timedelta(days=1)):
-            send_day = cal.last_workday_on_or_before(bday) if shift else bday
+        for bday in cal.birthdays_in_range(m, start, end + timedelta(days=30 if shift else 1)):
+            send_day = birthday_send_day(bday, shift)
             if start <= send_day <= end:
                 per_day[send_day].append(m)
-            if cal.is_milestone(cal.age_on(m, bday)) and start <= bday - timedelta(days=1) <= end:
-                milestones[bday - timedelta(days=1)] += 1
+            notice_day = milestone_notice_day(bday, shift)
+            if cal.is_milestone(cal.age_on(m, bday)) and start <= notice_day <= end:
+                milestones[notice_day] += 1
     if leader_note:
         groups_on: dict[date, set[int]] = defaultdict(set)
         for m in members:
@@ -582,10 +684,12 @@ def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
         if notices:
             out.append(
                 Planned(
-                    datetime.combine(day, send), "逢十生日提醒", f"{n}位会员明天逢十生日（通知分会主席）", n
+                    datetime.combine(day, send), "逢十生日提醒", f"{n}位会员逢十生日将至（通知分会主席）", n
                 )
             )
+    parents_unknown = not any(m.has_children is not None for m in members)
     for f in festivals:
+        at = festival_window(f, Window(send, send)).send
         for year in range(start.year, end.year + 2):
             try:
                 day = cal.date_for_rule(f.rule, year)
@@ -596,11 +700,17 @@ def preview_greetings(bot: Bot, start: date, end: date) -> list[Planned]:
             send_day = festival_send_day(f, day)
             if not start <= send_day <= end:
                 continue
-            n = sum(1 for m in members if cal.in_audience(m, f.audience, day)) if f.delivery != "group" else 0
+            audience = [m for m in members if cal.in_audience(m, f.audience, day)]
+            n = len(audience) if f.delivery != "group" else 0
             label = {"private": "私聊", "group": "群发", "both": "私聊+群发"}.get(f.delivery, f.delivery)
             what = f"{f.name}（{cal.AUDIENCES.get(f.audience, f.audience)}，{label}"
-            what += f"，{len(chats)}个群）" if f.delivery != "private" else "）"
-            out.append(Planned(datetime.combine(send_day, send), "节日祝福", what, n))
+            if f.delivery != "private":
+                posts = chats if f.audience == "all" else chats_of_audience(chats, audience)
+                what += f"，{len(posts)}个群"
+            what += "）"
+            if f.audience == "parents" and parents_unknown:
+                n, what = 0, what + "：花名册未登记“有子女”，不会发送"
+            out.append(Planned(datetime.combine(send_day, at), "节日祝福", what, n))
     out.sort(key=lambda p: (p.when, p.kind))
     return out
 

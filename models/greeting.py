@@ -43,6 +43,7 @@ class Festival(Base):
     template: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     shift_to_workday: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_time: Mapped[str | None] = mapped_column(String(5))  # local HH:MM; None = the general send time
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -92,6 +93,7 @@ class GreetingRun(Base):
     first_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # later runs that day skip at once
+    note: Mapped[str | None] = mapped_column(String(200))  # why nothing went out, for the console
 
 
 class SchedulerLease(Base):
@@ -174,16 +176,36 @@ def run_row(session: Session, kind: str, occasion: str, day: date, now: datetime
     return row
 
 
+RUN_KINDS = {
+    "birthday": "生日祝福",
+    "festival": "节日祝福",
+    "milestone_notice": "逢十生日提醒",
+    "leader_note": "组长生日提醒",
+    "monthly_list": "下月生日名单",
+}
+
+
+def run_key_pattern(run: GreetingRun) -> str:
+    """LIKE pattern of the outbox keys a run wrote (see the key formats in handlers/greetings.py)."""
+    return {
+        "festival": f"festival:{run.occasion}:{run.day}:%",
+        "birthday": f"birthday:%:{run.day}",
+        "monthly_list": f"monthly_list:{run.day:%Y-%m}:%",
+    }.get(run.kind, f"{run.kind}:%:{run.day}:%")  # milestone_notice, leader_note: ...:{day}:{recipient}
+
+
 def delivery_report(session: Session, run: GreetingRun) -> dict[str, int]:
-    """The run's counters plus the outbox outcome of its rows: sent, pending (incl. retrying), failed (dead)."""
-    like = f"festival:{run.occasion}:{run.day}:%" if run.kind == "festival" else f"{run.kind}:%:{run.day}"
+    """The run's counters plus the outbox outcome of its messages: sent, pending (incl. retrying), failed (dead),
+    counted per recipient (a WeCom batch row, target ``batch:N``, counts N)."""
+    of_run = OutboxMessage.idempotency_key.like(run_key_pattern(run))
+    batch = OutboxMessage.target_id.like("batch:%")
     counts = dict(
         session.execute(
-            select(OutboxMessage.status, func.count())
-            .where(OutboxMessage.idempotency_key.like(like))
-            .group_by(OutboxMessage.status)
+            select(OutboxMessage.status, func.count()).where(of_run, ~batch).group_by(OutboxMessage.status)
         ).all()
     )
+    for status, target in session.execute(select(OutboxMessage.status, OutboxMessage.target_id).where(of_run, batch)):
+        counts[status] = counts.get(status, 0) + int(target.partition(":")[2] or 0)
     return {
         "queued": run.queued,
         "skipped_opt_out": run.skipped_opt_out,

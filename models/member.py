@@ -66,7 +66,8 @@ class Member(Base):
     lunar_birth_leap: Mapped[bool] = mapped_column(Boolean, default=False)
     retired: Mapped[bool] = mapped_column(Boolean, default=False)
     is_delegate: Mapped[bool] = mapped_column(Boolean, default=False)
-    greeting_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    greeting_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)  # birthday greetings only
+    has_children: Mapped[bool | None] = mapped_column(Boolean)  # roster 有子女; None = not known (六一)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

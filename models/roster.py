@@ -3,7 +3,8 @@ roles and platform identities.
 
 Columns (header names; a few common variants are accepted, see `HEADER_ALIASES`):
     姓名*  工号*  分会  小组  手机  性别  岗位  生日  农历生日  退休  角色  企业微信账号  飞书账号
-(* required), and optionally 职工代表 (是/否: a delegate to the workers' congress). Unknown columns are
+(* required), and optionally 职工代表 (是/否: a delegate to the workers' congress) and 有子女 (是/否: the 六一
+greeting goes to members marked 是; left blank the member's answer stays unknown). Unknown columns are
 ignored. The header is the first row that holds both 姓名 and 工号 among the first five rows (a title line
 above it is fine); row numbers in errors are the spreadsheet's own (header = 1 when it is the first line).
 
@@ -68,6 +69,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "退休": ("退休", "是否退休", "离退休"),
     "角色": ("角色", "工会职务", "工会角色"),
     "职工代表": ("职工代表", "是否职工代表", "职代会代表"),
+    "有子女": ("有子女", "是否有子女", "有无子女"),
     "企业微信账号": ("企业微信账号", "企业微信", "企业微信id", "企业微信userid", "企微账号"),
     "飞书账号": ("飞书账号", "飞书", "飞书id", "飞书openid", "飞书open_id"),
 }
@@ -481,6 +483,7 @@ def _parse_row(number: int, cells: dict[str, Any]) -> _Row:
         "手机": _parse_phone,
         "退休": _yes_no,
         "职工代表": _yes_no,
+        "有子女": lambda t: _yes_no({"有": "是", "无": "否", "没有": "否"}.get(t, t)),
         "角色": _parse_roles,
     }
     for col, parse in parsers.items():
@@ -681,6 +684,7 @@ _FIELDS = {
     "岗位": "job_title",
     "退休": "retired",
     "职工代表": "is_delegate",
+    "有子女": "has_children",
 }
 
 

@@ -140,6 +140,10 @@ def test_audiences():
     assert cal.in_audience(retiree, "retirees") and not cal.in_audience(nurse, "retirees")
     assert not cal.in_audience(retiree, "youth", date(2026, 5, 4))
     assert cal.in_audience(_m(birthday=date(1998, 1, 1)), "youth", date(2026, 5, 4))
+    # 六一: only members the roster marks as having children; unknown (None) is not "yes"
+    assert cal.in_audience(_m(has_children=True), "parents")
+    assert not cal.in_audience(_m(has_children=False), "parents")
+    assert not cal.in_audience(_m(), "parents")
 
 
 def test_workdays_and_adjusted_days():

@@ -9,10 +9,12 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from bot import outbox
 from handlers.greetings import parse_lunar, preview_greetings, run_greetings
 from models.greeting import Festival, GreetingConfig, GreetingRun, delivery_report
 from models.member import Member, link_identity
 from models.messaging import Chat, OutboxMessage
+from tests.conftest import Chat as SandboxUser
 from tests.conftest import add_member
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -152,6 +154,22 @@ def test_opt_out_inactive_and_retirees(any_bot):
     assert report["queued"] == 1 and report["skipped_opt_out"] == 1 and report["pending"] == 1
 
 
+def test_delivery_report_of_every_run_kind_counts_its_own_messages(bot):
+    person(bot, "主席", roles=["branch_chair"], birthday=None)
+    person(bot, "组长", roles=["group_leader"], birthday=None)
+    person(bot, "干事", roles=["clerk"], birthday=None)
+    person(bot, "整十", birthday=date(1986, 7, 26))
+    person(bot, "八月", birthday=date(1990, 8, 3))
+    set_config(bot, leader_note=True)
+    run(bot, at(2026, 7, 25))  # notice for tomorrow's milestone + the monthly list
+    run(bot, at(2026, 7, 26))  # the birthday and the leader's note
+    with bot.db.Session() as s:
+        got = {(r.kind, r.day.isoformat()): delivery_report(s, r) for r in s.scalars(select(GreetingRun))}
+    for kind, day in (("milestone_notice", "2026-07-26"), ("monthly_list", "2026-08-01"),
+                      ("leader_note", "2026-07-26"), ("birthday", "2026-07-26")):  # fmt: skip
+        assert (got[kind, day]["queued"], got[kind, day]["pending"]) == (1, 1), kind
+
+
 def test_unreachable_member_is_counted(bot):
     add_member(bot, name="没绑定", birthday=date(1980, 9, 9))
     run(bot, at(2026, 9, 9))
@@ -185,6 +203,42 @@ def test_milestone_notice_made_up_on_the_day_after_downtime(bot):
     person(bot, "整十", birthday=date(1996, 6, 2))
     run(bot, at(2026, 6, 2, 10, 0))  # the scheduler was down all of 6-1
     assert [r.member_id for r in rows(bot, "milestone_notice:")] == [chair.id]
+
+
+def test_milestone_notice_a_day_before_a_shifted_greeting(bot):
+    chair = person(bot, "主席", roles=["branch_chair"], birthday=None)
+    sunday = person(bot, "周日", birthday=date(1986, 6, 7))  # 2026-06-07 is a Sunday: greeted Friday 6-5
+    monday = person(bot, "周一", birthday=date(1976, 6, 8))  # greeted on Monday 6-8 itself
+    set_config(bot, birthday_shift_to_workday=True)
+    run(bot, at(2026, 6, 3))
+    run(bot, at(2026, 6, 4, 8, 59))
+    assert not rows(bot, "milestone_notice:")
+    run(bot, at(2026, 6, 4))  # Thursday: the day before Friday's greeting
+    (notice,) = rows(bot, "milestone_notice:")
+    assert notice.member_id == chair.id and "周日" in notice.payload["text"]
+    assert "6月7日" in notice.payload["text"]  # the real birthday
+    assert not keys(bot, "birthday:")
+    run(bot, at(2026, 6, 5))  # Friday: Sunday's greeting, and Monday's notice (the chair's last working day)
+    assert keys(bot, "birthday:") == [f"birthday:{sunday.id}:2026-06-07"]
+    notices = rows(bot, "milestone_notice:")
+    assert [n.idempotency_key for n in notices] == [
+        f"milestone_notice:{sunday.id}:2026-06-07:{chair.id}",
+        f"milestone_notice:{monday.id}:2026-06-08:{chair.id}",
+    ]
+    for day in (6, 7, 8):
+        run(bot, at(2026, 6, day))
+    assert len(rows(bot, "milestone_notice:")) == 2
+    assert keys(bot, "birthday:")[-1] == f"birthday:{monday.id}:2026-06-08"
+
+
+def test_shifted_milestone_notice_made_up_before_the_greeting_after_downtime(bot):
+    chair = person(bot, "主席", roles=["branch_chair"], birthday=None)
+    person(bot, "周日", birthday=date(1986, 6, 7))
+    set_config(bot, birthday_shift_to_workday=True)
+    run(bot, at(2026, 6, 5, 10))  # down all Thursday: made up on Friday with the greeting
+    assert [r.member_id for r in rows(bot, "milestone_notice:")] == [chair.id]
+    run(bot, at(2026, 6, 6, 10))  # and never again on the weekend
+    assert len(rows(bot, "milestone_notice:")) == 1
 
 
 def test_birthday_on_weekend_moved_to_last_workday(bot):
@@ -247,20 +301,225 @@ def test_staff_can_disable_edit_and_add_festivals(bot):
     assert "甲，五一快乐！" in texts_to(bot, a, "festival:")
 
 
-def test_identical_festival_text_batched_per_platform(any_bot):
-    bot = any_bot
-    for i in range(5):
-        person(bot, f"会员{i}", birthday=None)
-    set_config(bot, batch_private=True)
+def set_festival(bot, code, **values):
     with bot.db.transaction() as s:
         from models.greeting import ensure_seeded
 
         ensure_seeded(s)
-        s.scalar(select(Festival).where(Festival.code == "guoqing")).template = "国庆节快乐！"
+        f = s.scalar(select(Festival).where(Festival.code == code))
+        for k, v in values.items():
+            setattr(f, k, v)
+
+
+def deliver(bot, when, platform=None):
+    with time_machine.travel(when, tick=False):
+        outbox.drain(bot, platform=platform)
+
+
+def test_batching_never_reaches_a_platform_without_batch_send(any_bot):
+    """Sandbox (and Feishu) senders know nothing of payload["batch"]: one row per member, and they see it."""
+    bot = any_bot
+    members = [add_member(bot, name=f"会员{i}", birthday=None) for i in range(3)]
+    chats = [SandboxUser(bot, m) for m in members]  # binds each to their sandbox account
+    set_config(bot, batch_private=True)
+    set_festival(bot, "guoqing", template="国庆节快乐！")
     run(bot, at(2026, 10, 1))
-    (row,) = rows(bot, "festival:guoqing:")
-    assert row.payload["batch"] == [f"sb-{i}" for i in sorted(int(x[3:]) for x in row.payload["batch"])]
-    assert len(row.payload["batch"]) == 5 and row.payload["text"] == "国庆节快乐！"
+    got = rows(bot, "festival:guoqing:")
+    assert sorted(r.member_id for r in got) == sorted(m.id for m in members)
+    assert all("batch" not in r.payload and not r.target_id.startswith("batch:") for r in got)
+    deliver(bot, at(2026, 10, 1, 9, 1), "sandbox")
+    for c in chats:
+        assert [p["text"] for p in c.inbox()] == ["国庆节快乐！"]
+
+
+@pytest.fixture
+def fake_wecom():
+    from tests.fake_wecom import FakeWeCom
+
+    server = FakeWeCom().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wecom_bot(tmp_path, fake_wecom):
+    from tests.conftest import make_app
+    from tests.wecom_helpers import settings_for
+
+    app = make_app(f"sqlite:///{tmp_path / 'wecom.db'}", **settings_for(fake_wecom))
+    yield app.extensions["bot"]
+    app.extensions["db"].dispose()
+
+
+def test_wecom_festival_batch_rows_reach_wecom_as_one_call(wecom_bot, fake_wecom):
+    bot = wecom_bot
+    wecom = []
+    for i in range(3):
+        m = add_member(bot, name=f"企微{i}", birthday=None)
+        with bot.db.transaction() as s:
+            link_identity(s, s.get(Member, m.id), "wecom", f"wx{i}")
+        wecom.append(m)
+    sandbox_member = person(bot, "沙盒", birthday=None)
+    set_config(bot, batch_private=True)
+    set_festival(bot, "guoqing", template="国庆节快乐！")
+    run(bot, at(2026, 10, 1))
+    got = rows(bot, "festival:guoqing:")
+    (batch,) = [r for r in got if r.platform == "wecom"]
+    assert batch.target_kind == "user" and batch.target_id == "batch:3" and batch.member_id is None
+    assert sorted(batch.payload["batch"]) == ["wx0", "wx1", "wx2"] and batch.payload["text"] == "国庆节快乐！"
+    assert batch.idempotency_key == "festival:guoqing:2026-10-01:batch:wecom:0"
+    (single,) = [r for r in got if r.platform == "sandbox"]
+    assert single.member_id == sandbox_member.id and "batch" not in single.payload
+    deliver(bot, at(2026, 10, 1, 9, 1))
+    (call,) = fake_wecom.sent()
+    assert sorted(call["touser"].split("|")) == ["wx0", "wx1", "wx2"]
+    assert call["text"]["content"] == "国庆节快乐！"
+    assert {r.status for r in rows(bot, "festival:guoqing:")} == {"sent"}
+    # a personal template ({name}) is never batched: one call per member
+    set_festival(bot, "chongyang", template="{name}，重阳节快乐！", audience="all")
+    run(bot, at(2026, 10, 18))
+    deliver(bot, at(2026, 10, 18, 9, 1))
+    personal = [c for c in fake_wecom.sent() if "重阳" in c["text"]["content"]]
+    assert sorted(c["touser"] for c in personal) == ["wx0", "wx1", "wx2"]
+    assert "企微1，重阳节快乐！" in {c["text"]["content"] for c in personal}
+
+
+def group_chats(bot):
+    """Group chats of 心内科 (a woman nurse) and 骨科 (a man), one tied only to the 外科 branch, one to nothing."""
+    from models.member import Branch, Group
+
+    person(bot, "女护士", gender="女", job_title="护士", birthday=None)
+    person(bot, "男医生", gender="男", job_title="医师", birthday=None, branch="外科分会", group="骨科小组")
+    with bot.db.transaction() as s:
+        heart = s.scalar(select(Group).where(Group.name == "心内科小组"))
+        bone = s.scalar(select(Group).where(Group.name == "骨科小组"))
+        surgery = s.scalar(select(Branch).where(Branch.name == "外科分会"))
+        s.add_all([
+            Chat(platform="sandbox", chat_id="g-heart", title="心内科群", group_id=heart.id),
+            Chat(platform="sandbox", chat_id="g-bone", title="骨科群", group_id=bone.id),
+            Chat(platform="sandbox", chat_id="b-surgery", title="外科分会群", branch_id=surgery.id),
+            Chat(platform="sandbox", chat_id="all-hands", title="全院群"),
+        ])  # fmt: skip
+
+
+def posted_to(bot, prefix):
+    return sorted(r.target_id for r in rows(bot, prefix) if r.target_kind == "chat")
+
+
+def test_group_post_only_to_chats_of_the_audience(bot):
+    group_chats(bot)
+    set_festival(bot, "funv", delivery="group", template="三八节快乐！")
+    set_festival(bot, "hushi", delivery="group", template="护士节快乐！")
+    run(bot, at(2026, 3, 8))
+    assert posted_to(bot, "festival:funv:") == ["g-heart"]  # the 骨科 group and 外科 branch have no women
+    run(bot, at(2026, 5, 12))
+    assert posted_to(bot, "festival:hushi:") == ["g-heart"]
+    run(bot, at(2026, 2, 16))  # 除夕, everyone: every chat
+    assert posted_to(bot, "festival:chuxi:") == ["all-hands", "b-surgery", "g-bone", "g-heart"]
+    set_festival(bot, "guoqing", delivery="group", audience="women")
+    with bot.db.transaction() as s:
+        s.scalar(select(Member).where(Member.name == "男医生")).gender = "女"
+    run(bot, at(2026, 10, 1))  # a branch-only chat gets it when the branch has an audience member
+    assert posted_to(bot, "festival:guoqing:") == ["b-surgery", "g-bone", "g-heart"]
+
+
+def test_both_delivery_private_and_group(bot):
+    group_chats(bot)
+    set_festival(bot, "funv", delivery="both")
+    run(bot, at(2026, 3, 8))
+    got = rows(bot, "festival:funv:")
+    assert [r.payload["text"].split("，")[0] for r in got if r.target_kind == "user"] == ["女护士"]
+    assert posted_to(bot, "festival:funv:") == ["g-heart"]
+    chat_text = next(r.payload["text"] for r in got if r.target_kind == "chat")
+    assert chat_text.startswith("各位会员，")
+    with bot.db.Session() as s:
+        report = delivery_report(s, s.scalar(select(GreetingRun).where(GreetingRun.occasion == "funv")))
+    assert report["queued"] == 2 and report["pending"] == 2
+
+
+def test_per_festival_shift_to_workday_and_send_time(bot):
+    a = person(bot, "甲", birthday=None)
+    # 国庆 2026-10-01 is a holiday: shifted to the last working day before (Wednesday 9-30)
+    set_festival(bot, "guoqing", shift_to_workday=True)
+    run(bot, at(2026, 9, 29))
+    assert not keys(bot, "festival:guoqing:")
+    run(bot, at(2026, 9, 30))
+    assert keys(bot, "festival:guoqing:") == [f"festival:guoqing:2026-10-01:{a.id}"]  # keyed by the real day
+    run(bot, at(2026, 10, 1))
+    assert len(keys(bot, "festival:guoqing:")) == 1
+    # 元旦 not shifted: on the day itself, a holiday; and at its own send time (07:30), not the general 09:00
+    set_festival(bot, "yuandan", send_time="07:30")
+    run(bot, at(2026, 12, 31))
+    assert not keys(bot, "festival:yuandan:")
+    run(bot, at(2027, 1, 1, 7, 29))
+    assert not keys(bot, "festival:yuandan:")
+    run(bot, at(2027, 1, 1, 7, 30))
+    assert keys(bot, "festival:yuandan:") == [f"festival:yuandan:2027-01-01:{a.id}"]
+
+
+def test_children_day_goes_to_parents_per_roster(any_bot):
+    bot = any_bot
+    parent = person(bot, "有娃", has_children=True, birthday=None)
+    person(bot, "没娃", has_children=False, birthday=None)
+    person(bot, "未填", birthday=None)  # unknown: not a parent for 六一
+    person(bot, "离职有娃", has_children=True, active=False, birthday=None)
+    run(bot, at(2026, 6, 1))
+    assert [r.member_id for r in rows(bot, "festival:ertong:")] == [parent.id]
+
+
+def test_children_day_not_sent_when_the_roster_does_not_say(bot):
+    person(bot, "甲", birthday=None)
+    person(bot, "乙", birthday=None)
+    with bot.db.transaction() as s:
+        s.add(Chat(platform="sandbox", chat_id="all-hands", title="全院群"))
+    set_festival(bot, "ertong", delivery="both")
+    plan = preview_greetings(bot, date(2026, 6, 1), date(2026, 6, 1))
+    (p,) = [p for p in plan if p.kind == "节日祝福"]
+    assert p.recipients == 0 and "不会发送" in p.what
+    run(bot, at(2026, 6, 1))
+    assert not keys(bot, "festival:ertong:")
+    with bot.db.Session() as s:
+        log = s.scalar(select(GreetingRun).where(GreetingRun.occasion == "ertong"))
+    assert log.completed_at is not None and "有子女" in log.note
+
+
+def test_roster_column_has_children(bot):
+    from models.roster import import_roster
+
+    data = "姓名,工号,有子女\n甲,E1,是\n乙,E2,无\n丙,E3,\n".encode()
+    with bot.db.transaction() as s:
+        report = import_roster(s, data, "roster.csv")
+    assert report.ok, report.errors
+    with bot.db.Session() as s:
+        got = dict(s.execute(select(Member.employee_no, Member.has_children)).all())
+    assert got == {"E1": True, "E2": False, "E3": None}
+    with bot.db.transaction() as s:  # a blank cell leaves the known answer alone
+        import_roster(s, "姓名,工号,有子女\n甲,E1,\n".encode(), "roster.csv")
+    with bot.db.Session() as s:
+        assert s.scalar(select(Member.has_children).where(Member.employee_no == "E1")) is True
+
+
+def test_youth_day_goes_to_members_up_to_35(bot):
+    young = person(bot, "青年", birthday=date(1992, 7, 1))  # 34 in 2026
+    person(bot, "三十六", birthday=date(1990, 1, 1))
+    person(bot, "退休", birthday=date(1995, 1, 1), retired=True)
+    person(bot, "离职青年", birthday=date(2000, 1, 1), active=False)
+    run(bot, at(2026, 5, 4))
+    assert [r.member_id for r in rows(bot, "festival:qingnian:")] == [young.id]
+
+
+def test_members_who_left_get_no_greeting_at_all(bot):
+    chair = person(bot, "主席", roles=["branch_chair"], birthday=None)
+    gone = person(bot, "离职", birthday=date(1986, 6, 2), active=False, gender="女", has_children=True)
+    person(bot, "在职", birthday=None, has_children=True)
+    set_config(bot, leader_note=True)
+    for day in (at(2026, 6, 1), at(2026, 6, 2)):
+        run(bot, day)
+    assert not texts_to(bot, gone, "")  # no birthday, no 六一
+    assert not texts_to(bot, chair, "milestone_notice:")  # no milestone notice about them either
+    with bot.db.Session() as s:
+        assert s.scalar(select(GreetingRun).where(GreetingRun.kind == "birthday",
+                                                  GreetingRun.day == date(2026, 6, 2))).queued == 0  # fmt: skip
 
 
 # chat ----------------------------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_jobs_skip_when_not_holding_the_lease(bot):
 def test_two_schedulers_started_at_once_send_each_greeting_once(any_bot):
     bot = any_bot
     for i in range(6):
-        person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1))
+        person(bot, f"会员{i}", birthday=date(1980 + i, 6, 1), has_children=True)
     runners = [sch.JobRunner(bot, f"proc-{i}") for i in range(2)]
     barrier = threading.Barrier(2)
     results = []
@@ -185,3 +185,44 @@ def test_same_job_never_overlaps_in_one_process(bot):
     with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
         assert runner.run("greetings", slow)
     assert len(calls) == 1 and runner.runs == ["greetings"]
+
+
+def test_preview_lists_activity_reminders_and_nudges_when_the_real_job_sends_them(app, bot):
+    from cli.schedule import preview_activities
+    from handlers.activities import send_activity_reminders
+    from models.activity import Activity, sign_up
+
+    members = [person(bot, f"会员{i}", birthday=None) for i in range(4)]
+    with bot.db.transaction() as s:
+        a = Activity(title="羽毛球赛", place="体育馆", starts_at=at(2027, 5, 10, 14), signup_deadline=at(2027, 5, 8, 18),
+                     capacity=None, taken=0, seq=0, waitlist_enabled=True, companions_max=0, questions=[],
+                     audience_kind="all", audience_ids=[], status="open", remind_unanswered=True,
+                     created_at=at(2027, 5, 1, 10))  # fmt: skip
+        s.add(a)
+        s.flush()
+        for m in members[:2]:
+            assert sign_up(s, a, s.get(Member, m.id), at(2027, 5, 1, 11)).outcome == "confirmed"
+        late = Activity(title="讲座", starts_at=at(2027, 5, 20, 9), capacity=None, taken=0, seq=0,
+                        waitlist_enabled=True, companions_max=0, questions=[], audience_kind="all",
+                        audience_ids=[], status="open", created_at=at(2027, 5, 1, 10))  # fmt: skip
+        s.add(late)  # nobody signed up, no nudge asked for: nothing to preview
+        aid = a.id
+    plan = preview_activities(bot, date(2027, 5, 1), date(2027, 5, 31))
+    assert [(w.replace(tzinfo=None), k, n) for w, k, _, n in plan] == [
+        (datetime(2027, 5, 7, 18, 0), "报名截止提醒", 2),
+        (datetime(2027, 5, 9, 14, 0), "活动提醒", 2),
+        (datetime(2027, 5, 10, 12, 0), "活动提醒", 2),
+    ]
+    assert preview_activities(bot, date(2027, 5, 8), date(2027, 5, 9))[0][1] == "活动提醒"  # range respected
+    # the real job sends exactly these, at exactly these times
+    for when, _, _, n in sorted(plan):
+        with time_machine.travel(when - timedelta(minutes=1), tick=False):
+            before = outbox_count(bot, f"activity:{aid}:")
+            send_activity_reminders(bot, bot.clock.now())
+            assert outbox_count(bot, f"activity:{aid}:") == before
+        with time_machine.travel(when, tick=False):
+            send_activity_reminders(bot, bot.clock.now())
+        assert outbox_count(bot, f"activity:{aid}:") == before + n
+    result = app.test_cli_runner().invoke(args=["schedule", "preview", "--from", "2027-05-01", "--to", "2027-05-31"])
+    assert "2027-05-09 Sun 14:00  活动提醒" in result.output and "羽毛球赛（活动前一天" in result.output
+    assert "报名截止提醒" in result.output
