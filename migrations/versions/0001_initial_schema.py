@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 04:28:13.965325
+Create Date: 2026-11-30 04:31:50.625232
 """
 
 import sqlalchemy as sa
@@ -139,6 +139,7 @@ def upgrade() -> None:
         sa.Column("template", sa.Text(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("shift_to_workday", sa.Boolean(), nullable=False),
+        sa.Column("send_time", sa.String(length=5), nullable=True),
         sa.Column("builtin", sa.Boolean(), nullable=False),
         sa.Column("updated_at", models.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_festival")),
@@ -172,6 +173,7 @@ def upgrade() -> None:
         sa.Column("first_run_at", models.base.UTCDateTime(), nullable=False),
         sa.Column("last_run_at", models.base.UTCDateTime(), nullable=False),
         sa.Column("completed_at", models.base.UTCDateTime(), nullable=True),
+        sa.Column("note", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_greeting_run")),
         sa.UniqueConstraint("kind", "occasion", "day", name=op.f("uq_greeting_run_kind_occasion_day")),
     )
@@ -316,6 +318,7 @@ def upgrade() -> None:
         sa.Column("retired", sa.Boolean(), nullable=False),
         sa.Column("is_delegate", sa.Boolean(), nullable=False),
         sa.Column("greeting_opt_out", sa.Boolean(), nullable=False),
+        sa.Column("has_children", sa.Boolean(), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", models.base.UTCDateTime(), nullable=False),
         sa.Column("updated_at", models.base.UTCDateTime(), nullable=False),
