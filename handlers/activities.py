@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from bot.context import Context
 from bot.message import Button, Card, Text
-from bot.normalize import parse_date
+from bot.normalize import find_date, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
@@ -77,6 +77,7 @@ _FILLER = re.compile(
     r"还有位置吗?|还有名额吗?|还有位子吗?|几号出发|什么时候出发|截止到什么时候|什么时候截止|几点开始|"
     r"去不了了?|不去了|不参加了?|退掉|退报|不报了|报名情况|谁还没报|还有谁没报|签到|名单|导出|"
     r"算我一个|算我1个|我参加|取消|报名|参加|我报|报|活动|详情|比赛|谢谢|麻烦|请|一下|吧|了|呢|吗|啊|呀|哦|"
+    r"有什么|有啥|搞啥|什么|帮我把|帮我|给我|1个|"
     r"临时排班|排班|有事|我们|我|的|[,.!?:;~'\"()\[\]<>]|\s+"
 )
 
@@ -117,22 +118,50 @@ def match_title(query: str, pool: list[Activity]) -> list[Activity]:
 _ID = re.compile(r"(?<![\d.:\-/+])(\d{1,7})(?![\d年月日:点.\-/]|个人|人|位|名)(?:\s*号)?")
 
 
+# "我报1个" / "算我1个" / "1个人" count people (一个 -> 1个 after normalising); they never name activity 1.
+_COUNT_PHRASE = re.compile(r"(?:我|也|就)?(?:报|算|来|加)\s*我?\s*1\s*个|1个人")
+
+
 def parse_id(text: str) -> int | None:
-    m = _ID.search(re.sub(r"算我1个|1个人", " ", text))
+    m = _ID.search(_COUNT_PHRASE.sub(" ", text))
     return int(m[1]) if m else None
 
 
+def _day_of(ctx: Context, text: str, pool: list[Activity]) -> tuple[date | None, str]:
+    """The date a message names (周六, 下周三, 12月5日) and the text without it. A date that is part of a title
+    (3.8 in “3.8节插花”) is not a date."""
+    found = find_date(text, ctx.clock.today())
+    if found.day is None or any(found.words in a.title for a in pool):
+        return None, text
+    return found.day, found.rest
+
+
+def on_day(ctx: Context, pool: list[Activity], day: date) -> list[Activity]:
+    return [a for a in pool if ctx.clock.local(a.starts_at).date() == day]
+
+
 def resolve(ctx: Context, text: str, pool: list[Activity]) -> tuple[Activity | None, list[Activity]]:
-    """The activity a message refers to: by number (any activity) or by title (within `pool`).
+    """The activity a message refers to: by number (any activity) or by title and date (within `pool`).
 
     Returns (activity, []) when clear, (None, candidates) when several match, (None, []) when none does.
+    A date narrows the titles to that day (我想报名周六的羽毛球赛); when that day has none, the other days'
+    matches come back as candidates to ask about, never as a guess.
     """
-    n = parse_id(text)
+    day, rest = _day_of(ctx, text, pool)
+    n = parse_id(rest)
     if n is not None:
         a = ctx.session.get(Activity, n)
         if a is not None:
             return a, []
-    found = match_title(text, pool)
+    if day is not None:
+        that_day = on_day(ctx, pool, day)
+        if not _clean(rest):
+            return None, that_day
+        found = match_title(rest, that_day)
+        if len(found) == 1:
+            return found[0], []
+        return None, found or match_title(rest, pool)
+    found = match_title(rest, pool)
     if len(found) == 1:
         return found[0], []
     return None, found
@@ -275,20 +304,56 @@ def _signed_text(ctx: Context, a: Activity, signup: Signup, position: int | None
     )
 
 
-def _unknown(ctx: Context, candidates: list[Activity], verb: str = "报名") -> None:
-    if candidates:
-        lines = [f"【{a.id}】{a.title}（{ctx.clock.fmt(a.starts_at)}）" for a in candidates[:8]]
-        ctx.reply(
-            Card(
-                f"找到 {len(candidates)} 个相近的活动，您想{verb}哪一个？",
-                [*lines, f"请发送“{verb} 编号”，例如“{verb} {candidates[0].id}”。"],
-                [Button(f"{verb} {a.title}", {"do": "signup", "activity": a.id}) for a in candidates[:4]]
-                if verb == "报名"
-                else [],
-            )
-        )
-        return
+def _unknown(ctx: Context, verb: str = "报名") -> None:
     ctx.reply(f"没找到这个活动。{_open_list_text(ctx)}\n请发送“{verb} 编号”，例如“{verb} 3”。")
+
+
+_PICK_PROMPTS = {
+    "报名": "您想报名哪一个？",
+    "活动": "您想看哪一个？",
+    "取消报名": "您想取消哪一个活动的报名？",
+}
+_PICK_BUTTONS = {"报名": "signup", "活动": "activity", "取消报名": "cancel_signup"}
+
+
+def _choose(ctx: Context, verb: str, candidates: list[Activity], companions: int = 0, head: str = "") -> None:
+    """Several activities fit: a numbered question (reply 1, 2 …, or tap), never a guess."""
+    shown = candidates[:8]
+    lines = [f"{i}. 【{a.id}】{a.title}（{_when(ctx, a)}）" for i, a in enumerate(shown, 1)]
+    lines.append(f"请回复序号 1–{len(shown)}" if len(shown) > 1 else "是这个吗？请回复 1")
+    lines[-1] += f"，或发送“{verb} 编号”，例如“{verb} {shown[0].id}”。"
+    head = head or f"找到 {len(candidates)} 个相近的活动，{_PICK_PROMPTS[verb]}"
+    do = _PICK_BUTTONS[verb]
+    buttons = [
+        Button(f"{i}. {a.title}"[:20], {"do": do, "activity": a.id}) for i, a in enumerate(shown[:4], 1)
+    ]
+    ctx.reply(Card(head, lines, buttons))
+    ctx.start_dialog(
+        "activity_pick", "pick", {"verb": verb, "ids": [a.id for a in shown], "companions": companions}
+    )
+
+
+@router.dialog("activity_pick")
+def pick_step(ctx: Context) -> None:
+    """The answer to a numbered question: 1 / 第2个 / 2号 picks; anything else is handled as a new message."""
+    assert ctx.dialog is not None
+    data = dict(ctx.dialog.data)
+    m = re.fullmatch(r"第?(\d+)\s*(?:个|号)?", ctx.text.strip())
+    ids = list(data.get("ids") or [])
+    if m is None or not 1 <= int(m[1]) <= len(ids):
+        ctx.end_dialog()
+        ctx.bot._dispatch(ctx)  # the member moved on: route the message as if nothing was asked
+        return
+    ctx.end_dialog()
+    a = ctx.session.get(Activity, ids[int(m[1]) - 1])
+    if a is None:
+        _unknown(ctx, data["verb"])
+    elif data["verb"] == "报名":
+        _do_signup(ctx, a, int(data.get("companions") or 0))
+    elif data["verb"] == "取消报名":
+        _do_cancel(ctx, a)
+    else:
+        ctx.reply(detail_card(ctx, a))
 
 
 # ---- members: list, details, sign up, cancel, mine ------------------------------------------------------
@@ -315,17 +380,33 @@ def activities(ctx: Context) -> None:
     """活动：查看可报名的活动和详情"""
     now = ctx.clock.now()
     pool = open_activities(ctx.session, now, ctx.member)
+    day, rest = _day_of(ctx, ctx.text, pool)
+    if day is not None and not _clean(rest) and parse_id(rest) is None:  # 下周三有什么活动
+        that_day = on_day(ctx, pool, day)
+        if that_day:
+            ctx.reply(_list_card(ctx, that_day, f"{_day_label(ctx, day)}的活动"))
+            return
+        head = f"{_day_label(ctx, day)}没有可报名的活动。"
+        ctx.reply(_list_card(ctx, pool, head + "其他可报名的活动") if pool else head)
+        return
     a, cands = resolve(ctx, ctx.text, pool) if _clean(ctx.text) or parse_id(ctx.text) else (None, [])
     if a is not None:
         ctx.reply(detail_card(ctx, a))
         return
     if cands:
-        _unknown(ctx, cands, "活动")
+        _choose(ctx, "活动", cands)
         return
     if not pool:
         ctx.reply("目前没有可报名的活动。有新活动时会通知大家。发送“我的报名”查看已报名的活动。")
         return
     ctx.reply(_list_card(ctx, pool, "可报名的活动"))
+
+
+_WEEKDAY_NAMES = "一二三四五六日"
+
+
+def _day_label(ctx: Context, day: date) -> str:
+    return f"{day.month}月{day.day}日（周{_WEEKDAY_NAMES[day.weekday()]}）"
 
 
 def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
@@ -349,7 +430,7 @@ def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
 def activity_action(ctx: Context) -> None:
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [])
+        _unknown(ctx)
         return
     ctx.reply(detail_card(ctx, a))
 
@@ -392,7 +473,10 @@ def signup(ctx: Context) -> None:
             else:
                 ctx.reply("目前没有可报名的活动。有新活动时会通知大家。")
             return
-        _unknown(ctx, cands)
+        if cands:
+            _choose(ctx, "报名", cands, companions or 0)
+        else:
+            _unknown(ctx)
         return
     _do_signup(ctx, a, companions or 0)
 
@@ -401,7 +485,7 @@ def signup(ctx: Context) -> None:
 def signup_action(ctx: Context) -> None:
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [])
+        _unknown(ctx)
         return
     companions = (ctx.msg.action or {}).get("companions", 0)
     _do_signup(ctx, a, int(companions) if str(companions).isdigit() else 0)
@@ -563,6 +647,7 @@ def _my_active(ctx: Context) -> list[tuple[Signup, Activity]]:
     "退报",
     "不报了",
     "取消",
+    together=(("取消", "报名"),),  # 帮我把羽毛球的报名取消了: cancelling a sign-up, not signing up
     menu="取消报名 3 — 取消活动报名",
     priority=1,
 )
@@ -574,31 +659,26 @@ def cancel(ctx: Context) -> None:
     if not mine:
         ctx.reply("您目前没有报名任何活动，不需要取消。发送“活动”看看可报名的活动。")
         return
-    n = parse_id(ctx.text)
-    target: Activity | None = None
+    acts = [a for _, a in mine]
+    day, rest = _day_of(ctx, ctx.text, acts)
+    n = parse_id(rest)
     if n is not None:
-        target = next((a for _, a in mine if a.id == n), None)
+        target = next((a for a in acts if a.id == n), None)
         if target is None:
             ctx.reply(f"您没有报名编号 {n} 的活动。\n" + _mine_lines(ctx, mine))
             return
-    else:
-        found = match_title(ctx.text, [a for _, a in mine])
-        if len(found) == 1:
-            target = found[0]
-    if target is None:
-        ctx.reply(
-            Card(
-                "您想取消哪一个活动的报名？",
-                [f"【{a.id}】{a.title}（{STATUS_LABELS[su.status]}）" for su, a in mine]
-                + [f"请发送“取消报名 编号”，例如“取消报名 {mine[0][1].id}”。"],
-                [
-                    Button(f"取消 {a.title}"[:20], {"do": "cancel_signup", "activity": a.id}, "danger")
-                    for _, a in mine[:4]
-                ],
-            )
-        )
+        _do_cancel(ctx, target)
         return
-    _do_cancel(ctx, target)
+    pool = on_day(ctx, acts, day) if day is not None else acts
+    found = match_title(rest, pool) if _clean(rest) else []
+    if len(found) == 1:
+        _do_cancel(ctx, found[0])
+        return
+    if found:  # 羽毛球 on two days: which one
+        _choose(ctx, "取消报名", found)
+        return
+    # nothing named (or nothing of mine matches): show mine and ask, even when there is only one
+    _choose(ctx, "取消报名", acts, head=f"您报名了 {len(acts)} 个活动，您想取消哪一个的报名？")
 
 
 def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
@@ -619,7 +699,7 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
 def cancel_action(ctx: Context) -> None:
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [], "取消报名")
+        _unknown(ctx, "取消报名")
         return
     _do_cancel(ctx, a)
 
