@@ -1053,23 +1053,46 @@ def announce_cancelled(bot, s, a: Activity, now: datetime) -> int:
     return told
 
 
-def notify_changed(bot, s, a: Activity) -> int:
-    """Time or place changed: tell everyone signed up (one message per change and member)."""
+def member_view(bot, a: Activity) -> dict[str, str]:
+    """What members see of an activity, as they see it. A change notice is due exactly when this changes;
+    capacity, audience, questions, waitlist and posting options are the organisers' business."""
+    hours = a.cancel_cutoff_hours
+    return {
+        "名称": a.title,
+        "时间": bot.clock.fmt(a.starts_at),
+        "结束时间": bot.clock.fmt(a.ends_at) if a.ends_at else "未定",
+        "地点": a.place or "未定",
+        "报名截止": bot.clock.fmt(a.deadline),
+        "取消规则": f"开始前 {hours} 小时内不能取消" if hours else "开始前随时可以取消",
+        "说明": a.description or "（无）",
+    }
+
+
+def notify_changed(bot, s, a: Activity, before: dict[str, str]) -> tuple[int, list[str]]:
+    """After an edit (console or API): one message to everyone signed up listing what changed, old → new.
+
+    `before` is member_view() taken before the edit. Returns (members told, changed labels)."""
+    after = member_view(bot, a)
+    changed = [k for k in after if after[k] != before.get(k)]
+    if not changed:
+        return 0, []
+    lines = [
+        f"· 说明已更新：{after[k][:100]}" if k == "说明" else f"· {k}：{before.get(k, '')} → {after[k]}"
+        for k in changed
+    ]
+    text = (
+        f"通知：您报名的活动“{a.title}”有变更：\n"
+        + "\n".join(lines)
+        + f"\n发送“活动 {a.id}”查看详情；去不了请发送“取消报名 {a.id}”。"
+    )
+    stamp = hashlib.sha1(repr(sorted(after.items())).encode()).hexdigest()[:10]
+    moment = f"{a.updated_at:%Y%m%d%H%M%S%f}" if a.updated_at else ""
     told = 0
-    place_digest = hashlib.sha1((a.place or "").encode()).hexdigest()[:8]
-    stamp = f"{a.starts_at:%Y%m%d%H%M}:{place_digest}"
     for su in signups_of(s, a.id):
         told += bot.notify_member(
-            s,
-            su.member,
-            Text(
-                f"通知：您报名的活动“{a.title}”有变更。\n时间：{bot.clock.fmt(a.starts_at)}"
-                + (f"\n地点：{a.place}" if a.place else "")
-                + f"\n去不了请发送“取消报名 {a.id}”。"
-            ),
-            key=f"activity:{a.id}:changed:{stamp}:{su.member_id}",
+            s, su.member, Text(text), key=f"activity:{a.id}:changed:{moment}:{stamp}:{su.member_id}"
         )
-    return told
+    return told, changed
 
 
 def audience_chats(s, a: Activity) -> list:
