@@ -19,6 +19,7 @@ from bot.normalize import find_date, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
+    MAX_QUESTIONS,
     STATUS_LABELS,
     Activity,
     Signup,
@@ -1150,21 +1151,42 @@ def post_to_group_chats(bot, s, a: Activity) -> int:
 
 
 # ---- creating an activity through a short dialog -----------------------------------------------------
+# Six short questions (name, start, place, capacity, deadline, audience), then one menu of optional settings
+# that “好” skips: the common case stays short, and everything the console can set is one number away.
 
-_STEPS = ("title", "time", "place", "capacity", "deadline", "audience")
+Audience = tuple[str, str, list[int]]  # (label, kind, ids); kind pick_branches / pick_groups asks which ones
 
 
-def _audience_options(ctx: Context) -> list[tuple[str, str, list[int]]]:
+def _audience_options(ctx: Context) -> list[Audience]:
     m = ctx.member
     assert m is not None
-    opts: list[tuple[str, str, list[int]]] = []
-    if ctx.can("activities.manage_all"):
+    opts: list[Audience] = []
+    every = ctx.can("activities.manage_all")
+    if every:
         opts += [("全体会员", "all", []), ("女职工", "women", []), ("离退休职工", "retirees", [])]
-    if m.branch_id and (ctx.can("activities.manage_all") or m.has_role("branch_chair")):
+    if m.branch_id and (every or m.has_role("branch_chair")):
         opts.append((f"本分会（{m.branch.name if m.branch else ''}）", "branches", [m.branch_id]))
     if m.group_id:
         opts.append((f"本小组（{m.group.name if m.group else ''}）", "groups", [m.group_id]))
+    if every:
+        opts += [("指定几个分会", "pick_branches", []), ("指定几个小组", "pick_groups", [])]
+    elif m.branch_id and m.has_role("branch_chair"):
+        opts.append(("本分会的几个小组", "pick_groups", []))
     return opts
+
+
+def _pickable(ctx: Context, kind: str) -> list[tuple[int, str]]:
+    """The branches or groups this organiser may choose from, numbered in this order."""
+    from models.member import Branch, Group
+
+    m = ctx.member
+    assert m is not None
+    if kind == "pick_branches":
+        return [(b.id, b.name) for b in ctx.session.scalars(select(Branch).order_by(Branch.id))]
+    q = select(Group).order_by(Group.branch_id, Group.id)
+    if not ctx.can("activities.manage_all"):
+        q = q.where(Group.branch_id == m.branch_id)
+    return [(g.id, g.name) for g in ctx.session.scalars(q)]
 
 
 _TIME = re.compile(r"(上午|早上|中午|下午|晚上)?\s*(\d{1,2})\s*(?:[:点时])\s*(\d{1,2}|半)?")
@@ -1188,20 +1210,84 @@ def parse_when(text: str, today: date) -> tuple[date | None, int, int, bool]:
     return day, hour, minute, True
 
 
+_SKIP = ("跳过", "无", "没有", "不用", "不填", "不设", "不需要")
+_PUBLISH = ("好", "好的", "发布", "确定", "确认", "可以", "就这样", "没有了", "不用了", "跳过", "ok")
+# the optional settings: number -> (dialog step, words that also choose it)
+_MORE = {
+    1: ("description", ("说明", "描述", "介绍")),
+    2: ("ends", ("结束",)),
+    3: ("question", ("问题", "报名问题")),
+    4: ("waitlist", ("候补",)),
+    5: ("cutoff", ("不能取消", "取消截止", "取消时间")),
+    6: ("remind", ("提醒",)),
+}
+
+
 def _prompt(step: str, ctx: Context) -> str:
+    total = 6 if len(_audience_options(ctx)) > 1 else 5
     if step == "title":
-        return "好的，我们来发布一个活动（随时发送“取消”退出）。\n1/6 活动名称是？例如：乒乓球比赛"
+        return f"好的，我们来发布一个活动（随时发送“取消”退出）。\n1/{total} 活动名称是？例如：乒乓球比赛"
     if step == "time":
-        return "2/6 什么时候开始？例如：12月5日 14:30、下周六 9点、明天下午3点"
+        return f"2/{total} 什么时候开始？例如：12月5日 14:30、下周六 9点、明天下午3点"
     if step == "place":
-        return "3/6 在哪里？（没有固定地点发“无”）"
+        return f"3/{total} 在哪里？（没有固定地点发“跳过”）"
     if step == "capacity":
-        return "4/6 限多少人？发数字，例如 30；不限人数发“不限”。可带家属就加上，例如“30 每人带1人”。"
+        return (
+            f"4/{total} 限多少人？发数字，例如 30；不限人数发“不限”。"
+            "可带家属就加上，例如“30 每人带1人”（家属计入名额）。"
+        )
     if step == "deadline":
-        return "5/6 报名截止时间？例如：12月3日 18点；发“默认”为开始前一天 18:00。"
-    opts = _audience_options(ctx)
-    lines = "\n".join(f"{i}. {label}" for i, (label, _, _) in enumerate(opts, 1))
-    return f"6/6 哪些人可以报名？\n{lines}\n请回复序号。"
+        return f"5/{total} 报名截止时间？例如：12月3日 18点；发“默认”为开始前一天 18:00。"
+    if step == "audience":
+        opts = _audience_options(ctx)
+        lines = "\n".join(f"{i}. {label}" for i, (label, _, _) in enumerate(opts, 1))
+        return f"6/{total} 哪些人可以报名？\n{lines}\n请回复序号。"
+    if step in ("pick_branches", "pick_groups"):
+        what = "分会" if step == "pick_branches" else "小组"
+        lines = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(_pickable(ctx, step), 1))
+        return f"请选择{what}，可多选，序号或名称用空格分开，例如“1 3”：\n{lines}"
+    if step == "description":
+        return "请写活动说明（例如：自带球拍，穿运动鞋）。不写发“跳过”。"
+    if step == "ends":
+        return "什么时候结束？例如：17:00、12月10日 17点。不设发“跳过”。"
+    if step == "question":
+        return (
+            "报名时要问大家什么？写成“问题：选项/选项”，例如“项目：单打/双打”；"
+            "不设选项就只写问题，例如“衣服尺码”。不加发“跳过”。"
+        )
+    if step == "cutoff":
+        return "开始前几小时内不能取消报名？发数字，例如 24；发 0 表示开始前随时可以取消。"
+    return _more_menu(ctx)
+
+
+def _more_menu(ctx: Context) -> str:
+    assert ctx.dialog is not None
+    d = ctx.dialog.data
+    starts = datetime.fromisoformat(d["starts_at"])
+    cap = "不限" if d.get("capacity") is None else f"{d['capacity']} 人"
+    if d.get("companions_max"):
+        cap += f"（每人可带 {d['companions_max']} 位家属）"
+    ends = f"–{ctx.clock.fmt(datetime.fromisoformat(d['ends_at']))}" if d.get("ends_at") else ""
+    questions = d.get("questions") or []
+    summary = [
+        f"“{d['title']}”就快发布好了：",
+        f"时间：{ctx.clock.fmt(starts)}{ends}　地点：{d.get('place') or '未定'}",
+        f"名额：{cap}　报名截止：{ctx.clock.fmt(datetime.fromisoformat(d['deadline']))}",
+        f"对象：{d['audience'][0]}",
+        *([f"说明：{d['description']}"] if d.get("description") else []),
+        *(
+            f"问题：{q['label']}" + (f"（{'/'.join(q['options'])}）" if q["options"] else "")
+            for q in questions
+        ),
+    ]
+    waitlist = "开" if d.get("waitlist", True) else "关"
+    cutoff = f"开始前 {d['cutoff']} 小时" if d.get("cutoff") else "未设"
+    remind = "开" if d.get("remind") else "关"
+    options = (
+        f"1 说明　2 结束时间　3 报名问题（{len(questions)}/{MAX_QUESTIONS}）\n"
+        f"4 满员后候补：{waitlist}　5 不能取消的时间：{cutoff}　6 截止前一天提醒未报名的人：{remind}"
+    )
+    return "\n".join(summary) + f"\n其他设置？回复“好”发布，或回复序号：\n{options}"
 
 
 @router.handler("发布活动", "创建活动", "新建活动", "发起活动", "组织活动", "发个活动", group_ok=False)
@@ -1210,6 +1296,9 @@ def create_start(ctx: Context) -> None:
     if not ctx.can("activities.create"):
         ctx.reply("发布活动需要小组长、分会主席或工会干事的权限。想参加活动请发送“活动”。")
         return
+    if not _audience_options(ctx):
+        ctx.reply("您的会员资料里没有分会或小组，暂时不能在聊天里发布活动，请联系工会办公室。")
+        return
     ctx.start_dialog("activity_create", "title", {})
     ctx.reply(_prompt("title", ctx))
 
@@ -1217,94 +1306,229 @@ def create_start(ctx: Context) -> None:
 @router.dialog("activity_create")
 def create_step(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
-    step, data, text = ctx.dialog.step, dict(ctx.dialog.data), ctx.text.strip()
-    today = ctx.clock.today()
-    if step == "title":
-        if not (2 <= len(text) <= 60):
-            ctx.reply("活动名称请写 2 到 60 个字。\n" + _prompt("title", ctx))
-            return
-        ctx.advance("time", title=text)
-    elif step == "time":
-        day, h, mi, _ = parse_when(text, today)
-        if day is None:
-            ctx.reply("没看懂时间。\n" + _prompt("time", ctx))
-            return
-        starts = ctx.clock.at(day, h, mi)
-        if starts <= ctx.clock.now():
-            ctx.reply("这个时间已经过去了，请发一个将来的时间。\n" + _prompt("time", ctx))
-            return
-        ctx.advance("place", starts_at=starts.isoformat())
-    elif step == "place":
-        ctx.advance("capacity", place="" if text in ("无", "没有", "不填", "跳过") else text[:200])
-    elif step == "capacity":
-        comp, rest = parse_companions(text)
-        rest = re.sub(r"每人|可以|可", "", rest)
-        if "不限" in rest or "无" in rest:
-            cap = None
-        else:
-            m = re.search(r"\d+", rest)
-            if not m or int(m.group()) <= 0:
-                ctx.reply("请发一个人数，或“不限”。\n" + _prompt("capacity", ctx))
-                return
-            cap = int(m.group())
-        ctx.advance("deadline", capacity=cap, companions_max=comp or 0)
-    elif step == "deadline":
-        starts = datetime.fromisoformat(data["starts_at"])
-        if text in ("默认", "好", "可以", "跳过", "开始前一天"):
-            local_day = ctx.clock.local(starts).date() - timedelta(days=1)
-            deadline = ctx.clock.at(local_day, 18, 0)
-            if deadline <= ctx.clock.now():
-                deadline = starts
-        else:
-            day, h, mi, has_time = parse_when(text, today)
-            if day is None:
-                ctx.reply("没看懂截止时间。\n" + _prompt("deadline", ctx))
-                return
-            deadline = ctx.clock.at(day, h, mi) if has_time else ctx.clock.at(day, 23, 59)
-            if deadline > starts:
-                ctx.reply("截止时间不能晚于活动开始时间。\n" + _prompt("deadline", ctx))
-                return
-            if deadline <= ctx.clock.now():
-                ctx.reply("截止时间已经过去了。\n" + _prompt("deadline", ctx))
-                return
-        ctx.advance("audience", deadline=deadline.isoformat())
-        opts = _audience_options(ctx)
-        if len(opts) == 1:  # a group leader publishes for their own group
-            _finish_create(ctx, opts[0])
-            return
-    elif step == "audience":
-        opts = _audience_options(ctx)
-        choice = int(text) if text.isdigit() and 1 <= int(text) <= len(opts) else None
-        if choice is None:
-            hits = [o for o in opts if text and text in o[0]]
-            if len(hits) != 1:
-                ctx.reply("请回复序号。\n" + _prompt("audience", ctx))
-                return
-            _finish_create(ctx, hits[0])
-            return
-        _finish_create(ctx, opts[choice - 1])
+    step, text = ctx.dialog.step, ctx.text.strip()
+    error = _CREATE_STEPS[step](ctx, text)
+    if ctx.dialog is None:  # published
         return
+    ctx.reply((error + "\n" if error else "") + _prompt(ctx.dialog.step, ctx))
+
+
+def _title_step(ctx: Context, text: str) -> str:
+    if not (2 <= len(text) <= 60):
+        return "活动名称请写 2 到 60 个字。"
+    ctx.advance("time", title=text)
+    return ""
+
+
+def _time_step(ctx: Context, text: str) -> str:
+    day, h, mi, _ = parse_when(text, ctx.clock.today())
+    if day is None:
+        return "没看懂时间。"
+    starts = ctx.clock.at(day, h, mi)
+    if starts <= ctx.clock.now():
+        return "这个时间已经过去了，请发一个将来的时间。"
+    ctx.advance("place", starts_at=starts.isoformat())
+    return ""
+
+
+def _place_step(ctx: Context, text: str) -> str:
+    ctx.advance("capacity", place="" if text in _SKIP else text[:200])
+    return ""
+
+
+def _capacity_step(ctx: Context, text: str) -> str:
+    comp, rest = parse_companions(text)
+    rest = re.sub(r"每人|可以|可", "", rest)
+    if "不限" in rest or "无" in rest or rest.strip() in _SKIP:
+        cap = None
+    else:
+        m = re.search(r"\d+", rest)
+        if not m or not 0 < int(m.group()) <= 100_000:
+            return "请发一个人数，或“不限”。"
+        cap = int(m.group())
+    ctx.advance("deadline", capacity=cap, companions_max=min(comp or 0, 20))
+    return ""
+
+
+def _deadline_step(ctx: Context, text: str) -> str:
     assert ctx.dialog is not None
-    ctx.reply(_prompt(ctx.dialog.step, ctx))
+    starts = datetime.fromisoformat(ctx.dialog.data["starts_at"])
+    if text in ("默认", "好", "可以", "跳过", "开始前一天"):
+        local_day = ctx.clock.local(starts).date() - timedelta(days=1)
+        deadline = ctx.clock.at(local_day, 18, 0)
+        if deadline <= ctx.clock.now():
+            deadline = starts
+    else:
+        day, h, mi, has_time = parse_when(text, ctx.clock.today())
+        if day is None:
+            return "没看懂截止时间。"
+        deadline = ctx.clock.at(day, h, mi) if has_time else ctx.clock.at(day, 23, 59)
+        if deadline > starts:
+            return "截止时间不能晚于活动开始时间。"
+        if deadline <= ctx.clock.now():
+            return "截止时间已经过去了。"
+    opts = _audience_options(ctx)
+    if len(opts) == 1:  # a group leader publishes for their own group
+        ctx.advance("more", deadline=deadline.isoformat(), audience=list(opts[0]))
+    else:
+        ctx.advance("audience", deadline=deadline.isoformat())
+    return ""
 
 
-def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
+def _audience_step(ctx: Context, text: str) -> str:
+    opts = _audience_options(ctx)
+    if text.isdigit() and 1 <= int(text) <= len(opts):
+        choice = opts[int(text) - 1]
+    else:
+        hits = [o for o in opts if text and text in o[0]]
+        if len(hits) != 1:
+            return "请回复序号。"
+        choice = hits[0]
+    if choice[1] in ("pick_branches", "pick_groups"):
+        ctx.advance(choice[1])
+    else:
+        ctx.advance("more", audience=list(choice))
+    return ""
+
+
+def _pick_step(ctx: Context, text: str) -> str:
+    """Several branches or groups, by number or (part of the) name: 1 3 / 内科 外科."""
+    assert ctx.dialog is not None
+    kind = ctx.dialog.step
+    items = _pickable(ctx, kind)
+    chosen: list[tuple[int, str]] = []
+    for token in re.split(r"[\s,;]+", text):
+        if not token:
+            continue
+        if token.isdigit() and 1 <= int(token) <= len(items):
+            hits = [items[int(token) - 1]]
+        else:
+            hits = [it for it in items if it[1] == token] or [it for it in items if token in it[1]]
+        if len(hits) != 1:
+            return f"没找到“{token}”，或者它对应不止一个，请用序号。"
+        if hits[0] not in chosen:
+            chosen.append(hits[0])
+    if not chosen:
+        return "请至少选一个。"
+    what, kind_ = ("指定分会", "branches") if kind == "pick_branches" else ("指定小组", "groups")
+    label = f"{what}（{'、'.join(name for _, name in chosen)}）"
+    ctx.advance("more", audience=[label, kind_, [i for i, _ in chosen]])
+    return ""
+
+
+def _more_step(ctx: Context, text: str) -> str:
+    assert ctx.dialog is not None
+    if text.lower() in _PUBLISH:
+        _finish_create(ctx)
+        return ""
+    m = re.fullmatch(r"(\d)(?:\s+(.*))?", text, re.S)
+    number = int(m[1]) if m else next((n for n, (_, words) in _MORE.items() if text in words), None)
+    if number not in _MORE:
+        return "没看懂。"
+    step, content = _MORE[number][0], (m[2] or "").strip() if m else ""
+    if step == "waitlist":
+        ctx.advance("more", waitlist=not ctx.dialog.data.get("waitlist", True))
+    elif step == "remind":
+        ctx.advance("more", remind=not ctx.dialog.data.get("remind", False))
+    elif step == "question" and len(ctx.dialog.data.get("questions") or []) >= MAX_QUESTIONS:
+        return f"最多 {MAX_QUESTIONS} 个报名问题。"
+    elif content:  # “1 自带球拍”: the setting and its value in one message
+        return _CREATE_STEPS[step](ctx, content)
+    else:
+        ctx.advance(step)
+    return ""
+
+
+def _description_step(ctx: Context, text: str) -> str:
+    if text not in _SKIP:
+        ctx.advance("more", description=text[:2000])
+    else:
+        ctx.advance("more")
+    return ""
+
+
+def _ends_step(ctx: Context, text: str) -> str:
+    assert ctx.dialog is not None
+    if text in _SKIP:
+        ctx.advance("more", ends_at=None)
+        return ""
+    starts = datetime.fromisoformat(ctx.dialog.data["starts_at"])
+    day, h, mi, has_time = parse_when(text, ctx.clock.today())
+    if not has_time:
+        return "没看懂结束时间。"
+    ends = ctx.clock.at(day or ctx.clock.local(starts).date(), h, mi)  # 17:00 = the same day
+    if ends <= starts:
+        return f"结束时间要晚于开始时间（{ctx.clock.fmt(starts)}）。"
+    ctx.advance("more", ends_at=ends.isoformat())
+    return ""
+
+
+def _question_step(ctx: Context, text: str) -> str:
+    """项目：单打/双打 -> {label: 项目, options: [单打, 双打]}; 衣服尺码 -> a free answer."""
+    assert ctx.dialog is not None
+    if text in _SKIP:
+        ctx.advance("more")
+        return ""
+    label, _, rest = text.partition(":")
+    options = [o for o in re.split(r"[/,;\s]+", rest) if o][:20]
+    label = label.strip()
+    if not label or len(label) > 50 or (rest and len(options) < 2):
+        return "请写成“问题：选项/选项”，例如“项目：单打/双打”。"
+    questions = list(ctx.dialog.data.get("questions") or [])
+    questions.append({"key": f"q{len(questions) + 1}", "label": label, "options": [o[:50] for o in options]})
+    ctx.advance("more", questions=questions)
+    return ""
+
+
+def _cutoff_step(ctx: Context, text: str) -> str:
+    if text in _SKIP:
+        ctx.advance("more", cutoff=None)
+        return ""
+    m = re.fullmatch(r"(?:开始前)?\s*(\d{1,3})\s*(?:个)?(?:小时|h)?", text)
+    if not m or int(m[1]) > 720:
+        return "请发 0 到 720 之间的小时数，例如 24。"
+    ctx.advance("more", cutoff=int(m[1]) or None)
+    return ""
+
+
+_CREATE_STEPS = {
+    "title": _title_step,
+    "time": _time_step,
+    "place": _place_step,
+    "capacity": _capacity_step,
+    "deadline": _deadline_step,
+    "audience": _audience_step,
+    "pick_branches": _pick_step,
+    "pick_groups": _pick_step,
+    "more": _more_step,
+    "description": _description_step,
+    "ends": _ends_step,
+    "question": _question_step,
+    "cutoff": _cutoff_step,
+}
+
+
+def _finish_create(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
     d = ctx.dialog.data
+    label, kind, ids = d["audience"]
     a = Activity(
         title=d["title"],
-        description="",
+        description=d.get("description") or "",
         place=d.get("place", ""),
         starts_at=datetime.fromisoformat(d["starts_at"]),
+        ends_at=datetime.fromisoformat(d["ends_at"]) if d.get("ends_at") else None,
         signup_deadline=datetime.fromisoformat(d["deadline"]),
         capacity=d.get("capacity"),
         taken=0,
         seq=0,
-        waitlist_enabled=True,
+        waitlist_enabled=bool(d.get("waitlist", True)),
         companions_max=int(d.get("companions_max") or 0),
-        questions=[],
-        audience_kind=audience[1],
-        audience_ids=audience[2],
+        questions=list(d.get("questions") or []),
+        cancel_cutoff_hours=d.get("cutoff"),
+        remind_unanswered=bool(d.get("remind", False)),
+        audience_kind=kind,
+        audience_ids=list(ids),
         status="open",
         created_by_id=ctx.member.id,
         created_at=ctx.clock.now(),
@@ -1314,7 +1538,7 @@ def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
     ctx.session.flush()
     ctx.end_dialog()
     ctx.reply(
-        f"活动已发布，编号 {a.id}，面向{audience[0]}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
+        f"活动已发布，编号 {a.id}，面向{label}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
     )
     card = detail_card(ctx, a)
     chats = audience_chats(ctx.session, a)

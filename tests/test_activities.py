@@ -356,6 +356,8 @@ def test_create_activity_dialog(bot, chat_with):
     assert "限多少人" in c.ask("操场")
     assert "截止" in c.ask("20 每人带1人")
     out = c.ask("默认")  # a group leader publishes for their own group: no audience question
+    assert "就快发布好了" in out and "对象：本小组（心内科小组）" in out and "回复“好”发布" in out
+    out = c.ask("好")
     assert "活动已发布" in out and "本小组" in out
     with bot.db.Session() as s:
         a = s.scalar(select(Activity))
@@ -515,9 +517,9 @@ def test_created_activity_posted_to_group_chat_with_one_tap(bot, chat_with):
         gid = s.get(Member, leader.id).group_id
         s.add(GroupChat(platform="sandbox", chat_id=f"sb-group-{gid}", title="心内科群", group_id=gid))
     c = chat_with(leader)
-    for text in ("发布活动", "跳绳比赛", "12月10日 下午3点", "操场", "20"):
+    for text in ("发布活动", "跳绳比赛", "12月10日 下午3点", "操场", "20", "默认"):
         c.ask(text)
-    payloads = c.say("默认")
+    payloads = c.say("好")
     card = payloads[-1]
     post = [b for b in card["buttons"] if b["action"]["do"] == "post_activity"]
     assert post and post[0]["label"] == "发到 1 个小组群"
