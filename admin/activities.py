@@ -431,7 +431,10 @@ def new():
         v = _viewer(s)
         if request.method == "GET":
             form = _form_from(s, None)
-            form["audience_kind"] = v.audience_kinds()[0] if v.audience_kinds() else "all"
+            if not v.manage_all:  # a branch chair or group leader: their own branch / group, ready to go
+                form["audience_kind"] = v.audience_kinds()[0] if v.audience_kinds() else "all"
+                form["audience_branch_ids"] = sorted(v.branch_ids)
+                form["audience_group_ids"] = sorted(v.group_ids) if v.reach == "group" else []
             return render_template(
                 "activities_admin/form.html", form=form, errors={}, a=None, **_choices(s, v)
             )

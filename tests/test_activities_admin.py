@@ -479,6 +479,8 @@ def test_group_leader_console_sees_only_their_group(client, bot):
     # publishing: for their own group (or a list of their own people) only
     form = client.get("/admin/activities/new").get_data(as_text=True)
     assert 'value="all"' not in form and 'value="groups"' in form and "外科小组" not in form
+    fields = browser_form(client, "/admin/activities/new")
+    assert fields.get("audience_kind") == "groups" and fields.getlist("audience_group_ids") == [str(cardio)]
     base = {"title": "组内聚餐", "starts_at": local(5)}
     resp = post(client, "/admin/activities/new", {**base, "audience_kind": "all"})
     assert resp.status_code == 422 and "只能发布面向本分会或本小组" in resp.get_data(as_text=True)
