@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.context import Context
+from bot.context import Context, active_dialog
 from bot.message import Button, Card, Text
 from bot.normalize import find_date, parse_date
 from handlers import router
@@ -324,14 +324,24 @@ def _choose(ctx: Context, verb: str, candidates: list[Activity], companions: int
     lines.append(f"请回复序号 1–{len(shown)}" if len(shown) > 1 else "是这个吗？请回复 1")
     lines[-1] += f"，或发送“{verb} 编号”，例如“{verb} {shown[0].id}”。"
     head = head or f"找到 {len(candidates)} 个相近的活动，{_PICK_PROMPTS[verb]}"
-    do = _PICK_BUTTONS[verb]
+    action = {
+        "do": _PICK_BUTTONS[verb],
+        **({"companions": companions} if companions and verb == "报名" else {}),
+    }
     buttons = [
-        Button(f"{i}. {a.title}"[:20], {"do": do, "activity": a.id}) for i, a in enumerate(shown[:4], 1)
+        Button(f"{i}. {a.title}"[:20], {**action, "activity": a.id}) for i, a in enumerate(shown[:4], 1)
     ]
     ctx.reply(Card(head, lines, buttons))
     ctx.start_dialog(
         "activity_pick", "pick", {"verb": verb, "ids": [a.id for a in shown], "companions": companions}
     )
+
+
+def _close_question(ctx: Context) -> None:
+    """A tap on a button answers an open numbered question too: a later “1” must not pick again."""
+    open_ = active_dialog(ctx.session, ctx.msg)
+    if open_ is not None and open_.name == "activity_pick":
+        ctx.session.delete(open_)
 
 
 @router.dialog("activity_pick")
@@ -385,9 +395,9 @@ def activities(ctx: Context) -> None:
     if day is not None and not _clean(rest) and parse_id(rest) is None:  # 下周三有什么活动
         that_day = on_day(ctx, pool, day)
         if that_day:
-            ctx.reply(_list_card(ctx, that_day, f"{_day_label(ctx, day)}的活动"))
+            ctx.reply(_list_card(ctx, that_day, f"{_day_label(day)}的活动"))
             return
-        head = f"{_day_label(ctx, day)}没有可报名的活动。"
+        head = f"{_day_label(day)}没有可报名的活动。"
         ctx.reply(_list_card(ctx, pool, head + "其他可报名的活动") if pool else head)
         return
     a, cands = resolve(ctx, ctx.text, pool) if _clean(ctx.text) or parse_id(ctx.text) else (None, [])
@@ -406,7 +416,7 @@ def activities(ctx: Context) -> None:
 _WEEKDAY_NAMES = "一二三四五六日"
 
 
-def _day_label(ctx: Context, day: date) -> str:
+def _day_label(day: date) -> str:
     return f"{day.month}月{day.day}日（周{_WEEKDAY_NAMES[day.weekday()]}）"
 
 
@@ -429,6 +439,7 @@ def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
 
 @router.action("activity")
 def activity_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
         _unknown(ctx)
@@ -484,6 +495,7 @@ def signup(ctx: Context) -> None:
 
 @router.action("signup")
 def signup_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
         _unknown(ctx)
@@ -698,6 +710,7 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
 
 @router.action("cancel_signup")
 def cancel_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
         _unknown(ctx, "取消报名")

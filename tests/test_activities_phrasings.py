@@ -9,7 +9,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from models.activity import Signup
+from models.activity import Activity, Signup
 from tests.conftest import add_member
 from tests.test_activities import make_activity, signups
 
@@ -70,6 +70,23 @@ def test_two_matches_ask_with_numbers_and_the_number_picks(bot, chat_with, badmi
     assert "报名成功" in c.ask("2")
     assert mine(bot, me) == [(later, "confirmed")]
     assert "已经报名过" in c.ask(f"报名 {later}")  # the question is over: numbers are activity numbers again
+
+
+def test_a_tap_answers_the_numbered_question_and_keeps_the_companions(bot, chat_with, badminton):
+    sat, later = badminton
+    with bot.db.transaction() as s:
+        for aid in (sat, later):
+            s.get(Activity, aid).companions_max = 2
+    me = add_member(bot, "甲")
+    c = chat_with(me)
+    card = c.say("羽毛球 带1人")[-1]
+    tap = next(b["action"] for b in card["buttons"] if b["action"]["activity"] == later)
+    assert tap == {"do": "signup", "activity": later, "companions": 1}
+    assert "本人+1位家属" in c.ask(action=tap)
+    out = c.ask("1")  # the question was answered by the tap: 1 is not a pick any more
+    assert "报名成功" not in out
+    with bot.db.Session() as s:
+        assert [(r.activity_id, r.companions) for r in s.scalars(select(Signup))] == [(later, 1)]
 
 
 def test_one_match_signs_up_and_count_words_are_not_activity_numbers(bot, chat_with):
