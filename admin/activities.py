@@ -2,17 +2,20 @@
 by branch and group, waitlist, manual add and remove, check-in ticks, cancel, and the .xlsx export.
 
 Who sees what: clerks and the chair (activities.manage_all) and an activity's creator see and manage all of it;
-a branch chair sees the sign-ups of their own branch only (and cannot export other branches').
+a branch chair sees the activities open to their branch and only their branch's sign-ups, a group leader the same
+for their group (lists, counts, export and attendance figures alike). They publish for their own branch or group.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from admin import console_blueprint, current_staff, nav, require
 from models.activity import (
@@ -64,18 +67,67 @@ def _staff_member(s) -> Member | None:
     return acc.member if acc else None
 
 
-def _access(s, a: Activity) -> tuple[bool, set[int] | None]:
-    """(may manage, whose sign-ups may be seen: None = everyone)."""
+@dataclass
+class Viewer:
+    """The logged-in account's reach: the whole union (clerks, chair), one branch, one group, or nothing."""
+
+    manage_all: bool
+    me: Member | None
+    reach: str  # all | branch | group | none
+    members: set[int] | None = None  # whose sign-ups may be seen; None = everyone
+    branch_ids: set[int] = field(default_factory=set)  # audiences this account may publish for
+    group_ids: set[int] = field(default_factory=set)
+
+    def owns(self, a: Activity) -> bool:
+        return self.manage_all or (self.me is not None and a.created_by_id == self.me.id)
+
+    def sees(self, a: Activity) -> bool:
+        """An activity is this account's business when it created it or the audience reaches its people."""
+        if self.owns(a) or self.reach == "all":
+            return True
+        ids = set(a.audience_ids or [])
+        if self.reach == "none":
+            return False
+        if a.audience_kind in ("all", "women", "retirees"):
+            return True
+        if a.audience_kind == "branches":
+            return self.me is not None and self.me.branch_id in ids
+        if a.audience_kind == "groups":
+            return bool(ids & self.group_ids)
+        if a.audience_kind == "list":
+            return bool(ids & (self.members or set()))
+        return False
+
+    def audience_kinds(self) -> list[str]:
+        """The audiences this account may publish for."""
+        if self.reach == "all":
+            return list(AUDIENCE_LABELS)
+        return {"branch": ["branches", "groups", "list"], "group": ["groups", "list"]}.get(self.reach, [])
+
+
+def _viewer(s) -> Viewer:
     staff = current_staff()
     assert staff is not None
     me = _staff_member(s)
-    if staff.can("activities.manage_all") or (me is not None and a.created_by_id == me.id):
-        return True, None
+    if staff.can("activities.manage_all"):
+        branches = set(s.scalars(select(Branch.id)))
+        return Viewer(True, me, "all", None, branches, set(s.scalars(select(Group.id))))
     if me is not None and me.branch_id and "branch_chair" in staff.roles:
-        return False, set(s.scalars(select(Member.id).where(Member.branch_id == me.branch_id)))
+        groups = set(s.scalars(select(Group.id).where(Group.branch_id == me.branch_id)))
+        people = set(s.scalars(select(Member.id).where(Member.branch_id == me.branch_id)))
+        return Viewer(False, me, "branch", people, {me.branch_id}, groups)
     if me is not None and me.group_id:
-        return False, set(s.scalars(select(Member.id).where(Member.group_id == me.group_id)))
-    return False, set()
+        people = set(s.scalars(select(Member.id).where(Member.group_id == me.group_id)))
+        return Viewer(False, me, "group", people, set(), {me.group_id})
+    return Viewer(False, me, "none", set())
+
+
+def _access(s, a: Activity) -> tuple[bool, set[int] | None]:
+    """(may manage, whose sign-ups may be seen: None = everyone); 403 when the activity is not this account's."""
+    v = _viewer(s)
+    if not v.sees(a):
+        abort(403)
+    return (True, None) if v.owns(a) else (False, v.members)
 
 
 def _local_input(dt: datetime | None) -> str:
@@ -100,61 +152,77 @@ def _parse_local(value: str) -> datetime | None:
 def index():
     clock = _bot().clock
     year = request.args.get("year", "")
-    year = int(year) if year.isdigit() else clock.today().year
+    year = int(year) if year.isdigit() and 2000 <= int(year) <= 2999 else clock.today().year
     status = request.args.get("status", "")
     with _db().Session() as s:
+        v = _viewer(s)
         q = select(Activity).order_by(Activity.starts_at.desc())
         if status in ("open", "cancelled"):
             q = q.where(Activity.status == status)
         rows = []
         now = clock.now()
         for a in s.scalars(q.limit(300)):
-            counts = Counter(s.scalars(select(Signup.status).where(Signup.activity_id == a.id)))
-            came = s.scalar(
-                select(func.count()).where(Signup.activity_id == a.id, Signup.checked_in_at.is_not(None))
-            )
+            if not v.sees(a):
+                continue
+            scope = None if v.owns(a) else v.members
+            mine = [
+                r
+                for r in s.execute(
+                    select(Signup.member_id, Signup.status, Signup.checked_in_at).where(
+                        Signup.activity_id == a.id
+                    )
+                )
+                if scope is None or r.member_id in scope
+            ]
+            counts = Counter(r.status for r in mine)
             rows.append(
                 {
                     "a": a,
                     "confirmed": counts["confirmed"],
                     "waitlisted": counts["waitlisted"],
-                    "came": came or 0,
+                    "came": sum(1 for r in mine if r.checked_in_at is not None),
                     "past": a.starts_at <= now,
                 }
             )
-        # attendance in the chosen year (Asia/Shanghai calendar year)
-        start, end = clock.at(datetime(year, 1, 1).date()), clock.at(datetime(year + 1, 1, 1).date())
-        year_acts = s.scalars(
-            select(Activity.id).where(
-                Activity.starts_at >= start, Activity.starts_at < end, Activity.status == "open"
-            )
-        ).all()
-        year_stats = {
-            "activities": len(year_acts),
-            "confirmed": s.scalar(
-                select(func.count()).where(Signup.activity_id.in_(year_acts), Signup.status == "confirmed")
-            )
-            or 0,
-            "came": s.scalar(
-                select(func.count()).where(
-                    Signup.activity_id.in_(year_acts), Signup.checked_in_at.is_not(None)
-                )
-            )
-            or 0,
-            "people": s.scalar(
-                select(func.count(func.distinct(Signup.member_id))).where(
-                    Signup.activity_id.in_(year_acts), Signup.checked_in_at.is_not(None)
-                )
-            )
-            or 0,
-        }
+        year_stats = _year_stats(s, v, year)
     return render_template(
         "activities_admin/index.html", rows=rows, year=year, status=status, year_stats=year_stats
     )
 
 
+def _year_stats(s, v: Viewer, year: int) -> dict[str, int]:
+    """Attendance in a calendar year of the union's zone: activities held (not cancelled), confirmed sign-ups,
+    check-ins and how many different members came — within what this account may see."""
+    clock = _bot().clock
+    start, end = clock.at(datetime(year, 1, 1).date()), clock.at(datetime(year + 1, 1, 1).date())
+    acts = [
+        a
+        for a in s.scalars(
+            select(Activity).where(
+                Activity.starts_at >= start, Activity.starts_at < end, Activity.status == "open"
+            )
+        )
+        if v.sees(a)
+    ]
+    rows = [
+        r
+        for a in acts
+        for r in s.execute(
+            select(Signup.member_id, Signup.status, Signup.checked_in_at).where(Signup.activity_id == a.id)
+        )
+        if v.owns(a) or v.members is None or r.member_id in v.members
+    ]
+    came = [r.member_id for r in rows if r.checked_in_at is not None]
+    return {
+        "activities": len(acts),
+        "confirmed": sum(1 for r in rows if r.status == "confirmed"),
+        "came": len(came),
+        "people": len(set(came)),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ form
-def _form_from(a: Activity | None) -> dict[str, Any]:
+def _form_from(s, a: Activity | None) -> dict[str, Any]:
     if a is None:
         return {
             "title": "",
@@ -168,13 +236,21 @@ def _form_from(a: Activity | None) -> dict[str, Any]:
             "companions_max": "0",
             "cancel_cutoff_hours": "",
             "audience_kind": "all",
-            "audience_ids": [],
+            "audience_branch_ids": [],
+            "audience_group_ids": [],
+            "audience_people": "",
             "post_to_groups": False,
             "remind_unanswered": False,
             "questions": [{"label": "", "options": ""} for _ in range(MAX_QUESTIONS)],
         }
     qs = [{"label": q["label"], "options": "、".join(q.get("options") or [])} for q in a.questions or []]
     qs += [{"label": "", "options": ""} for _ in range(MAX_QUESTIONS - len(qs))]
+    ids = list(a.audience_ids or [])
+    people = (
+        s.scalars(select(Member).where(Member.id.in_(ids)).order_by(Member.employee_no))
+        if a.audience_kind == "list"
+        else []
+    )
     return {
         "title": a.title,
         "description": a.description or "",
@@ -187,23 +263,75 @@ def _form_from(a: Activity | None) -> dict[str, Any]:
         "companions_max": str(a.companions_max or 0),
         "cancel_cutoff_hours": "" if a.cancel_cutoff_hours is None else str(a.cancel_cutoff_hours),
         "audience_kind": a.audience_kind,
-        "audience_ids": list(a.audience_ids or []),
+        "audience_branch_ids": ids if a.audience_kind == "branches" else [],
+        "audience_group_ids": ids if a.audience_kind == "groups" else [],
+        "audience_people": "\n".join(f"{m.name}（{m.employee_no}）" for m in people),
         "post_to_groups": a.post_to_groups,
         "remind_unanswered": a.remind_unanswered,
         "questions": qs,
     }
 
 
-def _read_form() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+_PERSON = re.compile(r"(.+?)[(（]\s*([^()（）\s]+)\s*[)）]")
+
+
+def resolve_people(s, text: str, within: set[int] | None) -> tuple[list[int], list[str]]:
+    """The members a “指定人员” list names: 工号, 姓名 or 姓名（工号）, separated by spaces, commas or lines.
+
+    Returns (member ids, problems): unknown names or numbers, a name several members share (write the 工号),
+    a 工号 whose name differs, and anyone outside `within` (a branch chair's or group leader's people).
+    """
+    ids: list[int] = []
+    unknown, twins, mismatched, outside = [], [], [], []
+    for token in re.split(r"[\s,，、;；]+", text.strip()):
+        if not token:
+            continue
+        m = _PERSON.fullmatch(token)
+        name, number = (m[1], m[2]) if m else (None, token)
+        active = select(Member).where(Member.active.is_(True))
+        found = list(s.scalars(active.where(Member.employee_no == number)))
+        if found and name and found[0].name != name:
+            mismatched.append(f"{number} 是{found[0].name}，不是{name}")
+            continue
+        if not found and name is None:
+            found = list(s.scalars(active.where(Member.name == token)))
+        if not found:
+            unknown.append(token)
+        elif len(found) > 1:
+            twins.append(f"{token}（{'、'.join(f.employee_no for f in found)}）")
+        elif within is not None and found[0].id not in within:
+            outside.append(found[0].name)
+        elif found[0].id not in ids:
+            ids.append(found[0].id)
+    problems = []
+    if unknown:
+        problems.append("找不到这些会员：" + "、".join(unknown))
+    if twins:
+        problems.append("同名的会员请写工号：" + "；".join(twins))
+    if mismatched:
+        problems.append("工号和姓名对不上：" + "；".join(mismatched))
+    if outside:
+        problems.append("不在您负责的范围内：" + "、".join(outside))
+    return ids, problems
+
+
+def _int_list(values: list[str]) -> list[int]:
+    return [int(x) for x in values if x.isdigit() and len(x) < 10]
+
+
+def _read_form(s, v: Viewer) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """(raw form for re-display, clean values, errors)."""
     f = request.form
     raw: dict[str, Any] = {
-        k: f.get(k, "").strip() for k in _form_from(None) if k not in ("questions", "audience_ids")
+        k: f.get(k, "").strip()
+        for k in _form_from(s, None)
+        if k not in ("questions", "audience_branch_ids", "audience_group_ids")
     }
     raw["waitlist_enabled"] = bool(f.get("waitlist_enabled"))
     raw["post_to_groups"] = bool(f.get("post_to_groups"))
     raw["remind_unanswered"] = bool(f.get("remind_unanswered"))
-    raw["audience_ids"] = [int(x) for x in f.getlist("audience_ids") if x.isdigit()]
+    raw["audience_branch_ids"] = _int_list(f.getlist("audience_branch_ids"))
+    raw["audience_group_ids"] = _int_list(f.getlist("audience_group_ids"))
     raw["questions"] = [
         {"label": f.get(f"q{i}_label", "").strip(), "options": f.get(f"q{i}_options", "").strip()}
         for i in range(MAX_QUESTIONS)
@@ -240,12 +368,25 @@ def _read_form() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     clean["waitlist_enabled"] = raw["waitlist_enabled"]
     clean["post_to_groups"] = raw["post_to_groups"]
     clean["remind_unanswered"] = raw["remind_unanswered"]
-    clean["audience_kind"] = raw["audience_kind"] if raw["audience_kind"] in AUDIENCE_LABELS else "all"
-    clean["audience_ids"] = raw["audience_ids"] if clean["audience_kind"] in ("branches", "groups") else []
-    if clean["audience_kind"] in ("branches", "groups") and not clean["audience_ids"]:
-        errors["audience_ids"] = "请选择分会或小组"
-    if clean["audience_kind"] == "list":
-        errors["audience_kind"] = "指定人员名单请通过接口（API）设置"
+    kind = raw["audience_kind"]
+    clean["audience_kind"], clean["audience_ids"] = kind, []
+    if kind not in v.audience_kinds():
+        errors["audience_kind"] = (
+            "请选择报名范围" if kind not in AUDIENCE_LABELS else "您只能发布面向本分会或本小组的活动"
+        )
+    elif kind == "branches":
+        clean["audience_ids"] = [i for i in raw["audience_branch_ids"] if i in v.branch_ids]
+        if not clean["audience_ids"]:
+            errors["audience_branch_ids"] = "请选择分会"
+    elif kind == "groups":
+        clean["audience_ids"] = [i for i in raw["audience_group_ids"] if i in v.group_ids]
+        if not clean["audience_ids"]:
+            errors["audience_group_ids"] = "请选择小组"
+    elif kind == "list":
+        ids, problems = resolve_people(s, raw["audience_people"], v.members)
+        clean["audience_ids"] = ids
+        if problems or not ids:
+            errors["audience_people"] = "；".join(problems) or "请填写报名人员（工号或姓名）"
     questions = []
     for i, q in enumerate(raw["questions"]):
         if q["label"]:
@@ -259,29 +400,50 @@ def _read_form() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     return raw, clean, errors
 
 
-def _choices(s) -> dict[str, Any]:
-    branches = list(s.scalars(select(Branch).order_by(Branch.name)))
+def _audience_text(s, a: Activity) -> str:
+    ids = list(a.audience_ids or [])
+    if a.audience_kind == "branches":
+        names = s.scalars(select(Branch.name).where(Branch.id.in_(ids)).order_by(Branch.name))
+    elif a.audience_kind == "groups":
+        names = s.scalars(select(Group.name).where(Group.id.in_(ids)).order_by(Group.name))
+    elif a.audience_kind == "list":
+        return f"指定人员（{len(ids)} 人）"
+    else:
+        return AUDIENCE_LABELS.get(a.audience_kind, a.audience_kind)
+    return f"{AUDIENCE_LABELS[a.audience_kind]}：" + "、".join(names)
+
+
+def _choices(s, v: Viewer) -> dict[str, Any]:
+    branches = [b for b in s.scalars(select(Branch).order_by(Branch.name)) if b.id in v.branch_ids]
     groups = [
         (g.id, f"{g.branch.name} · {g.name}")
         for g in s.scalars(select(Group).order_by(Group.branch_id, Group.name))
+        if g.id in v.group_ids
     ]
-    return {"branches": branches, "groups": groups, "audience_labels": AUDIENCE_LABELS}
+    kinds = {k: AUDIENCE_LABELS[k] for k in v.audience_kinds()}
+    return {"branches": branches, "groups": groups, "audience_labels": kinds}
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @require("activities.create")
 def new():
     with _db().transaction() as s:
+        v = _viewer(s)
         if request.method == "GET":
+            form = _form_from(s, None)
+            if not v.manage_all:  # a branch chair or group leader: their own branch / group, ready to go
+                form["audience_kind"] = v.audience_kinds()[0] if v.audience_kinds() else "all"
+                form["audience_branch_ids"] = sorted(v.branch_ids)
+                form["audience_group_ids"] = sorted(v.group_ids) if v.reach == "group" else []
             return render_template(
-                "activities_admin/form.html", form=_form_from(None), errors={}, a=None, **_choices(s)
+                "activities_admin/form.html", form=form, errors={}, a=None, **_choices(s, v)
             )
-        raw, clean, errors = _read_form()
+        raw, clean, errors = _read_form(s, v)
         if clean.get("starts_at") and clean["starts_at"] <= _bot().clock.now():
             errors["starts_at"] = "开始时间应在将来"
         if errors:
             return render_template(
-                "activities_admin/form.html", form=raw, errors=errors, a=None, **_choices(s)
+                "activities_admin/form.html", form=raw, errors=errors, a=None, **_choices(s, v)
             ), 422
         me = _staff_member(s)
         now = _bot().clock.now()
@@ -308,33 +470,36 @@ def new():
 @bp.route("/<int:activity_id>/edit", methods=["GET", "POST"])
 @require("activities.create")
 def edit(activity_id: int):
-    from handlers.activities import notify_changed, notify_promoted
+    from handlers.activities import member_view, notify_changed, notify_promoted
 
     with _db().transaction() as s:
         a = s.get(Activity, activity_id) or abort(404)
         manage, _ = _access(s, a)
         if not manage:
             abort(403)
+        v = _viewer(s)
         if request.method == "GET":
             return render_template(
-                "activities_admin/form.html", form=_form_from(a), errors={}, a=a, **_choices(s)
+                "activities_admin/form.html", form=_form_from(s, a), errors={}, a=a, **_choices(s, v)
             )
-        raw, clean, errors = _read_form()
+        raw, clean, errors = _read_form(s, v)
         if clean.get("capacity") is not None and clean["capacity"] < a.taken:
             errors["capacity"] = f"名额不能少于已确认的 {a.taken} 人"
         if errors:
             return render_template(
-                "activities_admin/form.html", form=raw, errors=errors, a=a, **_choices(s)
+                "activities_admin/form.html", form=raw, errors=errors, a=a, **_choices(s, v)
             ), 422
-        before = (a.starts_at, a.place)
+        before = member_view(_bot(), a)
         for key, value in clean.items():
             setattr(a, key, value)
         a.updated_at = _bot().clock.now()
         s.flush()
         notify_promoted(_bot(), s, a, promote_waitlist(s, a, _bot().clock.now()))
         s.refresh(a)
-        told = notify_changed(_bot(), s, a) if (a.starts_at, a.place) != before else 0
-    flash("已保存。" + (f"已通知 {told} 位报名的会员时间/地点变更。" if told else ""), "ok")
+        told, changed = notify_changed(_bot(), s, a, before)
+    flash(
+        "已保存。" + (f"已私信通知 {told} 位报名的会员：{'、'.join(changed)}有变更。" if told else ""), "ok"
+    )
     return redirect(url_for("activities_admin.detail", activity_id=activity_id))
 
 
@@ -385,7 +550,8 @@ def detail(activity_id: int):
             branch=branch,
             group=group,
             status_labels=STATUS_LABELS,
-            **_choices(s),
+            audience=_audience_text(s, a),
+            **_choices(s, _viewer(s)),
         )
 
 

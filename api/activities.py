@@ -107,7 +107,8 @@ class ActivityCreate(ActivityFields):
 
 
 class ActivityUpdate(ActivityFields):
-    """Fields to change; absent fields stay. Signed-up members are told about changes of time or place."""
+    """Fields to change; absent fields stay. Signed-up members are told of any change they can see (title, time,
+    end, place, deadline, cancellation rule, description) in one message; capacity, audience and options not."""
 
 
 class ActivityOut(BaseModel):
@@ -361,7 +362,9 @@ def update_activity(activity_id: int):
             raise ApiError(409, "activity_cancelled")
         _lock_activity(s, a.id)
         s.refresh(a)
-        before = (a.starts_at, a.place)
+        from handlers.activities import member_view, notify_changed, notify_promoted
+
+        before = member_view(bot, a)
         for key, value in data.items():
             if key == "questions":
                 value = [q.model_dump() if hasattr(q, "model_dump") else q for q in value or []]
@@ -375,12 +378,9 @@ def update_activity(activity_id: int):
         _check(a)
         a.updated_at = clock().now()
         s.flush()
-        from handlers.activities import notify_changed, notify_promoted
-
         notify_promoted(bot, s, a, promote_waitlist(s, a, clock().now()))
         s.refresh(a)
-        if (a.starts_at, a.place) != before:
-            notify_changed(bot, s, a)
+        notify_changed(bot, s, a, before)
         out = activity_json(s, a)
     return jsonify(out)
 
@@ -506,7 +506,7 @@ register_paths(
                 "responses": {"200": json_response("ActivityOut"), **error_responses(401, 403, 404)},
             },
             "patch": {
-                "summary": "修改活动（只改提交的字段；改时间或地点会通知已报名的会员；扩容会按顺序递补候补）",
+                "summary": "修改活动（只改提交的字段；名称、时间、地点、截止、说明等会员看得到的内容有变更时，私信通知已报名的会员；扩容会按顺序递补候补）",
                 "operationId": "updateActivity",
                 "tags": ["activities"],
                 "x-permission": "activities.manage_all",

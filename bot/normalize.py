@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, timedelta
+from typing import NamedTuple
 
 # NFKC already folds full-width ASCII (１２３，ＡＢＣ) to half-width; these are the CJK marks it leaves alone.
 _PUNCT = str.maketrans(
@@ -111,33 +112,54 @@ _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 
 
 def parse_date(text: str, today: date) -> date | None:
     """Dates as members write them: 今天, 明天, 后天, 周六, 下周三, 12月5日, 12-05, 2027-01-03."""
+    return find_date(text, today).day
+
+
+_FULL_DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})[日号]?")
+_MONTH_DAY = re.compile(r"(\d{1,2})(?:月|-|/|\.)(\d{1,2})(?:日|号)?")
+_WEEKDAY = re.compile(r"(下下|下|这|本)?(?:周|星期|礼拜)([一二三四五六日天末1-7])")
+
+
+class FoundDate(NamedTuple):
+    day: date | None
+    rest: str  # the normalised text without the date words
+    words: str = ""  # the date words as written
+
+
+def find_date(text: str, today: date) -> FoundDate:
+    """The date in a message and the text without it, so a date never reads as a number or a title word:
+    报名12月5号的羽毛球 -> (12-05, "报名 的羽毛球", "12月5号")."""
     text = normalize(text)
-    if "今天" in text:
-        return today
-    if "明天" in text:
-        return today + timedelta(days=1)
-    if "后天" in text:
-        return today + timedelta(days=2)
-    m = re.search(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})", text)
+    for word, days in (("今天", 0), ("明天", 1), ("后天", 2)):
+        if word in text:
+            return _found(today + timedelta(days=days), text, text.index(word), word)
+    m = _FULL_DATE.search(text)
     if m:
-        return _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    m = re.search(r"(\d{1,2})(?:月|-|/|\.)(\d{1,2})(?:日|号)?", text)
+        return _found(_safe_date(int(m[1]), int(m[2]), int(m[3])), text, m.start(), m[0])
+    m = _MONTH_DAY.search(text)
     if m:
-        d = _safe_date(today.year, int(m.group(1)), int(m.group(2)))
+        d = _safe_date(today.year, int(m[1]), int(m[2]))
         if d and d < today - timedelta(days=31):
             d = _safe_date(today.year + 1, d.month, d.day)
-        return d
-    m = re.search(r"(下下|下)?(?:周|星期|礼拜)([一二三四五六日天末1-7])", text)
+        return _found(d, text, m.start(), m[0])
+    m = _WEEKDAY.search(text)
     if m:
-        key = m.group(2)
+        key = m[2]
         wd = int(key) - 1 if key.isdigit() else _WEEKDAYS[key]
-        weeks = {"下": 1, "下下": 2}.get(m.group(1) or "", 0)
+        weeks = {"下": 1, "下下": 2}.get(m[1] or "", 0)
         monday = today - timedelta(days=today.weekday())
         target = monday + timedelta(weeks=weeks, days=wd)
         if weeks == 0 and target < today:
             target += timedelta(weeks=1)
-        return target
-    return None
+        return _found(target, text, m.start(), m[0])
+    return FoundDate(None, text)
+
+
+def _found(day: date | None, text: str, start: int, words: str) -> FoundDate:
+    if day is None:  # 2月30日: not a date, and not a number either
+        return FoundDate(None, text)
+    rest = re.sub(r"\s+", " ", text[:start] + " " + text[start + len(words) :]).strip()
+    return FoundDate(day, rest, words)
 
 
 def _safe_date(y: int, m: int, d: int) -> date | None:

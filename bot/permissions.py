@@ -7,7 +7,7 @@ from collections.abc import Iterable
 # permission -> roles that hold it. "admin" holds everything but NOT_FOR_ADMIN (below).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "console.login": frozenset(
-        {"clerk", "branch_chair", "chair", "proposal_reviewer", "hardship_reviewer", "admin"}
+        {"clerk", "branch_chair", "chair", "proposal_reviewer", "hardship_reviewer", "admin", "group_leader"}
     ),
     "members.view": frozenset({"clerk", "chair", "branch_chair"}),
     "members.edit": frozenset({"clerk", "chair"}),

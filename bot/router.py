@@ -26,6 +26,7 @@ class Route:
     triggers: tuple[str, ...] = ()
     patterns: tuple[re.Pattern[str], ...] = ()
     exact: frozenset[str] = frozenset()
+    together: tuple[tuple[str, ...], ...] = ()  # words that all appear, in any order: (取消, 报名)
     menu: str | None = None  # label for the fallback menu, e.g. "活动 — 查看可报名的活动"
     public: bool = False  # works before the user is bound to a member
     group_ok: bool = True  # False: in a group chat the user is asked to write privately
@@ -55,6 +56,7 @@ class Router:
         *triggers: str,
         patterns: tuple[str, ...] | list[str] = (),
         exact: tuple[str, ...] | list[str] = (),
+        together: tuple[tuple[str, ...], ...] = (),
         menu: str | None = None,
         public: bool = False,
         group_ok: bool = True,
@@ -69,6 +71,7 @@ class Router:
                     triggers=tuple(sorted(triggers, key=len, reverse=True)),
                     patterns=tuple(re.compile(p) for p in patterns),
                     exact=frozenset(e.lower() for e in exact),
+                    together=tuple(tuple(words) for words in together),
                     menu=menu,
                     public=public,
                     group_ok=group_ok,
@@ -128,6 +131,10 @@ class Router:
                     if best is None or cand.score > best.score:
                         best = cand
                     break
+            for words in route.together:
+                cand = _together(route, text, words)
+                if cand is not None and (best is None or cand.score > best.score):
+                    best = cand
             if best is not None:
                 found.append(best)
         found.sort(key=lambda m: m.score, reverse=True)
@@ -135,6 +142,18 @@ class Router:
 
     def menu_lines(self) -> list[str]:
         return [f"· {r.menu}" for r in self.routes if r.menu]
+
+
+def _together(route: Route, text: str, words: tuple[str, ...]) -> Match | None:
+    """All `words` anywhere in any order (羽毛球的报名帮我取消 / 帮我把报名取消了) score like one long trigger,
+    so 取消 + 报名 beats 报名 alone and 取消 alone instead of tying with them."""
+    rest = text
+    for word in words:
+        pos = rest.lower().find(word.lower())
+        if pos < 0:
+            return None
+        rest = _remove(rest, pos, pos + len(word))
+    return Match(route, 10 * sum(len(w) for w in words) + route.priority, rest)
 
 
 def _remove(text: str, start: int, end: int) -> str:

@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.context import Context
+from bot.context import Context, active_dialog
 from bot.message import Button, Card, Text
-from bot.normalize import parse_date
+from bot.normalize import find_date, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
+    MAX_QUESTIONS,
     STATUS_LABELS,
     Activity,
     Signup,
@@ -77,6 +78,7 @@ _FILLER = re.compile(
     r"还有位置吗?|还有名额吗?|还有位子吗?|几号出发|什么时候出发|截止到什么时候|什么时候截止|几点开始|"
     r"去不了了?|不去了|不参加了?|退掉|退报|不报了|报名情况|谁还没报|还有谁没报|签到|名单|导出|"
     r"算我一个|算我1个|我参加|取消|报名|参加|我报|报|活动|详情|比赛|谢谢|麻烦|请|一下|吧|了|呢|吗|啊|呀|哦|"
+    r"有什么|有啥|搞啥|什么|帮我把|帮我|给我|1个|"
     r"临时排班|排班|有事|我们|我|的|[,.!?:;~'\"()\[\]<>]|\s+"
 )
 
@@ -117,22 +119,50 @@ def match_title(query: str, pool: list[Activity]) -> list[Activity]:
 _ID = re.compile(r"(?<![\d.:\-/+])(\d{1,7})(?![\d年月日:点.\-/]|个人|人|位|名)(?:\s*号)?")
 
 
+# "我报1个" / "算我1个" / "1个人" count people (一个 -> 1个 after normalising); they never name activity 1.
+_COUNT_PHRASE = re.compile(r"(?:我|也|就)?(?:报|算|来|加)\s*我?\s*1\s*个|1个人")
+
+
 def parse_id(text: str) -> int | None:
-    m = _ID.search(re.sub(r"算我1个|1个人", " ", text))
+    m = _ID.search(_COUNT_PHRASE.sub(" ", text))
     return int(m[1]) if m else None
 
 
+def _day_of(ctx: Context, text: str, pool: list[Activity]) -> tuple[date | None, str]:
+    """The date a message names (周六, 下周三, 12月5日) and the text without it. A date that is part of a title
+    (3.8 in “3.8节插花”) is not a date."""
+    found = find_date(text, ctx.clock.today())
+    if found.day is None or any(found.words in a.title for a in pool):
+        return None, text
+    return found.day, found.rest
+
+
+def on_day(ctx: Context, pool: list[Activity], day: date) -> list[Activity]:
+    return [a for a in pool if ctx.clock.local(a.starts_at).date() == day]
+
+
 def resolve(ctx: Context, text: str, pool: list[Activity]) -> tuple[Activity | None, list[Activity]]:
-    """The activity a message refers to: by number (any activity) or by title (within `pool`).
+    """The activity a message refers to: by number (any activity) or by title and date (within `pool`).
 
     Returns (activity, []) when clear, (None, candidates) when several match, (None, []) when none does.
+    A date narrows the titles to that day (我想报名周六的羽毛球赛); when that day has none, the other days'
+    matches come back as candidates to ask about, never as a guess.
     """
-    n = parse_id(text)
+    day, rest = _day_of(ctx, text, pool)
+    n = parse_id(rest)
     if n is not None:
         a = ctx.session.get(Activity, n)
         if a is not None:
             return a, []
-    found = match_title(text, pool)
+    if day is not None:
+        that_day = on_day(ctx, pool, day)
+        if not _clean(rest):
+            return None, that_day
+        found = match_title(rest, that_day)
+        if len(found) == 1:
+            return found[0], []
+        return None, found or match_title(rest, pool)
+    found = match_title(rest, pool)
     if len(found) == 1:
         return found[0], []
     return None, found
@@ -275,20 +305,66 @@ def _signed_text(ctx: Context, a: Activity, signup: Signup, position: int | None
     )
 
 
-def _unknown(ctx: Context, candidates: list[Activity], verb: str = "报名") -> None:
-    if candidates:
-        lines = [f"【{a.id}】{a.title}（{ctx.clock.fmt(a.starts_at)}）" for a in candidates[:8]]
-        ctx.reply(
-            Card(
-                f"找到 {len(candidates)} 个相近的活动，您想{verb}哪一个？",
-                [*lines, f"请发送“{verb} 编号”，例如“{verb} {candidates[0].id}”。"],
-                [Button(f"{verb} {a.title}", {"do": "signup", "activity": a.id}) for a in candidates[:4]]
-                if verb == "报名"
-                else [],
-            )
-        )
-        return
+def _unknown(ctx: Context, verb: str = "报名") -> None:
     ctx.reply(f"没找到这个活动。{_open_list_text(ctx)}\n请发送“{verb} 编号”，例如“{verb} 3”。")
+
+
+_PICK_PROMPTS = {
+    "报名": "您想报名哪一个？",
+    "活动": "您想看哪一个？",
+    "取消报名": "您想取消哪一个活动的报名？",
+}
+_PICK_BUTTONS = {"报名": "signup", "活动": "activity", "取消报名": "cancel_signup"}
+
+
+def _choose(ctx: Context, verb: str, candidates: list[Activity], companions: int = 0, head: str = "") -> None:
+    """Several activities fit: a numbered question (reply 1, 2 …, or tap), never a guess."""
+    shown = candidates[:8]
+    lines = [f"{i}. 【{a.id}】{a.title}（{_when(ctx, a)}）" for i, a in enumerate(shown, 1)]
+    lines.append(f"请回复序号 1–{len(shown)}" if len(shown) > 1 else "是这个吗？请回复 1")
+    lines[-1] += f"，或发送“{verb} 编号”，例如“{verb} {shown[0].id}”。"
+    head = head or f"找到 {len(candidates)} 个相近的活动，{_PICK_PROMPTS[verb]}"
+    action = {
+        "do": _PICK_BUTTONS[verb],
+        **({"companions": companions} if companions and verb == "报名" else {}),
+    }
+    buttons = [
+        Button(f"{i}. {a.title}"[:20], {**action, "activity": a.id}) for i, a in enumerate(shown[:4], 1)
+    ]
+    ctx.reply(Card(head, lines, buttons))
+    ctx.start_dialog(
+        "activity_pick", "pick", {"verb": verb, "ids": [a.id for a in shown], "companions": companions}
+    )
+
+
+def _close_question(ctx: Context) -> None:
+    """A tap on a button answers an open numbered question too: a later “1” must not pick again."""
+    open_ = active_dialog(ctx.session, ctx.msg)
+    if open_ is not None and open_.name == "activity_pick":
+        ctx.session.delete(open_)
+
+
+@router.dialog("activity_pick")
+def pick_step(ctx: Context) -> None:
+    """The answer to a numbered question: 1 / 第2个 / 2号 picks; anything else is handled as a new message."""
+    assert ctx.dialog is not None
+    data = dict(ctx.dialog.data)
+    m = re.fullmatch(r"第?(\d+)\s*(?:个|号)?", ctx.text.strip())
+    ids = list(data.get("ids") or [])
+    if m is None or not 1 <= int(m[1]) <= len(ids):
+        ctx.end_dialog()
+        ctx.bot._dispatch(ctx)  # the member moved on: route the message as if nothing was asked
+        return
+    ctx.end_dialog()
+    a = ctx.session.get(Activity, ids[int(m[1]) - 1])
+    if a is None:
+        _unknown(ctx, data["verb"])
+    elif data["verb"] == "报名":
+        _do_signup(ctx, a, int(data.get("companions") or 0))
+    elif data["verb"] == "取消报名":
+        _do_cancel(ctx, a)
+    else:
+        ctx.reply(detail_card(ctx, a))
 
 
 # ---- members: list, details, sign up, cancel, mine ------------------------------------------------------
@@ -315,17 +391,33 @@ def activities(ctx: Context) -> None:
     """活动：查看可报名的活动和详情"""
     now = ctx.clock.now()
     pool = open_activities(ctx.session, now, ctx.member)
+    day, rest = _day_of(ctx, ctx.text, pool)
+    if day is not None and not _clean(rest) and parse_id(rest) is None:  # 下周三有什么活动
+        that_day = on_day(ctx, pool, day)
+        if that_day:
+            ctx.reply(_list_card(ctx, that_day, f"{_day_label(day)}的活动"))
+            return
+        head = f"{_day_label(day)}没有可报名的活动。"
+        ctx.reply(_list_card(ctx, pool, head + "其他可报名的活动") if pool else head)
+        return
     a, cands = resolve(ctx, ctx.text, pool) if _clean(ctx.text) or parse_id(ctx.text) else (None, [])
     if a is not None:
         ctx.reply(detail_card(ctx, a))
         return
     if cands:
-        _unknown(ctx, cands, "活动")
+        _choose(ctx, "活动", cands)
         return
     if not pool:
         ctx.reply("目前没有可报名的活动。有新活动时会通知大家。发送“我的报名”查看已报名的活动。")
         return
     ctx.reply(_list_card(ctx, pool, "可报名的活动"))
+
+
+_WEEKDAY_NAMES = "一二三四五六日"
+
+
+def _day_label(day: date) -> str:
+    return f"{day.month}月{day.day}日（周{_WEEKDAY_NAMES[day.weekday()]}）"
 
 
 def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
@@ -347,9 +439,10 @@ def _list_card(ctx: Context, pool: list[Activity], title: str) -> Card:
 
 @router.action("activity")
 def activity_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [])
+        _unknown(ctx)
         return
     ctx.reply(detail_card(ctx, a))
 
@@ -392,16 +485,20 @@ def signup(ctx: Context) -> None:
             else:
                 ctx.reply("目前没有可报名的活动。有新活动时会通知大家。")
             return
-        _unknown(ctx, cands)
+        if cands:
+            _choose(ctx, "报名", cands, companions or 0)
+        else:
+            _unknown(ctx)
         return
     _do_signup(ctx, a, companions or 0)
 
 
 @router.action("signup")
 def signup_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [])
+        _unknown(ctx)
         return
     companions = (ctx.msg.action or {}).get("companions", 0)
     _do_signup(ctx, a, int(companions) if str(companions).isdigit() else 0)
@@ -563,6 +660,7 @@ def _my_active(ctx: Context) -> list[tuple[Signup, Activity]]:
     "退报",
     "不报了",
     "取消",
+    together=(("取消", "报名"),),  # 帮我把羽毛球的报名取消了: cancelling a sign-up, not signing up
     menu="取消报名 3 — 取消活动报名",
     priority=1,
 )
@@ -574,31 +672,26 @@ def cancel(ctx: Context) -> None:
     if not mine:
         ctx.reply("您目前没有报名任何活动，不需要取消。发送“活动”看看可报名的活动。")
         return
-    n = parse_id(ctx.text)
-    target: Activity | None = None
+    acts = [a for _, a in mine]
+    day, rest = _day_of(ctx, ctx.text, acts)
+    n = parse_id(rest)
     if n is not None:
-        target = next((a for _, a in mine if a.id == n), None)
+        target = next((a for a in acts if a.id == n), None)
         if target is None:
             ctx.reply(f"您没有报名编号 {n} 的活动。\n" + _mine_lines(ctx, mine))
             return
-    else:
-        found = match_title(ctx.text, [a for _, a in mine])
-        if len(found) == 1:
-            target = found[0]
-    if target is None:
-        ctx.reply(
-            Card(
-                "您想取消哪一个活动的报名？",
-                [f"【{a.id}】{a.title}（{STATUS_LABELS[su.status]}）" for su, a in mine]
-                + [f"请发送“取消报名 编号”，例如“取消报名 {mine[0][1].id}”。"],
-                [
-                    Button(f"取消 {a.title}"[:20], {"do": "cancel_signup", "activity": a.id}, "danger")
-                    for _, a in mine[:4]
-                ],
-            )
-        )
+        _do_cancel(ctx, target)
         return
-    _do_cancel(ctx, target)
+    pool = on_day(ctx, acts, day) if day is not None else acts
+    found = match_title(rest, pool) if _clean(rest) else []
+    if len(found) == 1:
+        _do_cancel(ctx, found[0])
+        return
+    if found:  # 羽毛球 on two days: which one
+        _choose(ctx, "取消报名", found)
+        return
+    # nothing named (or nothing of mine matches): show mine and ask, even when there is only one
+    _choose(ctx, "取消报名", acts, head=f"您报名了 {len(acts)} 个活动，您想取消哪一个的报名？")
 
 
 def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
@@ -617,9 +710,10 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
 
 @router.action("cancel_signup")
 def cancel_action(ctx: Context) -> None:
+    _close_question(ctx)
     a = ctx.session.get(Activity, _action_id(ctx))
     if a is None:
-        _unknown(ctx, [], "取消报名")
+        _unknown(ctx, "取消报名")
         return
     _do_cancel(ctx, a)
 
@@ -973,23 +1067,46 @@ def announce_cancelled(bot, s, a: Activity, now: datetime) -> int:
     return told
 
 
-def notify_changed(bot, s, a: Activity) -> int:
-    """Time or place changed: tell everyone signed up (one message per change and member)."""
+def member_view(bot, a: Activity) -> dict[str, str]:
+    """What members see of an activity, as they see it. A change notice is due exactly when this changes;
+    capacity, audience, questions, waitlist and posting options are the organisers' business."""
+    hours = a.cancel_cutoff_hours
+    return {
+        "名称": a.title,
+        "时间": bot.clock.fmt(a.starts_at),
+        "结束时间": bot.clock.fmt(a.ends_at) if a.ends_at else "未定",
+        "地点": a.place or "未定",
+        "报名截止": bot.clock.fmt(a.deadline),
+        "取消规则": f"开始前 {hours} 小时内不能取消" if hours else "开始前随时可以取消",
+        "说明": a.description or "（无）",
+    }
+
+
+def notify_changed(bot, s, a: Activity, before: dict[str, str]) -> tuple[int, list[str]]:
+    """After an edit (console or API): one message to everyone signed up listing what changed, old → new.
+
+    `before` is member_view() taken before the edit. Returns (members told, changed labels)."""
+    after = member_view(bot, a)
+    changed = [k for k in after if after[k] != before.get(k)]
+    if not changed:
+        return 0, []
+    lines = [
+        f"· 说明已更新：{after[k][:100]}" if k == "说明" else f"· {k}：{before.get(k, '')} → {after[k]}"
+        for k in changed
+    ]
+    text = (
+        f"通知：您报名的活动“{a.title}”有变更：\n"
+        + "\n".join(lines)
+        + f"\n发送“活动 {a.id}”查看详情；去不了请发送“取消报名 {a.id}”。"
+    )
+    stamp = hashlib.sha1(repr(sorted(after.items())).encode()).hexdigest()[:10]
+    moment = f"{a.updated_at:%Y%m%d%H%M%S%f}" if a.updated_at else ""
     told = 0
-    place_digest = hashlib.sha1((a.place or "").encode()).hexdigest()[:8]
-    stamp = f"{a.starts_at:%Y%m%d%H%M}:{place_digest}"
     for su in signups_of(s, a.id):
         told += bot.notify_member(
-            s,
-            su.member,
-            Text(
-                f"通知：您报名的活动“{a.title}”有变更。\n时间：{bot.clock.fmt(a.starts_at)}"
-                + (f"\n地点：{a.place}" if a.place else "")
-                + f"\n去不了请发送“取消报名 {a.id}”。"
-            ),
-            key=f"activity:{a.id}:changed:{stamp}:{su.member_id}",
+            s, su.member, Text(text), key=f"activity:{a.id}:changed:{moment}:{stamp}:{su.member_id}"
         )
-    return told
+    return told, changed
 
 
 def audience_chats(s, a: Activity) -> list:
@@ -1047,21 +1164,42 @@ def post_to_group_chats(bot, s, a: Activity) -> int:
 
 
 # ---- creating an activity through a short dialog -----------------------------------------------------
+# Six short questions (name, start, place, capacity, deadline, audience), then one menu of optional settings
+# that “好” skips: the common case stays short, and everything the console can set is one number away.
 
-_STEPS = ("title", "time", "place", "capacity", "deadline", "audience")
+Audience = tuple[str, str, list[int]]  # (label, kind, ids); kind pick_branches / pick_groups asks which ones
 
 
-def _audience_options(ctx: Context) -> list[tuple[str, str, list[int]]]:
+def _audience_options(ctx: Context) -> list[Audience]:
     m = ctx.member
     assert m is not None
-    opts: list[tuple[str, str, list[int]]] = []
-    if ctx.can("activities.manage_all"):
+    opts: list[Audience] = []
+    every = ctx.can("activities.manage_all")
+    if every:
         opts += [("全体会员", "all", []), ("女职工", "women", []), ("离退休职工", "retirees", [])]
-    if m.branch_id and (ctx.can("activities.manage_all") or m.has_role("branch_chair")):
+    if m.branch_id and (every or m.has_role("branch_chair")):
         opts.append((f"本分会（{m.branch.name if m.branch else ''}）", "branches", [m.branch_id]))
     if m.group_id:
         opts.append((f"本小组（{m.group.name if m.group else ''}）", "groups", [m.group_id]))
+    if every:
+        opts += [("指定几个分会", "pick_branches", []), ("指定几个小组", "pick_groups", [])]
+    elif m.branch_id and m.has_role("branch_chair"):
+        opts.append(("本分会的几个小组", "pick_groups", []))
     return opts
+
+
+def _pickable(ctx: Context, kind: str) -> list[tuple[int, str]]:
+    """The branches or groups this organiser may choose from, numbered in this order."""
+    from models.member import Branch, Group
+
+    m = ctx.member
+    assert m is not None
+    if kind == "pick_branches":
+        return [(b.id, b.name) for b in ctx.session.scalars(select(Branch).order_by(Branch.id))]
+    q = select(Group).order_by(Group.branch_id, Group.id)
+    if not ctx.can("activities.manage_all"):
+        q = q.where(Group.branch_id == m.branch_id)
+    return [(g.id, g.name) for g in ctx.session.scalars(q)]
 
 
 _TIME = re.compile(r"(上午|早上|中午|下午|晚上)?\s*(\d{1,2})\s*(?:[:点时])\s*(\d{1,2}|半)?")
@@ -1085,20 +1223,84 @@ def parse_when(text: str, today: date) -> tuple[date | None, int, int, bool]:
     return day, hour, minute, True
 
 
+_SKIP = ("跳过", "无", "没有", "不用", "不填", "不设", "不需要")
+_PUBLISH = ("好", "好的", "发布", "确定", "确认", "可以", "就这样", "没有了", "不用了", "跳过", "ok")
+# the optional settings: number -> (dialog step, words that also choose it)
+_MORE = {
+    1: ("description", ("说明", "描述", "介绍")),
+    2: ("ends", ("结束",)),
+    3: ("question", ("问题", "报名问题")),
+    4: ("waitlist", ("候补",)),
+    5: ("cutoff", ("不能取消", "取消截止", "取消时间")),
+    6: ("remind", ("提醒",)),
+}
+
+
 def _prompt(step: str, ctx: Context) -> str:
+    total = 6 if len(_audience_options(ctx)) > 1 else 5
     if step == "title":
-        return "好的，我们来发布一个活动（随时发送“取消”退出）。\n1/6 活动名称是？例如：乒乓球比赛"
+        return f"好的，我们来发布一个活动（随时发送“取消”退出）。\n1/{total} 活动名称是？例如：乒乓球比赛"
     if step == "time":
-        return "2/6 什么时候开始？例如：12月5日 14:30、下周六 9点、明天下午3点"
+        return f"2/{total} 什么时候开始？例如：12月5日 14:30、下周六 9点、明天下午3点"
     if step == "place":
-        return "3/6 在哪里？（没有固定地点发“无”）"
+        return f"3/{total} 在哪里？（没有固定地点发“跳过”）"
     if step == "capacity":
-        return "4/6 限多少人？发数字，例如 30；不限人数发“不限”。可带家属就加上，例如“30 每人带1人”。"
+        return (
+            f"4/{total} 限多少人？发数字，例如 30；不限人数发“不限”。"
+            "可带家属就加上，例如“30 每人带1人”（家属计入名额）。"
+        )
     if step == "deadline":
-        return "5/6 报名截止时间？例如：12月3日 18点；发“默认”为开始前一天 18:00。"
-    opts = _audience_options(ctx)
-    lines = "\n".join(f"{i}. {label}" for i, (label, _, _) in enumerate(opts, 1))
-    return f"6/6 哪些人可以报名？\n{lines}\n请回复序号。"
+        return f"5/{total} 报名截止时间？例如：12月3日 18点；发“默认”为开始前一天 18:00。"
+    if step == "audience":
+        opts = _audience_options(ctx)
+        lines = "\n".join(f"{i}. {label}" for i, (label, _, _) in enumerate(opts, 1))
+        return f"6/{total} 哪些人可以报名？\n{lines}\n请回复序号。"
+    if step in ("pick_branches", "pick_groups"):
+        what = "分会" if step == "pick_branches" else "小组"
+        lines = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(_pickable(ctx, step), 1))
+        return f"请选择{what}，可多选，序号或名称用空格分开，例如“1 3”：\n{lines}"
+    if step == "description":
+        return "请写活动说明（例如：自带球拍，穿运动鞋）。不写发“跳过”。"
+    if step == "ends":
+        return "什么时候结束？例如：17:00、12月10日 17点。不设发“跳过”。"
+    if step == "question":
+        return (
+            "报名时要问大家什么？写成“问题：选项/选项”，例如“项目：单打/双打”；"
+            "不设选项就只写问题，例如“衣服尺码”。不加发“跳过”。"
+        )
+    if step == "cutoff":
+        return "开始前几小时内不能取消报名？发数字，例如 24；发 0 表示开始前随时可以取消。"
+    return _more_menu(ctx)
+
+
+def _more_menu(ctx: Context) -> str:
+    assert ctx.dialog is not None
+    d = ctx.dialog.data
+    starts = datetime.fromisoformat(d["starts_at"])
+    cap = "不限" if d.get("capacity") is None else f"{d['capacity']} 人"
+    if d.get("companions_max"):
+        cap += f"（每人可带 {d['companions_max']} 位家属）"
+    ends = f"–{ctx.clock.fmt(datetime.fromisoformat(d['ends_at']))}" if d.get("ends_at") else ""
+    questions = d.get("questions") or []
+    summary = [
+        f"“{d['title']}”就快发布好了：",
+        f"时间：{ctx.clock.fmt(starts)}{ends}　地点：{d.get('place') or '未定'}",
+        f"名额：{cap}　报名截止：{ctx.clock.fmt(datetime.fromisoformat(d['deadline']))}",
+        f"对象：{d['audience'][0]}",
+        *([f"说明：{d['description']}"] if d.get("description") else []),
+        *(
+            f"问题：{q['label']}" + (f"（{'/'.join(q['options'])}）" if q["options"] else "")
+            for q in questions
+        ),
+    ]
+    waitlist = "开" if d.get("waitlist", True) else "关"
+    cutoff = f"开始前 {d['cutoff']} 小时" if d.get("cutoff") else "未设"
+    remind = "开" if d.get("remind") else "关"
+    options = (
+        f"1 说明　2 结束时间　3 报名问题（{len(questions)}/{MAX_QUESTIONS}）\n"
+        f"4 满员后候补：{waitlist}　5 不能取消的时间：{cutoff}　6 截止前一天提醒未报名的人：{remind}"
+    )
+    return "\n".join(summary) + f"\n其他设置？回复“好”发布，或回复序号：\n{options}"
 
 
 @router.handler("发布活动", "创建活动", "新建活动", "发起活动", "组织活动", "发个活动", group_ok=False)
@@ -1107,6 +1309,9 @@ def create_start(ctx: Context) -> None:
     if not ctx.can("activities.create"):
         ctx.reply("发布活动需要小组长、分会主席或工会干事的权限。想参加活动请发送“活动”。")
         return
+    if not _audience_options(ctx):
+        ctx.reply("您的会员资料里没有分会或小组，暂时不能在聊天里发布活动，请联系工会办公室。")
+        return
     ctx.start_dialog("activity_create", "title", {})
     ctx.reply(_prompt("title", ctx))
 
@@ -1114,94 +1319,229 @@ def create_start(ctx: Context) -> None:
 @router.dialog("activity_create")
 def create_step(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
-    step, data, text = ctx.dialog.step, dict(ctx.dialog.data), ctx.text.strip()
-    today = ctx.clock.today()
-    if step == "title":
-        if not (2 <= len(text) <= 60):
-            ctx.reply("活动名称请写 2 到 60 个字。\n" + _prompt("title", ctx))
-            return
-        ctx.advance("time", title=text)
-    elif step == "time":
-        day, h, mi, _ = parse_when(text, today)
-        if day is None:
-            ctx.reply("没看懂时间。\n" + _prompt("time", ctx))
-            return
-        starts = ctx.clock.at(day, h, mi)
-        if starts <= ctx.clock.now():
-            ctx.reply("这个时间已经过去了，请发一个将来的时间。\n" + _prompt("time", ctx))
-            return
-        ctx.advance("place", starts_at=starts.isoformat())
-    elif step == "place":
-        ctx.advance("capacity", place="" if text in ("无", "没有", "不填", "跳过") else text[:200])
-    elif step == "capacity":
-        comp, rest = parse_companions(text)
-        rest = re.sub(r"每人|可以|可", "", rest)
-        if "不限" in rest or "无" in rest:
-            cap = None
-        else:
-            m = re.search(r"\d+", rest)
-            if not m or int(m.group()) <= 0:
-                ctx.reply("请发一个人数，或“不限”。\n" + _prompt("capacity", ctx))
-                return
-            cap = int(m.group())
-        ctx.advance("deadline", capacity=cap, companions_max=comp or 0)
-    elif step == "deadline":
-        starts = datetime.fromisoformat(data["starts_at"])
-        if text in ("默认", "好", "可以", "跳过", "开始前一天"):
-            local_day = ctx.clock.local(starts).date() - timedelta(days=1)
-            deadline = ctx.clock.at(local_day, 18, 0)
-            if deadline <= ctx.clock.now():
-                deadline = starts
-        else:
-            day, h, mi, has_time = parse_when(text, today)
-            if day is None:
-                ctx.reply("没看懂截止时间。\n" + _prompt("deadline", ctx))
-                return
-            deadline = ctx.clock.at(day, h, mi) if has_time else ctx.clock.at(day, 23, 59)
-            if deadline > starts:
-                ctx.reply("截止时间不能晚于活动开始时间。\n" + _prompt("deadline", ctx))
-                return
-            if deadline <= ctx.clock.now():
-                ctx.reply("截止时间已经过去了。\n" + _prompt("deadline", ctx))
-                return
-        ctx.advance("audience", deadline=deadline.isoformat())
-        opts = _audience_options(ctx)
-        if len(opts) == 1:  # a group leader publishes for their own group
-            _finish_create(ctx, opts[0])
-            return
-    elif step == "audience":
-        opts = _audience_options(ctx)
-        choice = int(text) if text.isdigit() and 1 <= int(text) <= len(opts) else None
-        if choice is None:
-            hits = [o for o in opts if text and text in o[0]]
-            if len(hits) != 1:
-                ctx.reply("请回复序号。\n" + _prompt("audience", ctx))
-                return
-            _finish_create(ctx, hits[0])
-            return
-        _finish_create(ctx, opts[choice - 1])
+    step, text = ctx.dialog.step, ctx.text.strip()
+    error = _CREATE_STEPS[step](ctx, text)
+    if ctx.dialog is None:  # published
         return
+    ctx.reply((error + "\n" if error else "") + _prompt(ctx.dialog.step, ctx))
+
+
+def _title_step(ctx: Context, text: str) -> str:
+    if not (2 <= len(text) <= 60):
+        return "活动名称请写 2 到 60 个字。"
+    ctx.advance("time", title=text)
+    return ""
+
+
+def _time_step(ctx: Context, text: str) -> str:
+    day, h, mi, _ = parse_when(text, ctx.clock.today())
+    if day is None:
+        return "没看懂时间。"
+    starts = ctx.clock.at(day, h, mi)
+    if starts <= ctx.clock.now():
+        return "这个时间已经过去了，请发一个将来的时间。"
+    ctx.advance("place", starts_at=starts.isoformat())
+    return ""
+
+
+def _place_step(ctx: Context, text: str) -> str:
+    ctx.advance("capacity", place="" if text in _SKIP else text[:200])
+    return ""
+
+
+def _capacity_step(ctx: Context, text: str) -> str:
+    comp, rest = parse_companions(text)
+    rest = re.sub(r"每人|可以|可", "", rest)
+    if "不限" in rest or "无" in rest or rest.strip() in _SKIP:
+        cap = None
+    else:
+        m = re.search(r"\d+", rest)
+        if not m or not 0 < int(m.group()) <= 100_000:
+            return "请发一个人数，或“不限”。"
+        cap = int(m.group())
+    ctx.advance("deadline", capacity=cap, companions_max=min(comp or 0, 20))
+    return ""
+
+
+def _deadline_step(ctx: Context, text: str) -> str:
     assert ctx.dialog is not None
-    ctx.reply(_prompt(ctx.dialog.step, ctx))
+    starts = datetime.fromisoformat(ctx.dialog.data["starts_at"])
+    if text in ("默认", "好", "可以", "跳过", "开始前一天"):
+        local_day = ctx.clock.local(starts).date() - timedelta(days=1)
+        deadline = ctx.clock.at(local_day, 18, 0)
+        if deadline <= ctx.clock.now():
+            deadline = starts
+    else:
+        day, h, mi, has_time = parse_when(text, ctx.clock.today())
+        if day is None:
+            return "没看懂截止时间。"
+        deadline = ctx.clock.at(day, h, mi) if has_time else ctx.clock.at(day, 23, 59)
+        if deadline > starts:
+            return "截止时间不能晚于活动开始时间。"
+        if deadline <= ctx.clock.now():
+            return "截止时间已经过去了。"
+    opts = _audience_options(ctx)
+    if len(opts) == 1:  # a group leader publishes for their own group
+        ctx.advance("more", deadline=deadline.isoformat(), audience=list(opts[0]))
+    else:
+        ctx.advance("audience", deadline=deadline.isoformat())
+    return ""
 
 
-def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
+def _audience_step(ctx: Context, text: str) -> str:
+    opts = _audience_options(ctx)
+    if text.isdigit() and 1 <= int(text) <= len(opts):
+        choice = opts[int(text) - 1]
+    else:
+        hits = [o for o in opts if text and text in o[0]]
+        if len(hits) != 1:
+            return "请回复序号。"
+        choice = hits[0]
+    if choice[1] in ("pick_branches", "pick_groups"):
+        ctx.advance(choice[1])
+    else:
+        ctx.advance("more", audience=list(choice))
+    return ""
+
+
+def _pick_step(ctx: Context, text: str) -> str:
+    """Several branches or groups, by number or (part of the) name: 1 3 / 内科 外科."""
+    assert ctx.dialog is not None
+    kind = ctx.dialog.step
+    items = _pickable(ctx, kind)
+    chosen: list[tuple[int, str]] = []
+    for token in re.split(r"[\s,;]+", text):
+        if not token:
+            continue
+        if token.isdigit() and 1 <= int(token) <= len(items):
+            hits = [items[int(token) - 1]]
+        else:
+            hits = [it for it in items if it[1] == token] or [it for it in items if token in it[1]]
+        if len(hits) != 1:
+            return f"没找到“{token}”，或者它对应不止一个，请用序号。"
+        if hits[0] not in chosen:
+            chosen.append(hits[0])
+    if not chosen:
+        return "请至少选一个。"
+    what, kind_ = ("指定分会", "branches") if kind == "pick_branches" else ("指定小组", "groups")
+    label = f"{what}（{'、'.join(name for _, name in chosen)}）"
+    ctx.advance("more", audience=[label, kind_, [i for i, _ in chosen]])
+    return ""
+
+
+def _more_step(ctx: Context, text: str) -> str:
+    assert ctx.dialog is not None
+    if text.lower() in _PUBLISH:
+        _finish_create(ctx)
+        return ""
+    m = re.fullmatch(r"(\d)(?:\s+(.*))?", text, re.S)
+    number = int(m[1]) if m else next((n for n, (_, words) in _MORE.items() if text in words), None)
+    if number not in _MORE:
+        return "没看懂。"
+    step, content = _MORE[number][0], (m[2] or "").strip() if m else ""
+    if step == "waitlist":
+        ctx.advance("more", waitlist=not ctx.dialog.data.get("waitlist", True))
+    elif step == "remind":
+        ctx.advance("more", remind=not ctx.dialog.data.get("remind", False))
+    elif step == "question" and len(ctx.dialog.data.get("questions") or []) >= MAX_QUESTIONS:
+        return f"最多 {MAX_QUESTIONS} 个报名问题。"
+    elif content:  # “1 自带球拍”: the setting and its value in one message
+        return _CREATE_STEPS[step](ctx, content)
+    else:
+        ctx.advance(step)
+    return ""
+
+
+def _description_step(ctx: Context, text: str) -> str:
+    if text not in _SKIP:
+        ctx.advance("more", description=text[:2000])
+    else:
+        ctx.advance("more")
+    return ""
+
+
+def _ends_step(ctx: Context, text: str) -> str:
+    assert ctx.dialog is not None
+    if text in _SKIP:
+        ctx.advance("more", ends_at=None)
+        return ""
+    starts = datetime.fromisoformat(ctx.dialog.data["starts_at"])
+    day, h, mi, has_time = parse_when(text, ctx.clock.today())
+    if not has_time:
+        return "没看懂结束时间。"
+    ends = ctx.clock.at(day or ctx.clock.local(starts).date(), h, mi)  # 17:00 = the same day
+    if ends <= starts:
+        return f"结束时间要晚于开始时间（{ctx.clock.fmt(starts)}）。"
+    ctx.advance("more", ends_at=ends.isoformat())
+    return ""
+
+
+def _question_step(ctx: Context, text: str) -> str:
+    """项目：单打/双打 -> {label: 项目, options: [单打, 双打]}; 衣服尺码 -> a free answer."""
+    assert ctx.dialog is not None
+    if text in _SKIP:
+        ctx.advance("more")
+        return ""
+    label, _, rest = text.partition(":")
+    options = [o for o in re.split(r"[/,;\s]+", rest) if o][:20]
+    label = label.strip()
+    if not label or len(label) > 50 or (rest and len(options) < 2):
+        return "请写成“问题：选项/选项”，例如“项目：单打/双打”。"
+    questions = list(ctx.dialog.data.get("questions") or [])
+    questions.append({"key": f"q{len(questions) + 1}", "label": label, "options": [o[:50] for o in options]})
+    ctx.advance("more", questions=questions)
+    return ""
+
+
+def _cutoff_step(ctx: Context, text: str) -> str:
+    if text in _SKIP:
+        ctx.advance("more", cutoff=None)
+        return ""
+    m = re.fullmatch(r"(?:开始前)?\s*(\d{1,3})\s*(?:个)?(?:小时|h)?", text)
+    if not m or int(m[1]) > 720:
+        return "请发 0 到 720 之间的小时数，例如 24。"
+    ctx.advance("more", cutoff=int(m[1]) or None)
+    return ""
+
+
+_CREATE_STEPS = {
+    "title": _title_step,
+    "time": _time_step,
+    "place": _place_step,
+    "capacity": _capacity_step,
+    "deadline": _deadline_step,
+    "audience": _audience_step,
+    "pick_branches": _pick_step,
+    "pick_groups": _pick_step,
+    "more": _more_step,
+    "description": _description_step,
+    "ends": _ends_step,
+    "question": _question_step,
+    "cutoff": _cutoff_step,
+}
+
+
+def _finish_create(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
     d = ctx.dialog.data
+    label, kind, ids = d["audience"]
     a = Activity(
         title=d["title"],
-        description="",
+        description=d.get("description") or "",
         place=d.get("place", ""),
         starts_at=datetime.fromisoformat(d["starts_at"]),
+        ends_at=datetime.fromisoformat(d["ends_at"]) if d.get("ends_at") else None,
         signup_deadline=datetime.fromisoformat(d["deadline"]),
         capacity=d.get("capacity"),
         taken=0,
         seq=0,
-        waitlist_enabled=True,
+        waitlist_enabled=bool(d.get("waitlist", True)),
         companions_max=int(d.get("companions_max") or 0),
-        questions=[],
-        audience_kind=audience[1],
-        audience_ids=audience[2],
+        questions=list(d.get("questions") or []),
+        cancel_cutoff_hours=d.get("cutoff"),
+        remind_unanswered=bool(d.get("remind", False)),
+        audience_kind=kind,
+        audience_ids=list(ids),
         status="open",
         created_by_id=ctx.member.id,
         created_at=ctx.clock.now(),
@@ -1211,7 +1551,7 @@ def _finish_create(ctx: Context, audience: tuple[str, str, list[int]]) -> None:
     ctx.session.flush()
     ctx.end_dialog()
     ctx.reply(
-        f"活动已发布，编号 {a.id}，面向{audience[0]}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
+        f"活动已发布，编号 {a.id}，面向{label}。会员发送“报名 {a.id}”即可报名；您可以发送“报名名单 {a.id}”查看名单。"
     )
     card = detail_card(ctx, a)
     chats = audience_chats(ctx.session, a)

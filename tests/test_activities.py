@@ -356,6 +356,8 @@ def test_create_activity_dialog(bot, chat_with):
     assert "限多少人" in c.ask("操场")
     assert "截止" in c.ask("20 每人带1人")
     out = c.ask("默认")  # a group leader publishes for their own group: no audience question
+    assert "就快发布好了" in out and "对象：本小组（心内科小组）" in out and "回复“好”发布" in out
+    out = c.ask("好")
     assert "活动已发布" in out and "本小组" in out
     with bot.db.Session() as s:
         a = s.scalar(select(Activity))
@@ -515,9 +517,9 @@ def test_created_activity_posted_to_group_chat_with_one_tap(bot, chat_with):
         gid = s.get(Member, leader.id).group_id
         s.add(GroupChat(platform="sandbox", chat_id=f"sb-group-{gid}", title="心内科群", group_id=gid))
     c = chat_with(leader)
-    for text in ("发布活动", "跳绳比赛", "12月10日 下午3点", "操场", "20"):
+    for text in ("发布活动", "跳绳比赛", "12月10日 下午3点", "操场", "20", "默认"):
         c.ask(text)
-    payloads = c.say("默认")
+    payloads = c.say("好")
     card = payloads[-1]
     post = [b for b in card["buttons"] if b["action"]["do"] == "post_activity"]
     assert post and post[0]["label"] == "发到 1 个小组群"
@@ -529,3 +531,39 @@ def test_created_activity_posted_to_group_chat_with_one_tap(bot, chat_with):
         b["action"] for b in posted[0]["buttons"]
     ]
     assert "只有活动发布人" in chat_with(add_member(bot, "会员")).ask(action=post[0]["action"])
+
+
+def test_check_in_closes_an_hour_after_the_end(bot, chat_with):
+    aid = make_activity(bot, starts_at=NOW + timedelta(hours=2), signup_deadline=NOW + timedelta(hours=1))
+    with bot.db.transaction() as s:
+        s.get(Activity, aid).ends_at = NOW + timedelta(hours=4)
+    c, late = chat_with(add_member(bot, "甲")), chat_with(add_member(bot, "乙"))
+    c.ask(f"报名 {aid}")
+    late.ask(f"报名 {aid}")
+    with time_machine.travel(NOW + timedelta(hours=4, minutes=59), tick=False):
+        assert "签到成功" in c.ask(f"签到 {aid}")
+    with time_machine.travel(NOW + timedelta(hours=5, minutes=1), tick=False):
+        assert "签到已经结束了" in late.ask(f"签到 {aid}")
+    with bot.db.Session() as s:
+        came = {r.member.name: r.checked_in_at is not None for r in s.scalars(select(Signup))}
+    assert came == {"甲": True, "乙": False}
+
+
+def test_check_in_without_an_end_closes_four_hours_after_the_start(bot, chat_with):
+    aid = make_activity(bot, starts_at=NOW + timedelta(hours=2), signup_deadline=NOW + timedelta(hours=1))
+    c = chat_with(add_member(bot, "甲"))
+    c.ask(f"报名 {aid}")
+    with time_machine.travel(NOW + timedelta(hours=6, minutes=1), tick=False):
+        assert "签到已经结束了" in c.ask(f"签到 {aid}")
+
+
+def test_an_activity_that_has_started_refuses_sign_up_and_cancel(bot, chat_with):
+    aid = make_activity(bot, title="健步走", starts_at=NOW + timedelta(hours=1), signup_deadline=None)
+    make_activity(bot, title="秋游")
+    early = chat_with(add_member(bot, "甲"))
+    early.ask(f"报名 {aid}")
+    with time_machine.travel(NOW + timedelta(hours=1, minutes=5), tick=False):
+        out = chat_with(add_member(bot, "乙")).ask(f"报名 {aid}")
+        assert "“健步走”已经开始或结束了，不能再报名" in out and "秋游" in out  # with what is still open
+        assert "已经开始了，不能再取消" in early.ask(f"取消报名 {aid}")
+    assert signups(bot, aid) == [("甲", "confirmed", 0)]

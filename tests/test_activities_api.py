@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from models.activity import Signup
@@ -150,3 +151,40 @@ def test_signup_rows_are_unique_after_api_and_chat(client, clerk, bot, chat_with
     assert r.status_code == 409
     with bot.db.Session() as s:
         assert len(s.scalars(select(Signup)).all()) == 1
+
+
+def test_update_notifies_any_member_visible_change_once(client, clerk, bot, chat_with):
+    a = create(client, clerk, capacity=5, place="活动中心")
+    c = chat_with(add_member(bot, "甲", employee_no="D1"))
+    c.ask(f"报名 {a['id']}")
+    c.inbox()
+    url = f"{API}/activities/{a['id']}"
+
+    def notices():
+        return [p["text"] for p in c.inbox() if "有变更" in p.get("text", "")]
+
+    r = client.patch(url, json={"title": "乒乓球友谊赛", "description": "自带球拍"}, headers=clerk)
+    assert r.status_code == 200
+    [note] = notices()
+    assert "名称：乒乓球比赛 → 乒乓球友谊赛" in note and "说明已更新：自带球拍" in note and "地点" not in note
+    r = client.patch(
+        url, json={"capacity": 9, "remind_unanswered": True, "post_to_groups": True}, headers=clerk
+    )
+    assert r.status_code == 200 and notices() == []  # organisers' settings are not news for members
+    assert client.patch(url, json={"title": "乒乓球友谊赛"}, headers=clerk).status_code == 200
+    assert notices() == []  # nothing actually changed
+    deadline = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    r = client.patch(
+        url, json={"signup_deadline": deadline.isoformat(), "cancel_cutoff_hours": 24}, headers=clerk
+    )
+    assert r.status_code == 200
+    [note] = notices()
+    assert "报名截止：" in note and "取消规则：开始前随时可以取消 → 开始前 24 小时内不能取消" in note
+
+
+def test_adding_a_signup_after_the_start_is_refused(client, clerk, bot):
+    a = create(client, clerk, starts_at=future(days=0, hours=1))
+    add_member(bot, "甲", employee_no="S1")
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=2)):
+        r = client.post(f"{API}/activities/{a['id']}/signups", json={"employee_no": "S1"}, headers=clerk)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "activity_started"

@@ -32,6 +32,31 @@ def test_router_prefers_longer_triggers_and_passes_args():
     assert r.matches("今天天气不错") == []
 
 
+def test_words_together_in_any_order_outscore_each_word_alone():
+    r = Router()
+
+    @r.handler("报名")
+    def signup(ctx):
+        """报名活动"""
+
+    @r.handler("取消", together=(("取消", "报名"),))
+    def cancel(ctx):
+        """取消报名"""
+
+    for text in ("帮我把羽毛球的报名取消了", "羽毛球报名取消", "取消羽毛球报名"):
+        first, second = r.matches(text)
+        assert first.route.name == "cancel" and first.score > second.score, text
+    assert r.matches("帮我把羽毛球的报名取消了")[0].args == "帮我把羽毛球的 了"
+    assert r.matches("报名羽毛球")[0].route.name == "signup"  # one word alone: no combination
+    assert r.matches("取消")[0].route.name == "cancel"
+
+
+def test_real_router_reads_cancel_plus_signup_as_cancelling(bot):
+    for text in ("帮我把羽毛球的报名取消了", "羽毛球报名取消", "羽毛球的报名帮我取消"):
+        first, *rest = bot.router.matches(text)
+        assert first.route.name == "cancel" and all(m.score < first.score for m in rest), text
+
+
 def test_fallback_menu_lists_what_can_be_typed(bot, chat_with):
     chat = chat_with(add_member(bot))
     reply = chat.ask("今天天气不错")

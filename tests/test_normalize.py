@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from bot.normalize import cn_to_int, first_int, normalize, parse_date
+from bot.normalize import cn_to_int, find_date, first_int, normalize, parse_date
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,21 @@ TODAY = date(2026, 11, 25)  # a Wednesday
 )
 def test_parse_date(text, expected):
     assert parse_date(text, TODAY) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "day", "rest"),
+    [
+        ("我想报名周六的羽毛球赛", date(2026, 11, 28), "我想报名 的羽毛球赛"),
+        ("报名12月5号的羽毛球", date(2026, 12, 5), "报名 的羽毛球"),  # 5号 no longer reads as activity 5
+        ("下周三有什么活动", date(2026, 12, 2), "有什么活动"),
+        ("这周五的讲座", date(2026, 11, 27), "的讲座"),
+        ("明天有啥活动", date(2026, 11, 26), "有啥活动"),
+        ("2月30日的活动", None, "2月30日的活动"),
+        ("报名 3", None, "报名 3"),
+    ],
+)
+def test_find_date_takes_the_date_words_out(text, day, rest):
+    found = find_date(text, TODAY)
+    assert (found.day, found.rest) == (day, rest)
+    assert found.day is None or found.words and found.words not in found.rest
