@@ -593,6 +593,19 @@ def public_dict(p: Proposal) -> dict[str, Any]:
     }
 
 
+def is_public(p: Proposal) -> bool:
+    """Accepted proposals (立案) belong on the public list (公开), whatever happened to them since."""
+    return p.lead_department_id is not None and p.accepted_at is not None
+
+
+def public_list(session: Session, congress_id: int | None = None) -> list[dict[str, Any]]:
+    """The public list (公开) of accepted proposals with their replies, in number order; no names."""
+    q = select(Proposal).where(Proposal.accepted_at.is_not(None), Proposal.lead_department_id.is_not(None))
+    if congress_id is not None:
+        q = q.where(Proposal.congress_id == congress_id)
+    return [public_dict(p) for p in session.scalars(q.order_by(Proposal.series, Proposal.seq))]
+
+
 # --------------------------------------------------------------------------------------------- reporting
 def _scope(session: Session, congress_id: int | None) -> list[Proposal]:
     q = select(Proposal).order_by(Proposal.series, Proposal.seq)
@@ -656,7 +669,7 @@ def report(session: Session, today: date, congress_id: int | None = None) -> dic
             rated += 1
             satisfied += rating == "satisfied"
             satisfied_or_partly += rating in ("satisfied", "partly")
-        if p.lead_department is not None and p.accepted_at is not None:
+        if is_public(p):
             d = by_department.setdefault(
                 p.lead_department.name,
                 {"assigned": 0, "replied": 0, "on_time": 0, "late": 0, "evaluated": 0, "satisfied": 0},
