@@ -13,7 +13,7 @@ import hashlib
 import re
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot import outbox
 from bot.context import Context, active_dialog
@@ -22,7 +22,7 @@ from bot.normalize import parse_date
 from bot.permissions import can
 from handlers import router
 from models.member import Member, MemberRole
-from models.messaging import InboundMessage, OutboxMessage
+from models.messaging import InboundMessage
 from models.proposal import (
     AWAITING_REPLY,
     RATINGS,
@@ -57,6 +57,11 @@ ANON_WORDS = ("匿名", "不想留名", "不留名", "意见箱")
 SUGGESTION_WORDS = ("建议", "金点子", "意见", "反映")
 DIALOG = "proposal"
 LONG_KIND = {"proposal": "职代会提案", "suggestion": "合理化建议"}
+GROUP_INVITE = "提案和建议请私聊我提交（点我的头像发消息即可），我已私信您。"
+PRIVATE_INVITE = (
+    "您好，我是{bot}。提案和建议请在这里私聊提交：\n"
+    "· 职代会提案：发送“提案”\n· 合理化建议：发送“提个建议”\n· 匿名意见：发送“匿名反映问题”"
+)
 FIELDS = [("category", "类别"), ("title", "标题"), ("situation", "现状和理由"), ("measures", "建议措施"),
           ("department", "建议承办部门"), ("cosigners", "附议人")]  # fmt: skip
 
@@ -117,7 +122,7 @@ def _push_unlinked(bot, s, member: Member, out: Outgoing, key: str) -> bool:
         target_id=ident.platform_user_id,
         message=out,
         key=key,
-        context={"sensitive": True},
+        sensitive=True,
         now=bot.clock.now(),
     )
 
@@ -199,35 +204,25 @@ def _is_anon_sender(ctx: Context, p: Proposal) -> bool:
 UNLINKED = "anonymous"
 
 
-def _unlink_anonymous_dialog(ctx: Context, since: datetime) -> None:
-    """After an anonymous suggestion, nothing in the message logs may tie its text or timing to the sender:
-    the dialog's inbound rows lose their user and chat ids and their text (the dedupe key stays, so platform
-    retries are still recognised), and the bot's already delivered replies in that dialog lose their payload."""
-    since = since - timedelta(seconds=1)
-    rows = ctx.session.scalars(
-        select(InboundMessage).where(
-            InboundMessage.platform == ctx.msg.platform,
-            InboundMessage.user_id == ctx.msg.user_id,
-            InboundMessage.received_at >= since,
-            InboundMessage.status != "received",
-        )
+def _unlink_anonymous_dialog(ctx: Context, since: datetime | None = None) -> None:
+    """After an anonymous suggestion (or when its sender asks about it), nothing in the message logs may tie
+    its text or timing to the sender: the inbound rows since `since` (None: this message) lose their user and
+    chat ids and their text (the dedupe key stays, so platform retries are still recognised). The bot's
+    replies are marked sensitive (`ctx.sensitive`), so the outbox scrubs them once delivered."""
+    ctx.sensitive = True
+    q = select(InboundMessage).where(
+        InboundMessage.platform == ctx.msg.platform,
+        InboundMessage.user_id == ctx.msg.user_id,
+        InboundMessage.status != "received",
     )
-    for row in rows:
+    if since is None:
+        q = q.where(InboundMessage.dedupe_key == ctx.msg.message_id[:255])
+    else:
+        q = q.where(InboundMessage.received_at >= since - timedelta(seconds=1))
+    for row in ctx.session.scalars(q):
         env = dict(row.envelope or {})
         env.update(text="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
         row.envelope, row.user_id, row.chat_id = env, UNLINKED, UNLINKED
-    ctx.session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.platform == ctx.msg.platform,
-            OutboxMessage.target_kind == "user",
-            OutboxMessage.target_id == ctx.msg.user_id,
-            OutboxMessage.idempotency_key.like("reply:%"),
-            OutboxMessage.created_at >= since,
-            OutboxMessage.status.in_(("sent", "dead")),
-        )
-        .values(payload={"type": "text", "text": "[已删除]"})
-    )
 
 
 # ============================================================================================== submitting
@@ -252,13 +247,17 @@ def _unlink_anonymous_dialog(ctx: Context, since: datetime) -> None:
     "反映个问题",
     "反映问题",
     menu="提案 / 提个建议 — 职代会提案、合理化建议、匿名意见",
-    group_ok=False,
 )
 def start(ctx: Context) -> None:
     """提案：提交职代会提案或合理化建议"""
+    if ctx.msg.is_group:  # the same way as hardship reports: a neutral answer, the private chat opened
+        ctx.invite_private(GROUP_INVITE, PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
+                           f"proposal:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
+        return
     text = ctx.text
     now = ctx.clock.now()
     anonymous = any(w in text for w in ANON_WORDS)
+    ctx.sensitive = anonymous
     mode = (
         "suggestion"
         if anonymous or (any(w in text for w in SUGGESTION_WORDS) and "提案" not in text)
@@ -330,6 +329,7 @@ def _next_step(ctx: Context, current: str) -> None:
 @router.dialog(DIALOG)
 @refusals
 def dialog_step(ctx: Context) -> None:
+    ctx.sensitive = bool(ctx.dialog.data.get("anonymous"))
     step = ctx.dialog.step
     text = ctx.text.strip()
     if step == "category":
@@ -470,6 +470,7 @@ def _load_dialog(ctx: Context) -> bool:
         ctx.reply("这份内容已经处理过或已超时，请重新发送“提案”或“提个建议”。")
         return False
     ctx.dialog = dialog
+    ctx.sensitive = bool(dialog.data.get("anonymous"))
     return True
 
 
@@ -787,6 +788,7 @@ def my_proposals(ctx: Context) -> None:
     if not rows:
         ctx.reply("您还没有提交或附议过提案和建议。发送“提案”或“提个建议”可以开始写。")
         return
+    ctx.sensitive = any(p.anonymous for p in rows)
     lines = []
     for p in rows[-20:]:
         role = "匿名" if p.anonymous else ("提案人" if is_proposer(p, ctx.member) else "附议")
@@ -836,6 +838,9 @@ def show(ctx: Context) -> None:
     if not can_view(ctx, p):
         ctx.reply(f"{p.number} 只有提案人、附议人、承办部门和提案委员会可以查看。")
         return
+    if _is_anon_sender(ctx, p):
+        _unlink_anonymous_dialog(ctx)
+    ctx.sensitive = p.anonymous
     who = "匿名" if p.anonymous else "、".join(m.name for m in p.proposers())
     lines = [
         f"类别：{p.category}　状态：{p.status_label}",

@@ -16,10 +16,12 @@ id, no foreign key. Console pages, exports, the API and the timeline all read `P
 only show "匿名". The notification code (`anonymous_sender`) finds the recipient by recomputing the HMAC for the
 members who have a chat identity; nothing else calls it. Without the secret key even a database dump does not
 link the row to a member. The chat side also cuts the trail in the message logs (handlers/proposals.py): the
-dialog's inbound rows lose user id, chat id and text, the bot's delivered replies in that dialog lose their
-payload, the receipt names no number, answers to the sender go out with an opaque key and no member id, and only
-the day of submission is stored. Residual: an answer pushed to the sender sits in the outbox (target = their chat
-id) until delivered; rotating SECRET_KEY makes old anonymous suggestions unanswerable in chat.
+dialog's inbound rows lose user id, chat id and text, the receipt names no number, answers to the sender go out
+with an opaque key and no member id, and only the day of submission is stored. Every outbox row of an anonymous
+flow (the dialog's replies, the sender's own look-ups, the answers pushed to them) is marked `sensitive`: once sent
+or given up it keeps neither recipient nor content (bot/outbox.py), and the console lists a failed one only as
+"匿名来信人". Residual: while being delivered such a row holds the sender's chat id; rotating SECRET_KEY makes old
+anonymous suggestions unanswerable in chat.
 """
 
 from __future__ import annotations
