@@ -414,8 +414,6 @@ def _resolve_cosigners(ctx: Context, text: str) -> tuple[list[int], list[str], l
     ids: list[int] = []
     names: list[str] = []
     problems: list[str] = []
-    congress = ctx.session.get(Congress, ctx.dialog.data.get("congress_id") or 0)
-    need_delegate = congress is None or congress.delegates_only
     for tok in tokens:
         found = list(
             ctx.session.scalars(
@@ -430,7 +428,7 @@ def _resolve_cosigners(ctx: Context, text: str) -> tuple[list[int], list[str], l
             problems.append(f"有{len(found)}位叫“{tok}”的会员，请改写工号")
         elif found[0].id == ctx.member.id:
             problems.append("提案人不能附议自己的提案")
-        elif need_delegate and not found[0].is_delegate:
+        elif not found[0].is_delegate:  # co-signers are delegates, whoever may submit
             problems.append(f"{found[0].name}不是职工代表，不能附议")
         elif found[0].id not in ids:
             ids.append(found[0].id)
@@ -651,7 +649,7 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
     if not congress.window_open(now):
         ctx.reply(f"{congress.name}提案征集已于 {ctx.clock.fmt(congress.collect_end)} 截止，不能再附议了。")
         return
-    if congress.delegates_only and not me.is_delegate:
+    if not me.is_delegate:  # even when everyone may submit, co-signers are delegates
         ctx.reply("只有职工代表可以附议提案。如果您也关心这件事，可以发送“提个建议”提交合理化建议。")
         return
     if is_proposer(p, me):
@@ -673,18 +671,24 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
         ctx.bot, s, p, ev, f"{me.name}附议了您的提案 {p.number}《{p.title}》，目前{count}人附议。", skip=me
     )
     ctx.reply(f"已附议 {p.number}《{p.title}》，谢谢！目前{count}人附议。如需撤回请发送“不附议 {p.number}”。")
-    if p.status in ("submitted", "cosigning") and count >= congress.cosigners_required:
-        try:
-            with s.begin_nested():
-                if p.status == "submitted":
-                    transition(s, p, "cosigning", None, "征集附议", at=now)
-                ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
-                notify_people(ctx.bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
-                _notify_reviewers(
-                    ctx.bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。"
-                )
-        except TransitionError:
-            pass  # a co-signer writing at the same moment moved it first; the co-sign itself stands
+    to_review_if_enough(ctx.bot, s, p, now)
+
+
+def to_review_if_enough(bot, s, p: Proposal, now: datetime) -> bool:
+    """A collecting proposal with enough co-signers moves on to review (after a co-sign or a merge)."""
+    count = signed_count(s, p)
+    if p.status not in ("submitted", "cosigning") or p.congress is None or count < p.congress.cosigners_required:
+        return False
+    try:
+        with s.begin_nested():
+            if p.status == "submitted":
+                transition(s, p, "cosigning", None, "征集附议", at=now)
+            ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
+            notify_people(bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
+            _notify_reviewers(bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。")
+    except TransitionError:
+        return False  # a co-signer writing at the same moment moved it first; the co-sign itself stands
+    return True
 
 
 @router.handler(patterns=(rf"^(不附议|不同意附议|撤回附议)\s*{NUM}",), group_ok=False)
@@ -1048,17 +1052,22 @@ def do_merge(bot, s, src: Proposal, dst: Proposal, actor, now) -> ProposalEvent:
     if src.status != "under_review":
         transition(s, src, "merged", actor)  # raises the clear message
     src.merged_into_id = dst.id
-    people = src.people()
-    for m in people:
+    for m in src.people():
         if any(c.member_id == m.id for c in dst.cosigns) or (dst.proposer_id == m.id):
             continue
-        role = "proposer" if is_proposer(src, m) else "cosigner"
+        if is_proposer(src, m):  # every proposer is kept
+            role = "proposer"
+        elif m.is_delegate and m.active:  # a co-signer counts for the target only if they could co-sign it
+            role = "cosigner"
+        else:
+            continue
         dst.cosigns.append(
             CoSign(proposal_id=dst.id, member_id=m.id, member=m, role=role, status="signed", at=now)
         )
     s.flush()
     ev = transition(s, src, "merged", actor, f"合并到 {dst.number}", at=now)
     add_note(s, dst, actor, f"合并了 {src.number}《{src.title}》", now)
+    to_review_if_enough(bot, s, dst, now)
     notify_people(
         bot, s, src, ev, f"您的提案 {src.number} 与 {dst.number}《{dst.title}》内容相近，已合并办理，"
         f"您仍是提案人，后续进展会通知您。", skip=actor,

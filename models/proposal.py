@@ -563,11 +563,18 @@ def current_round(proposal: Proposal) -> int:
 
 
 def signed_count(session: Session, proposal: Proposal) -> int:
+    """Co-signers who count: signed, and delegates (职工代表) now."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(CoSign)
-            .where(CoSign.proposal_id == proposal.id, CoSign.role == "cosigner", CoSign.status == "signed")
+            .join(Member, Member.id == CoSign.member_id)
+            .where(
+                CoSign.proposal_id == proposal.id,
+                CoSign.role == "cosigner",
+                CoSign.status == "signed",
+                Member.is_delegate.is_(True),
+            )
         )
         or 0
     )
