@@ -40,6 +40,7 @@ from models.proposal import (
     anonymous_ids_of,
     anonymous_sender,
     categories,
+    close_after_days,
     current_congress,
     current_round,
     department_by_name,
@@ -47,6 +48,7 @@ from models.proposal import (
     find_by_number,
     report,
     signed_count,
+    status_since,
     submit,
     transition,
 )
@@ -677,7 +679,11 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
 def to_review_if_enough(bot, s, p: Proposal, now: datetime) -> bool:
     """A collecting proposal with enough co-signers moves on to review (after a co-sign or a merge)."""
     count = signed_count(s, p)
-    if p.status not in ("submitted", "cosigning") or p.congress is None or count < p.congress.cosigners_required:
+    if (
+        p.status not in ("submitted", "cosigning")
+        or p.congress is None
+        or count < p.congress.cosigners_required
+    ):
         return False
     try:
         with s.begin_nested():
@@ -1155,8 +1161,9 @@ def record_reply(bot, s, p: Proposal, dept, kind: str, text: str, plan: date | N
         s.add(Reply(proposal_id=p.id, department_id=dept.id if dept else None, author_id=author_id, kind=kind,
                     text=text[:4000], plan_date=plan, round=1, at=now))  # fmt: skip
         notify_people(
-            bot, s, p, ev, f"您的建议 {p.number}《{p.title}》有答复了（{REPLY_KINDS[kind]}）：{text}"
-        )
+            bot, s, p, ev, f"您的建议 {p.number}《{p.title}》有答复了（{REPLY_KINDS[kind]}）：{text}\n"
+            f"满意请回复“满意 {p.number}”或“谢谢”；{close_after_days(p)}天后自动办结。",
+        )  # fmt: skip
         return f"已答复 {p.number}，并通知了提出人。"
     lead = p.lead_department
     if dept is None:
@@ -1182,7 +1189,8 @@ def record_reply(bot, s, p: Proposal, dept, kind: str, text: str, plan: date | N
                 f"承办部门：{dept.name}",
                 f"办理结果：{REPLY_KINDS[kind]}{plan_txt}",
                 f"答复：{text}",
-                f"请评价：回复“满意 {p.number}”“基本满意 {p.number}”或“不满意 {p.number} 原因”。",
+                f"请在{close_after_days(p)}天内评价（逾期按办结处理）：回复“满意 {p.number}”"
+                f"“基本满意 {p.number}”或“不满意 {p.number} 原因”。",
             ],
             _eval_buttons(p),
         ),
@@ -1223,14 +1231,15 @@ def evaluate(ctx: Context) -> None:
         ctx.reply("没有找到这个编号的提案，请检查后再发，例如：满意 2027-012")
         return
     if p is None:
-        waiting = [x for x in _mine(ctx) if x.status == "replied" and is_proposer(x, ctx.member)]
+        waiting = _awaiting_feedback(ctx)
         if len(waiting) != 1:
             if not waiting:
                 ctx.reply("您目前没有等待评价的提案答复。发送“我的提案”查看进度。")
             else:
+                ctx.sensitive = any(x.anonymous for x in waiting)
                 nums = "、".join(x.number for x in waiting)
                 ctx.reply(
-                    f"您有{len(waiting)}件提案等待评价（{nums}），请带上编号，例如：满意 {waiting[0].number}"
+                    f"您有{len(waiting)}件提案或建议等待评价（{nums}），请带上编号，例如：满意 {waiting[0].number}"
                 )
             return
         p = waiting[0]
@@ -1248,8 +1257,45 @@ def evaluate_button(ctx: Context) -> None:
         do_evaluate(ctx, p, rating, "")
 
 
+def _sent_by_me(ctx: Context, p: Proposal) -> bool:
+    return is_proposer(p, ctx.member) or _is_anon_sender(ctx, p)
+
+
+def _awaiting_feedback(ctx: Context) -> list[Proposal]:
+    """My replied proposals and my answered suggestions (anonymous ones included)."""
+    return [
+        x
+        for x in _mine(ctx)
+        if (x.status == "replied" and is_proposer(x, ctx.member))
+        or (x.status == "answered" and _sent_by_me(ctx, x))
+    ]
+
+
+def close_answered(ctx: Context, p: Proposal) -> None:
+    """The sender is content with the answer to their suggestion (满意 / 谢谢): it is closed."""
+    if not _sent_by_me(ctx, p):
+        ctx.reply(f"只有提出人可以确认 {p.number} 的答复。")
+        return
+    if p.anonymous:  # the closing event names nobody, and the message log forgets the number
+        _unlink_anonymous_dialog(ctx)
+    ev = transition(ctx.session, p, "closed", None if p.anonymous else ctx.member, "提出人对答复满意，办结",
+                    at=ctx.clock.now())  # fmt: skip
+    notify_people(ctx.bot, ctx.session, p, ev, f"建议 {p.number}《{p.title}》的提出人对答复满意，已办结。",
+                  skip=ctx.member)  # fmt: skip
+    ctx.reply(f"谢谢您的反馈！建议 {p.number} 已办结。")
+
+
 def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
     s, bot, now, me = ctx.session, ctx.bot, ctx.clock.now(), ctx.member
+    if p.kind == "suggestion" and p.status == "answered":
+        if rating == "unsatisfied":
+            ctx.sensitive = p.anonymous
+            ctx.reply(
+                f"建议的答复不再退回重办。如仍有意见，可以发送“提个建议”再提一条，或联系工会办公室。{p.number} 保持“已答复”。"
+            )
+        else:
+            close_answered(ctx, p)
+        return
     if not is_proposer(p, me):
         ctx.reply(f"只有提案人可以评价 {p.number} 的答复。")
         return
@@ -1295,6 +1341,61 @@ def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
                        lead_only=True)  # fmt: skip
     extra = "（已重新办理过一次，按规定办结）" if rating == "unsatisfied" else ""
     ctx.reply(f"谢谢您的评价“{label}”！提案 {p.number} 已办结{extra}。")
+
+
+THANKS = ("谢谢", "谢谢你", "谢谢了", "多谢", "感谢", "非常感谢", "好的谢谢", "收到谢谢")
+
+
+@router.handler(exact=THANKS, public=True, priority=6)  # above small talk: a thank-you may close a suggestion
+@refusals
+def thanks(ctx: Context) -> None:
+    """谢谢：对建议的答复表示满意（别的时候不用回答）"""
+    if ctx.member is None or ctx.msg.is_group:
+        return
+    waiting = [x for x in _awaiting_feedback(ctx) if x.status == "answered"]
+    if len(waiting) == 1:
+        close_answered(ctx, waiting[0])
+    elif waiting:
+        ctx.sensitive = any(x.anonymous for x in waiting)
+        nums = "、".join(x.number for x in waiting)
+        ctx.reply(
+            f"不客气！您有{len(waiting)}条建议已答复（{nums}），满意请回复“满意 编号”，例如：满意 {waiting[0].number}"
+        )
+
+
+def close_unevaluated(bot, now: datetime | None = None) -> int:
+    """Nightly job: a reply the proposer has not evaluated, and an answered suggestion, are closed N days later
+    (Congress.close_after_days) and the proposer (or anonymous sender) is told. Returns how many closed."""
+    now = now or bot.clock.now()
+    today = now.astimezone(bot.clock.tz).date()
+    closed = 0
+    with bot.db.transaction() as s:
+        rows = list(
+            s.scalars(
+                select(Proposal).where(Proposal.status.in_(("replied", "answered"))).order_by(Proposal.id)
+            )
+        )
+        for p in rows:
+            days, since = close_after_days(p), status_since(p)
+            if since is None or (today - since.astimezone(bot.clock.tz).date()).days < days:
+                continue
+            try:
+                with s.begin_nested():
+                    if p.status == "replied":
+                        ev = transition(s, p, "closed", None, f"答复后{days}天未评价，按规定办结", at=now)
+                        notify_people(bot, s, p, ev, f"您的提案 {p.number}《{p.title}》答复已满{days}天未评价，"
+                                      "按规定办结。如有意见请联系提案委员会。")  # fmt: skip
+                        notify_departments(bot, s, p, f"proposal:{p.id}:{ev.id}",
+                                           f"提案 {p.number} 答复后{days}天提案人未评价，已按规定办结。",
+                                           lead_only=True)  # fmt: skip
+                    else:
+                        ev = transition(s, p, "closed", None, f"答复{days}天后办结", at=now)
+                        notify_people(bot, s, p, ev, f"您的建议 {p.number}《{p.title}》已答复满{days}天，"
+                                      "已办结。谢谢您的建议！")  # fmt: skip
+            except TransitionError:
+                continue  # someone evaluated it this very moment
+            closed += 1
+    return closed
 
 
 # ============================================================================================== chasing

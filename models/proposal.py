@@ -97,6 +97,7 @@ REPLY_KINDS = {"done": "已办结", "in_progress": "办理中", "cannot_now": "�
 _TZ = ZoneInfo("Asia/Shanghai")  # suggestion numbers follow the local year
 _NUMBER = re.compile(r"(建?[A-Za-z0-9]+)\s*-\s*(\d{1,4})(?!\d)")
 RATINGS = {"satisfied": "满意", "partly": "基本满意", "unsatisfied": "不满意"}
+CLOSE_AFTER_DAYS = 15
 
 
 class TransitionError(ValueError):
@@ -123,6 +124,8 @@ class Congress(Base):
     chase_before_days: Mapped[int] = mapped_column(Integer, default=3)
     chase_every_days: Mapped[int] = mapped_column(Integer, default=3)
     escalate_after_days: Mapped[int] = mapped_column(Integer, default=14)
+    # a reply the proposer does not evaluate, and an answered suggestion, close after this many days
+    close_after_days: Mapped[int] = mapped_column(Integer, default=CLOSE_AFTER_DAYS)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def series(self) -> str:
@@ -556,6 +559,16 @@ def departments_of_contact(session: Session, member: Member) -> list[Department]
             select(Department).join(DepartmentContact).where(DepartmentContact.member_id == member.id)
         )
     )
+
+
+def close_after_days(p: Proposal) -> int:
+    return p.congress.close_after_days if p.congress is not None else CLOSE_AFTER_DAYS
+
+
+def status_since(p: Proposal) -> datetime | None:
+    """When the proposal entered its current status (the last transition event)."""
+    moves = [e for e in p.events if e.to_status == p.status and e.from_status != e.to_status]
+    return moves[-1].at if moves else None
 
 
 def current_round(proposal: Proposal) -> int:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from handlers.proposals import close_cosign_window
 from models.member import Member
-from models.proposal import Congress, CoSign, find_by_number, signed_count, transition
+from models.messaging import InboundMessage, OutboxMessage
+from models.proposal import Congress, CoSign, Department, Proposal, find_by_number, signed_count, transition
 from tests.test_proposals import _to_review, add, cast, load, pushes, write_proposal  # noqa: F401  (fixture)
 
 
@@ -134,3 +135,104 @@ def test_a_declined_proposal_is_answered_as_a_suggestion(bot, cast):  # noqa: F8
     for who in ("proposer", "d1", "d2"):
         assert any("您的建议" in t and num in t and "有答复了" in t for t in pushes(bot, ppl[who])), who
     assert "不能改为" in chats["reviewer"].ask(f"答复 {num} 再答一次")
+
+
+# ---------------------------------------------------------------------------------------------- closing
+def _nightly(bot, days: int) -> list[str]:
+    """Travel `days` ahead and run the scheduler's nightly group; returns the jobs that ran."""
+    from bot.scheduler import JobRunner
+
+    bot.clock.offset = timedelta(days=days)
+    runner = JobRunner(bot)
+    runner.group("nightly")
+    return runner.runs
+
+
+def test_an_unevaluated_reply_is_closed_by_the_nightly_job(bot, cast):  # noqa: F811
+    ppl, chats = cast
+    with bot.db.transaction() as s:
+        s.scalar(select(Congress)).close_after_days = 10  # configurable (default 15)
+    num = _to_review(bot, chats)
+    chats["reviewer"].ask(f"立案 {num} 总务处")
+    chats["zongwu"].ask(f"答复 {num} 已办结 已增设车位")
+    assert any("请在10天内评价" in t for t in pushes(bot, ppl["proposer"]))
+    assert "close_unevaluated" in _nightly(bot, 9)
+    assert load(bot, num).status == "replied"
+    _nightly(bot, 10)
+    p = load(bot, num)
+    assert p.status == "closed" and p.closed_at is not None and p.events[-1].actor_id is None
+    assert "10天未评价" in p.events[-1].note
+    for who in ("proposer", "d1", "d2"):
+        assert any("未评价，按规定办结" in t for t in pushes(bot, ppl[who])), who
+    assert any(num in t and "已按规定办结" in t for t in pushes(bot, ppl["zongwu"]))
+    before = len(pushes(bot, ppl["proposer"]))
+    _nightly(bot, 11)
+    assert len(pushes(bot, ppl["proposer"])) == before
+    assert "现在不能评价" in chats["proposer"].ask(f"满意 {num}")
+
+
+def _suggest(chat, title: str) -> str:
+    chat.ask("提个建议")
+    for t in ("2", title, "门诊候诊区座位不够，老人要站很久。", "增加30把座椅", "总务处"):
+        chat.ask(t)
+    return chat.ask("确认").split("编号 ")[1].split("，")[0]
+
+
+def test_an_answered_suggestion_closes_on_thanks_or_after_n_days(bot, cast):  # noqa: F811
+    ppl, chats = cast
+    c = chats["plain"]
+    assert c.ask("谢谢") == ""  # nothing waiting: small talk stays unanswered
+    first = _suggest(c, "门诊增加座椅")
+    chats["zongwu"].ask(f"答复 {first} 已增加30把座椅")
+    assert any("“谢谢”" in t and "15天后自动办结" in t for t in pushes(bot, ppl["plain"]))
+    assert "不再退回" in c.ask(f"不满意 {first} 还是不够")
+    assert load(bot, first).status == "answered"
+    assert "已办结" in c.ask("谢谢")
+    p = load(bot, first)
+    assert p.status == "closed" and p.events[-1].actor_id == ppl["plain"].id
+    second = _suggest(c, "门诊增加饮水机")
+    third = _suggest(c, "门诊增加轮椅")
+    for n in (second, third):
+        chats["zongwu"].ask(f"答复 {n} 已安排")
+    reply = c.ask("谢谢")
+    assert second in reply and third in reply and "满意 编号" in reply  # which one? nothing closed
+    assert "已办结" in c.ask(f"满意 {third}")
+    assert "只有提出人" in chats["d1"].ask(f"满意 {second}")
+    _nightly(bot, 14)
+    assert load(bot, second).status == "answered"
+    _nightly(bot, 15)
+    assert load(bot, second).status == "closed"
+    assert any(second in t and "已答复满15天" in t for t in pushes(bot, ppl["plain"]))
+
+
+def test_an_anonymous_sender_closes_by_thanks_without_being_named(bot, cast, chat_with):  # noqa: F811
+    ppl, chats = cast
+    sender = add(bot, "冯匿名")
+    c = chat_with(sender)
+    c.ask("匿名反映个问题")
+    for t in ("4", "防护用品不够", "发热门诊防护服经常断货，护士只能重复使用。", "增加库存", "跳过"):
+        c.ask(t)
+    c.ask("确认")
+    with bot.db.Session() as s:
+        num = s.scalar(select(Proposal.number).where(Proposal.anonymous.is_(True)))
+    chats["reviewer"].ask(f"答复 {num} 已补充防护服库存")
+    assert any("有答复了" in x.get("text", "") and "谢谢" in x.get("text", "") for x in c.inbox())
+    assert "已办结" in c.ask("满意")
+    p = load(bot, num)
+    assert p.status == "closed" and sender.id not in {e.actor_id for e in p.events}
+    assert p.events[-1].actor_id is None and "满意" in p.events[-1].note
+    with bot.db.Session() as s:
+        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.target_id == c.user_id)).all()
+        assert not any(num in repr(r.payload) for r in rows)  # the answers to the sender were scrubbed
+        logged = s.scalars(select(InboundMessage).where(InboundMessage.user_id == c.user_id)).all()
+        assert not any(num in repr(r.envelope) for r in logged)
+
+
+def test_the_demo_command_seeds_a_congress_and_departments(app, bot):
+    r = app.test_cli_runner().invoke(args=["demo", "--members", "30"])
+    assert r.exit_code == 0, r.output
+    assert "提案：新增届次 1 个、承办部门 7 个" in r.output
+    with bot.db.Session() as s:
+        c = s.scalar(select(Congress))
+        assert c is not None and c.window_open(bot.clock.now())
+        assert all(d.contacts for d in s.scalars(select(Department)))
