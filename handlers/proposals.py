@@ -46,6 +46,7 @@ from models.proposal import (
     department_by_name,
     departments_of_contact,
     find_by_number,
+    public_list,
     report,
     signed_count,
     status_since,
@@ -1454,6 +1455,37 @@ def chase_proposals(bot, now: datetime | None = None) -> int:
 
 
 # ============================================================================================== reporting in chat
+PUBLIC_PAGE = 10
+
+
+@router.handler(
+    "提案公开", "公开提案", "提案公示", "立案提案", "提案办理情况", "提案答复情况", exact=("提案答复",),
+    menu="提案公开 — 立案提案和部门答复",
+)  # fmt: skip
+def public(ctx: Context) -> None:
+    """提案公开：立案提案和部门答复（可分享给全体会员）"""
+    congress = current_congress(ctx.session, ctx.clock.now())
+    items = public_list(ctx.session, congress.id if congress else None)
+    if not items:
+        ctx.reply("目前还没有立案的提案。提案立案、部门答复后会在这里公开，发送“提案公开”查看。")
+        return
+    pages = (len(items) + PUBLIC_PAGE - 1) // PUBLIC_PAGE
+    m = re.search(r"\d+", ctx.args)
+    page = min(max(int(m.group()), 1), pages) if m else 1
+    head = f"{congress.name if congress else ''}立案提案共 {len(items)} 件"
+    if pages > 1:
+        head += f"（第{page}/{pages}页）"
+    lines = []
+    for it in items[(page - 1) * PUBLIC_PAGE : page * PUBLIC_PAGE]:
+        state = "尚未答复"
+        if it["replies"]:
+            last = it["replies"][-1]
+            state = f"{last['kind']}：{last['text'][:30]}" + ("…" if len(last["text"]) > 30 else "")
+        lines.append(f"{it['number']} {it['title']}｜{it['department']}｜{state}")
+    more = f"\n发送“提案公开 {page + 1}”看下一页。" if page < pages else ""
+    ctx.reply(head + "：\n" + "\n".join(lines) + more)
+
+
 @router.handler("提案统计", "提案报表", "提案汇总", group_ok=False)
 def stats(ctx: Context) -> None:
     """提案统计：提案数量、按时答复率、满意率"""

@@ -236,3 +236,38 @@ def test_the_demo_command_seeds_a_congress_and_departments(app, bot):
         c = s.scalar(select(Congress))
         assert c is not None and c.window_open(bot.clock.now())
         assert all(d.contacts for d in s.scalars(select(Department)))
+
+
+# ---------------------------------------------------------------------------------------------- public list
+def test_public_list_in_chat_is_short_paged_and_names_nobody(bot, cast, chat_with):  # noqa: F811
+    from handlers.proposals import do_accept, record_reply
+    from models.proposal import submit
+
+    ppl, chats = cast
+    assert "还没有立案的提案" in chats["plain"].ask("提案公开")
+    now, due = bot.clock.now(), bot.clock.today() + timedelta(days=30)
+    with bot.db.transaction() as s:
+        c = s.scalar(select(Congress))
+        dept = s.scalar(select(Department).where(Department.name == "总务处"))
+        me = s.get(Member, ppl["proposer"].id)
+        for i in range(13):
+            p = submit(s, member=me, kind="proposal", category="其他", title=f"第{i + 1}件提案", situation="s",
+                       measures="m", congress=c, secret="k", now=now)  # fmt: skip
+            transition(s, p, "under_review", None)
+            if i == 12:
+                break  # still under review: not public
+            do_accept(bot, s, p, dept, [], due, None, now)
+            if i % 2 == 0:
+                text = f"已落实第{i + 1}件，" + "具体情况如下" * 10
+                record_reply(bot, s, p, dept, "done", text, None, None, now)
+    first = chats["plain"].ask("提案公开")
+    assert "立案提案共 12 件（第1/2页）" in first and first.count("｜总务处｜") == 10
+    assert "已办结：已落实第1件" in first and "…" in first and "尚未答复" in first
+    assert "发送“提案公开 2”看下一页" in first
+    second = chats["plain"].ask("提案公开 2")
+    assert second.count("｜总务处｜") == 2 and "第12件提案" in second and "下一页" not in second
+    assert "第13件提案" not in first + second
+    assert not any(m.name in first + second for m in ppl.values())
+    assert "第1件提案" in chats["d1"].ask("提案答复")
+    group = chat_with(ppl["plain"], group_id=3)
+    assert "立案提案共 12 件" in group.ask("@工会小助手 提案公开")  # may be shared with everyone
