@@ -1,6 +1,7 @@
 """Console pages for proposals (职代会提案) and suggestions: list, detail with timeline, review actions (accept,
-decline, merge), replies on a department's behalf, the congress report with the .xlsx export, and the set-up of
-congress sessions and handling departments.
+decline, merge), replies on a department's behalf, the congress report with the .xlsx export, the set-up of
+congress sessions and handling departments — and a handling department's own page (承办答复) where a console
+account of role `department`, linked to a member who is the department's contact, answers what it was assigned.
 
 Anonymity: these pages read Proposal / ProposalEvent only and show "匿名" for an anonymous suggestion; nothing here
 touches AnonymousSender (see models/proposal.py).
@@ -12,12 +13,13 @@ import re
 from datetime import UTC, date, datetime, time
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from admin import console_blueprint, current_staff, nav, require
-from handlers.proposals import actor_name, do_accept, do_decline, do_merge, record_reply
+from handlers.proposals import actor_name, do_accept, do_decline, do_merge, record_reply, replying_department
 from models.member import Member
 from models.proposal import (
+    AWAITING_REPLY,
     DEFAULT_CATEGORIES,
     KIND_LABELS,
     RATINGS,
@@ -27,7 +29,10 @@ from models.proposal import (
     Department,
     DepartmentContact,
     Proposal,
+    ProposalDepartment,
     TransitionError,
+    current_round,
+    departments_of_contact,
     export_xlsx,
     find_by_number,
     report,
@@ -36,6 +41,7 @@ from models.staff import StaffAccount
 
 bp = console_blueprint("proposals_admin", __name__, url_prefix="/admin/proposals")
 nav.register("提案管理", "proposals_admin.index", "proposals.report", order=40)
+nav.register("承办答复", "proposals_admin.department", "proposals.department", order=41)
 
 
 def init_app(app) -> None:
@@ -205,21 +211,100 @@ def merge(proposal_id: int):
     return _act(proposal_id, fn)
 
 
+def _reply_form(today: date) -> tuple[str, str, date | None]:
+    """The reply form (committee or department): (kind, text, plan date); ValueError says what is missing."""
+    kind = request.form.get("kind", "")
+    text = request.form.get("text", "").strip()
+    if kind not in REPLY_KINDS or len(text) < 2:
+        raise ValueError("请选择办理结果并填写答复内容（办理中写计划，暂不能办写原因）。")
+    plan = _date(request.form.get("plan", "")) if kind == "in_progress" else None
+    if kind == "in_progress" and (plan is None or plan < today):
+        raise ValueError("“办理中”请填写计划完成日期（不早于今天）。")
+    return kind, text[:4000], plan
+
+
 @bp.post("/<int:proposal_id>/reply")
 @require("proposals.review")
 def reply(proposal_id: int):
     def fn(bot, s, p, actor, now):
-        kind = request.form.get("kind", "")
-        text = request.form.get("text", "").strip()
-        if kind not in REPLY_KINDS or len(text) < 2:
-            raise ValueError("请选择办理结果并填写答复内容。")
-        plan = _date(request.form.get("plan", "")) if kind == "in_progress" else None
-        if kind == "in_progress" and plan is None:
-            raise ValueError("“办理中”请填写计划完成日期。")
-        dept = s.get(Department, int(request.form.get("dept") or 0)) or p.lead_department
-        return record_reply(bot, s, p, dept, kind, text[:4000], plan, actor, now)
+        kind, text, plan = _reply_form(bot.clock.today())
+        dept_id = request.form.get("dept", "")
+        dept = s.get(Department, int(dept_id)) if dept_id.isdigit() and len(dept_id) < 19 else None
+        return record_reply(bot, s, p, dept or p.lead_department, kind, text, plan, actor, now)
 
     return _act(proposal_id, fn)
+
+
+# ---------------------------------------------------------------------------------------------- departments
+def _department_work(s, member: Member | None) -> tuple[list, list, list[Department]]:
+    """For a department contact: (to answer, answered) as (proposal, department, 牵头/协办/建议) rows, and
+    their departments. Proposals assigned to their departments, suggestions that name them (as in chat)."""
+    depts = departments_of_contact(s, member) if member is not None else []
+    if not depts:
+        return [], [], []
+    ids = [d.id for d in depts]
+    assigned = (
+        select(Proposal.id)
+        .outerjoin(ProposalDepartment)
+        .where(or_(Proposal.lead_department_id.in_(ids), ProposalDepartment.department_id.in_(ids)))
+    )
+    named = select(Proposal.id).where(Proposal.kind == "suggestion", Proposal.suggested_department != "")
+    rows = s.scalars(
+        select(Proposal).where(Proposal.id.in_(assigned.union(named))).order_by(Proposal.series, Proposal.seq)
+    )
+    todo, done = [], []
+    for p in rows:
+        dept = replying_department(s, p, member)
+        if dept is None:
+            continue
+        if p.kind == "suggestion":
+            role, waiting = "建议", p.status in ("received", "declined")
+        else:
+            role = "牵头" if dept.id == p.lead_department_id else "协办"
+            replied = any(r.department_id == dept.id and r.round == current_round(p) for r in p.replies)
+            waiting = p.status in AWAITING_REPLY and not replied
+        (todo if waiting else done).append((p, dept, role))
+    return todo, done, depts
+
+
+@bp.get("/department")
+@require("proposals.department")
+def department():
+    """A handling department's own page: what it has to answer (with the reply form) and what it answered.
+    Shows no names of proposers or co-signers: the department needs the matter, not the people."""
+    bot = _bot()
+    with bot.db.Session() as s:
+        todo, done, depts = _department_work(s, _actor(s))
+        for p, _d, _r in todo + done:
+            _ = (p.replies, p.evaluations, p.lead_department)
+        return render_template(
+            "proposals_admin/department.html",
+            todo=todo,
+            done=done[-50:],
+            departments=depts,
+            reply_kinds=REPLY_KINDS,
+            today=bot.clock.today(),
+        )
+
+
+@bp.post("/department/<int:proposal_id>/reply")
+@require("proposals.department")
+def department_reply(proposal_id: int):
+    bot = _bot()
+    try:
+        with bot.db.transaction() as s:
+            p = s.get(Proposal, proposal_id)
+            if p is None:
+                abort(404)
+            me = _actor(s)
+            dept = replying_department(s, p, me)
+            if dept is None:
+                abort(403)  # not one of this account's departments
+            kind, text, plan = _reply_form(bot.clock.today())
+            flash(record_reply(bot, s, p, dept, kind, text, plan, me, bot.clock.now()), "ok")
+    except (TransitionError, ValueError) as e:
+        flash(str(e), "error")
+    return redirect(url_for("proposals_admin.department") + f"#p{proposal_id}")
 
 
 @bp.get("/report")

@@ -1132,22 +1132,30 @@ def reply_cmd(ctx: Context) -> None:
         ctx.reply(str(e))
 
 
-def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None) -> None:
-    s, me = ctx.session, ctx.member
-    mine = {d.id: d for d in departments_of_contact(s, me)}
-    reviewer = ctx.can("proposals.review")
+def replying_department(s, p: Proposal, member: Member | None):
+    """The department `member` answers `p` for, as one of its contacts (chat and console alike): the lead
+    department, else a co-handling one; for a suggestion, the department it named. None: not theirs."""
+    mine = {d.id: d for d in departments_of_contact(s, member)} if member is not None else {}
     if p.kind == "suggestion":
         named = department_by_name(s, p.suggested_department) if p.suggested_department else None
-        dept = named if named is not None and named.id in mine else None
+        return named if named is not None and named.id in mine else None
+    lead = p.lead_department
+    if lead is not None and lead.id in mine:
+        return lead
+    return next((d for d in p.departments if d.id in mine), None)
+
+
+def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None) -> None:
+    s, me = ctx.session, ctx.member
+    reviewer = ctx.can("proposals.review")
+    dept = replying_department(s, p, me)
+    if p.kind == "suggestion":
         if not reviewer and dept is None:
             ctx.reply("只有提案委员会和建议中指定的承办部门联系人可以答复这条建议。")
             return
     else:
-        lead = p.lead_department
-        assigned = {d.id for d in p.departments}
-        dept = lead if (lead and lead.id in mine) else next((mine[i] for i in mine if i in assigned), None)
         if dept is None and reviewer:
-            dept = lead  # the committee records a reply on the department's behalf
+            dept = p.lead_department  # the committee records a reply on the department's behalf
         if dept is None:
             ctx.reply(f"{p.number} 不是交给您部门承办的，只有承办部门联系人可以答复。")
             return
