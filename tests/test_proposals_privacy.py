@@ -16,7 +16,7 @@ from models.proposal import Proposal
 from tests.conftest import add_member
 from tests.test_activities_api import token
 from tests.test_admin import add_staff, login
-from tests.test_proposals import make_congress
+from tests.test_proposals import make_congress, make_department
 
 
 class Unreachable:
@@ -33,7 +33,7 @@ class Unreachable:
 
 def _submit_anonymous(chat) -> None:
     chat.ask("匿名反映个问题")
-    for t in ("4", "夜班防护不足", "发热门诊防护服经常断货，护士只能重复使用。", "增加库存", "跳过"):
+    for t in ("4", "夜班防护不足", "发热门诊防护服经常断货，护士只能重复使用。", "增加库存", "总务处"):
         chat.ask(t)
     assert "已匿名收到" in chat.ask("确认")
 
@@ -42,6 +42,8 @@ def test_no_console_page_export_or_api_links_the_sender_to_the_suggestion(app, c
     make_congress(bot)
     sender = add_member(bot, name="冯匿名", employee_no="ANON7")
     reviewer = add_member(bot, name="孙委员", roles=("proposal_reviewer",))
+    contact = add_member(bot, name="吴总务")
+    make_department(bot, "总务处", contact)
     c, rc = chat_with(sender), chat_with(reviewer)
     _submit_anonymous(c)
     with bot.db.Session() as s:
@@ -92,6 +94,13 @@ def test_no_console_page_export_or_api_links_the_sender_to_the_suggestion(app, c
     for ws in wb.worksheets:
         for row in ws.iter_rows(values_only=True):
             check(f"export {ws.title}", " ".join(str(v) for v in row if v is not None))
+
+    add_staff(bot, username="zongwu", role="department", member_id=contact.id)  # the department's own page
+    dept = app.test_client()
+    login(dept, username="zongwu")
+    html = dept.get("/admin/proposals/department").get_data(as_text=True)
+    assert number in html
+    check("department page", html)
 
     headers = token(app, "admin")
     for path in ("/proposals", f"/proposals/{pid}", "/proposals/public", "/proposals?kind=suggestion",
