@@ -214,14 +214,14 @@ def _unlink_anonymous_dialog(ctx: Context, since: datetime | None = None) -> Non
     replies are marked sensitive (`ctx.sensitive`), so the outbox scrubs them once delivered."""
     ctx.sensitive = True
     q = select(InboundMessage).where(
-        InboundMessage.platform == ctx.msg.platform,
-        InboundMessage.user_id == ctx.msg.user_id,
-        InboundMessage.status != "received",
+        InboundMessage.platform == ctx.msg.platform, InboundMessage.user_id == ctx.msg.user_id
     )
-    if since is None:
+    if since is None:  # this message, even while the worker runs it as deferred work
         q = q.where(InboundMessage.dedupe_key == ctx.msg.message_id[:255])
-    else:
-        q = q.where(InboundMessage.received_at >= since - timedelta(seconds=1))
+    else:  # rows still waiting for the worker keep what it needs to run them
+        q = q.where(
+            InboundMessage.received_at >= since - timedelta(seconds=1), InboundMessage.status != "received"
+        )
     for row in ctx.session.scalars(q):
         env = dict(row.envelope or {})
         env.update(text="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
@@ -1298,7 +1298,8 @@ def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
     s, bot, now, me = ctx.session, ctx.bot, ctx.clock.now(), ctx.member
     if p.kind == "suggestion" and p.status == "answered":
         if rating == "unsatisfied":
-            ctx.sensitive = p.anonymous
+            if _is_anon_sender(ctx, p):
+                _unlink_anonymous_dialog(ctx)
             ctx.reply(
                 f"建议的答复不再退回重办。如仍有意见，可以发送“提个建议”再提一条，或联系工会办公室。{p.number} 保持“已答复”。"
             )

@@ -217,6 +217,7 @@ def test_an_anonymous_sender_closes_by_thanks_without_being_named(bot, cast, cha
         num = s.scalar(select(Proposal.number).where(Proposal.anonymous.is_(True)))
     chats["reviewer"].ask(f"答复 {num} 已补充防护服库存")
     assert any("有答复了" in x.get("text", "") and "谢谢" in x.get("text", "") for x in c.inbox())
+    assert "不再退回" in c.ask(f"不满意 {num} 还是不够")
     assert "已办结" in c.ask("满意")
     p = load(bot, num)
     assert p.status == "closed" and sender.id not in {e.actor_id for e in p.events}
