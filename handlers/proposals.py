@@ -1,5 +1,6 @@
-"""Proposals (职代会提案) and suggestions in chat: submit, co-sign, review, assign, reply, evaluate — and the jobs
-that close the co-sign window and chase late departments.
+"""Proposals (职代会提案) and suggestions in chat: submit, co-sign, review, assign, reply, evaluate, the public
+list (提案公开) — and the jobs that close the co-sign window, chase late departments and close replies nobody
+evaluated (and answered suggestions) after Congress.close_after_days.
 
 Everything that changes a status goes through `models.proposal.transition`; every step tells the proposer(s) and
 signed co-signers through the outbox with keys `proposal:<id>:<event id>:<member id>`. Anonymous suggestions are
