@@ -62,6 +62,7 @@ THROTTLE_WINDOW = timedelta(minutes=15)
 PAGE_SIZE = 20
 LOGIN_FAILED = "用户名或密码错误"
 PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
+ANONYMOUS_TARGET = "匿名来信人"  # sensitive outbox rows never show who they were for
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
@@ -188,12 +189,12 @@ def dashboard():
         {
             "id": r.id,
             "platform_label": PLATFORM_LABELS.get(r.platform, r.platform),
-            "target": names.get(r.member_id) or r.target_id,
+            "target": ANONYMOUS_TARGET if r.sensitive else names.get(r.member_id) or r.target_id,
             "kind": "群聊" if r.target_kind == "chat" else "私聊",
             "attempts": r.attempts,
             "error": r.last_error or "",
             "at": r.created_at,
-            "preview": _preview(r.payload),
+            "preview": "（内容已隐去）" if r.sensitive else _preview(r.payload),
         }
         for r in dead_rows
     ]

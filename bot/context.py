@@ -28,6 +28,7 @@ class Context:
     dialog: Dialog | None = None
     replies: list[Outgoing] = field(default_factory=list)
     handler_name: str | None = None
+    sensitive: bool = False  # True: the replies are scrubbed from the outbox once sent (anonymous senders)
 
     @property
     def text(self) -> str:
@@ -54,6 +55,13 @@ class Context:
         """Push a private message to another member through the outbox (once per key)."""
         out = Text(message) if isinstance(message, str) else message
         return self.bot.notify_member(self.session, member, out, key)
+
+    def invite_private(self, group_text: str, private_text: str, key: str) -> None:
+        """A personal matter raised in a group: answer there only with `group_text` (never the member's words)
+        and open the private chat with `private_text`, where the member carries on (once per key)."""
+        self.reply(group_text)
+        if self.member is not None:
+            self.notify(self.member, private_text, key)
 
     # dialogs ---------------------------------------------------------------------------------------------
     def start_dialog(self, name: str, step: str, data: dict[str, Any] | None = None) -> Dialog:

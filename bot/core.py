@@ -143,7 +143,7 @@ class Bot:
             .where(InboundMessage.id == inbound_id)
             .values(status="done", handler=ctx.handler_name, processed_at=self.clock.now())
         )
-        self._enqueue_replies(s, msg, ctx.replies)
+        self._enqueue_replies(s, msg, ctx.replies, sensitive=ctx.sensitive)
         return HandleResult(inbound_id=inbound_id, handler=ctx.handler_name, replies=list(ctx.replies))
 
     def _dispatch(self, ctx: Context) -> None:
@@ -212,7 +212,9 @@ class Bot:
             return
         route.func(ctx)
 
-    def _enqueue_replies(self, s: Session, msg: IncomingMessage, replies: list[Outgoing]) -> None:
+    def _enqueue_replies(
+        self, s: Session, msg: IncomingMessage, replies: list[Outgoing], sensitive: bool = False
+    ) -> None:
         kind, target = ("chat", msg.chat_id) if msg.is_group else ("user", msg.user_id)
         context = {"in_reply_to": msg.message_id, **(msg.raw.get("reply") or {})}
         for i, out in enumerate(replies):
@@ -224,6 +226,7 @@ class Bot:
                 message=out,
                 key=f"reply:{msg.platform}:{msg.message_id}:{i}",
                 context=context,
+                sensitive=sensitive,
                 now=self.clock.now(),
             )
 

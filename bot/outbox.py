@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 MAX_BACKOFF = timedelta(hours=1)
+SCRUBBED_PAYLOAD = {"type": "text", "text": "（此消息涉及匿名来信，已隐去）"}
 
 
 @dataclass
@@ -56,9 +57,12 @@ def enqueue(
     member_id: int | None = None,
     context: dict[str, Any] | None = None,
     not_before: datetime | None = None,
+    sensitive: bool = False,
     now: datetime,
 ) -> bool:
-    """Add a row unless one with the same idempotency key exists; returns whether it was added."""
+    """Add a row unless one with the same idempotency key exists; returns whether it was added.
+
+    `sensitive`: the row is scrubbed (recipient and content) as soon as it is sent or given up."""
     payload = message if isinstance(message, dict) else message.to_payload()
     values = dict(
         idempotency_key=key[:255],
@@ -68,6 +72,7 @@ def enqueue(
         member_id=member_id,
         payload=payload,
         context=context or {},
+        sensitive=sensitive,
         status="pending",
         attempts=0,
         next_attempt_at=not_before or now,
@@ -137,6 +142,9 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
     else:
         wait = timedelta(seconds=result.retry_after) if result.retry_after else backoff(row.attempts)
         values = dict(status="pending", next_attempt_at=now + wait, lease_until=None, last_error=result.error)
+    if row.sensitive and not result.ok:  # a platform's error text may name the recipient
+        code = f"错误代码 {result.code}" if result.code else ""
+        values["last_error"] = f"（涉及匿名来信，错误详情已隐去）{code}"
     with bot.db.transaction() as s:
         # Only the holder of the lease writes the outcome (a lease taken over by another worker wins).
         s.execute(
@@ -148,6 +156,23 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
             )
             .values(**values)
         )
+        if row.sensitive and values["status"] in ("sent", "dead"):
+            scrub_sensitive(s)
+
+
+def scrub_sensitive(s: Session) -> int:
+    """Sensitive rows that were sent or given up lose recipient, content and context, so no table (and no
+    console page) links an anonymous sender to what they were told. Also catches rows a sender marked sent
+    on its own (WeCom merges replies to one message)."""
+    return s.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.sensitive.is_(True),
+            OutboxMessage.status.in_(("sent", "dead")),
+            OutboxMessage.target_id != "",
+        )
+        .values(target_id="", payload=SCRUBBED_PAYLOAD, context={})
+    ).rowcount
 
 
 def drain(bot: Bot, platform: str | None = None, max_rounds: int = 100) -> int:

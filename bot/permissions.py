@@ -7,7 +7,16 @@ from collections.abc import Iterable
 # permission -> roles that hold it. "admin" holds everything but NOT_FOR_ADMIN (below).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "console.login": frozenset(
-        {"clerk", "branch_chair", "chair", "proposal_reviewer", "hardship_reviewer", "admin", "group_leader"}
+        {
+            "clerk",
+            "branch_chair",
+            "chair",
+            "proposal_reviewer",
+            "hardship_reviewer",
+            "admin",
+            "group_leader",
+            "department",
+        }
     ),
     "members.view": frozenset({"clerk", "chair", "branch_chair"}),
     "members.edit": frozenset({"clerk", "chair"}),
@@ -18,6 +27,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "activities.proxy_signup": frozenset({"group_leader", "branch_chair", "clerk", "chair"}),
     "proposals.review": frozenset({"proposal_reviewer", "chair"}),
     "proposals.report": frozenset({"proposal_reviewer", "chair", "clerk"}),
+    # a handling department's console account (staff role only, linked to a member who is its contact)
+    "proposals.department": frozenset({"department"}),
     "cases.review": frozenset({"hardship_reviewer", "chair"}),
     "cases.verify": frozenset({"branch_chair"}),
     "cases.audit": frozenset({"chair"}),

@@ -117,7 +117,7 @@ OPTIONAL_JOBS: dict[str, tuple[tuple[str, str], ...]] = {
         ("handlers.care", "send_warmth_campaign"),
         ("handlers.proposals", "chase_proposals"),
     ),
-    "nightly": (("handlers.care", "anonymise_closed_cases"),),
+    "nightly": (("handlers.care", "anonymise_closed_cases"), ("handlers.proposals", "close_unevaluated")),
 }
 DAILY_AT = time(8, 30)  # local: reminders for care tasks and proposals (made up at start-up until 20:00)
 DAILY_UNTIL = time(20, 0)

@@ -60,14 +60,19 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
     Safe to repeat: only missing demo rows are added. --if-empty does nothing once any member exists.
     """
     from models.demo import seed_demo
+    from models.proposal import seed_demo as seed_proposals
 
     with bot().db.transaction() as s:
         if if_empty and s.scalar(select(func.count()).select_from(Member)):
             click.echo("已有会员数据，跳过示例数据。")
             return
         summary = seed_demo(s, members=count, seed=seed)
+        added = seed_proposals(s, bot().clock.now())  # a congress collecting now, departments with contacts
     for line in summary.lines():
         click.echo(line)
+    click.echo(
+        f"提案：新增届次 {added['congress']} 个、承办部门 {added['departments']} 个、联系人 {added['contacts']} 人。"
+    )
 
 
 @staff_cli.command("create")

@@ -260,9 +260,8 @@ def hardship_start(ctx: Context) -> None:
     m = ctx.member
     assert m is not None
     if ctx.msg.is_group:
-        ctx.reply(GROUP_INVITE)  # never repeat the member's words in the group
-        _notify(ctx, ctx.session, m, PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
-                f"hardship:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
+        ctx.invite_private(GROUP_INVITE, PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
+                           f"hardship:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
         return
     _start_dialog(ctx, m, m)
 

@@ -1,5 +1,6 @@
-"""Proposals (职代会提案) and suggestions in chat: submit, co-sign, review, assign, reply, evaluate — and the jobs
-that close the co-sign window and chase late departments.
+"""Proposals (职代会提案) and suggestions in chat: submit, co-sign, review, assign, reply, evaluate, the public
+list (提案公开) — and the jobs that close the co-sign window, chase late departments and close replies nobody
+evaluated (and answered suggestions) after Congress.close_after_days.
 
 Everything that changes a status goes through `models.proposal.transition`; every step tells the proposer(s) and
 signed co-signers through the outbox with keys `proposal:<id>:<event id>:<member id>`. Anonymous suggestions are
@@ -13,7 +14,7 @@ import hashlib
 import re
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot import outbox
 from bot.context import Context, active_dialog
@@ -22,7 +23,7 @@ from bot.normalize import parse_date
 from bot.permissions import can
 from handlers import router
 from models.member import Member, MemberRole
-from models.messaging import InboundMessage, OutboxMessage
+from models.messaging import InboundMessage
 from models.proposal import (
     AWAITING_REPLY,
     RATINGS,
@@ -40,13 +41,16 @@ from models.proposal import (
     anonymous_ids_of,
     anonymous_sender,
     categories,
+    close_after_days,
     current_congress,
     current_round,
     department_by_name,
     departments_of_contact,
     find_by_number,
+    public_list,
     report,
     signed_count,
+    status_since,
     submit,
     transition,
 )
@@ -57,6 +61,11 @@ ANON_WORDS = ("匿名", "不想留名", "不留名", "意见箱")
 SUGGESTION_WORDS = ("建议", "金点子", "意见", "反映")
 DIALOG = "proposal"
 LONG_KIND = {"proposal": "职代会提案", "suggestion": "合理化建议"}
+GROUP_INVITE = "提案和建议请私聊我提交（点我的头像发消息即可），我已私信您。"
+PRIVATE_INVITE = (
+    "您好，我是{bot}。提案和建议请在这里私聊提交：\n"
+    "· 职代会提案：发送“提案”\n· 合理化建议：发送“提个建议”\n· 匿名意见：发送“匿名反映问题”"
+)
 FIELDS = [("category", "类别"), ("title", "标题"), ("situation", "现状和理由"), ("measures", "建议措施"),
           ("department", "建议承办部门"), ("cosigners", "附议人")]  # fmt: skip
 
@@ -117,7 +126,7 @@ def _push_unlinked(bot, s, member: Member, out: Outgoing, key: str) -> bool:
         target_id=ident.platform_user_id,
         message=out,
         key=key,
-        context={"sensitive": True},
+        sensitive=True,
         now=bot.clock.now(),
     )
 
@@ -199,35 +208,25 @@ def _is_anon_sender(ctx: Context, p: Proposal) -> bool:
 UNLINKED = "anonymous"
 
 
-def _unlink_anonymous_dialog(ctx: Context, since: datetime) -> None:
-    """After an anonymous suggestion, nothing in the message logs may tie its text or timing to the sender:
-    the dialog's inbound rows lose their user and chat ids and their text (the dedupe key stays, so platform
-    retries are still recognised), and the bot's already delivered replies in that dialog lose their payload."""
-    since = since - timedelta(seconds=1)
-    rows = ctx.session.scalars(
-        select(InboundMessage).where(
-            InboundMessage.platform == ctx.msg.platform,
-            InboundMessage.user_id == ctx.msg.user_id,
-            InboundMessage.received_at >= since,
-            InboundMessage.status != "received",
-        )
+def _unlink_anonymous_dialog(ctx: Context, since: datetime | None = None) -> None:
+    """After an anonymous suggestion (or when its sender asks about it), nothing in the message logs may tie
+    its text or timing to the sender: the inbound rows since `since` (None: this message) lose their user and
+    chat ids and their text (the dedupe key stays, so platform retries are still recognised). The bot's
+    replies are marked sensitive (`ctx.sensitive`), so the outbox scrubs them once delivered."""
+    ctx.sensitive = True
+    q = select(InboundMessage).where(
+        InboundMessage.platform == ctx.msg.platform, InboundMessage.user_id == ctx.msg.user_id
     )
-    for row in rows:
+    if since is None:  # this message, even while the worker runs it as deferred work
+        q = q.where(InboundMessage.dedupe_key == ctx.msg.message_id[:255])
+    else:  # rows still waiting for the worker keep what it needs to run them
+        q = q.where(
+            InboundMessage.received_at >= since - timedelta(seconds=1), InboundMessage.status != "received"
+        )
+    for row in ctx.session.scalars(q):
         env = dict(row.envelope or {})
         env.update(text="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
         row.envelope, row.user_id, row.chat_id = env, UNLINKED, UNLINKED
-    ctx.session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.platform == ctx.msg.platform,
-            OutboxMessage.target_kind == "user",
-            OutboxMessage.target_id == ctx.msg.user_id,
-            OutboxMessage.idempotency_key.like("reply:%"),
-            OutboxMessage.created_at >= since,
-            OutboxMessage.status.in_(("sent", "dead")),
-        )
-        .values(payload={"type": "text", "text": "[已删除]"})
-    )
 
 
 # ============================================================================================== submitting
@@ -252,13 +251,17 @@ def _unlink_anonymous_dialog(ctx: Context, since: datetime) -> None:
     "反映个问题",
     "反映问题",
     menu="提案 / 提个建议 — 职代会提案、合理化建议、匿名意见",
-    group_ok=False,
 )
 def start(ctx: Context) -> None:
     """提案：提交职代会提案或合理化建议"""
+    if ctx.msg.is_group:  # the same way as hardship reports: a neutral answer, the private chat opened
+        ctx.invite_private(GROUP_INVITE, PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
+                           f"proposal:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
+        return
     text = ctx.text
     now = ctx.clock.now()
     anonymous = any(w in text for w in ANON_WORDS)
+    ctx.sensitive = anonymous
     mode = (
         "suggestion"
         if anonymous or (any(w in text for w in SUGGESTION_WORDS) and "提案" not in text)
@@ -330,6 +333,7 @@ def _next_step(ctx: Context, current: str) -> None:
 @router.dialog(DIALOG)
 @refusals
 def dialog_step(ctx: Context) -> None:
+    ctx.sensitive = bool(ctx.dialog.data.get("anonymous"))
     step = ctx.dialog.step
     text = ctx.text.strip()
     if step == "category":
@@ -414,8 +418,6 @@ def _resolve_cosigners(ctx: Context, text: str) -> tuple[list[int], list[str], l
     ids: list[int] = []
     names: list[str] = []
     problems: list[str] = []
-    congress = ctx.session.get(Congress, ctx.dialog.data.get("congress_id") or 0)
-    need_delegate = congress is None or congress.delegates_only
     for tok in tokens:
         found = list(
             ctx.session.scalars(
@@ -430,7 +432,7 @@ def _resolve_cosigners(ctx: Context, text: str) -> tuple[list[int], list[str], l
             problems.append(f"有{len(found)}位叫“{tok}”的会员，请改写工号")
         elif found[0].id == ctx.member.id:
             problems.append("提案人不能附议自己的提案")
-        elif need_delegate and not found[0].is_delegate:
+        elif not found[0].is_delegate:  # co-signers are delegates, whoever may submit
             problems.append(f"{found[0].name}不是职工代表，不能附议")
         elif found[0].id not in ids:
             ids.append(found[0].id)
@@ -470,6 +472,7 @@ def _load_dialog(ctx: Context) -> bool:
         ctx.reply("这份内容已经处理过或已超时，请重新发送“提案”或“提个建议”。")
         return False
     ctx.dialog = dialog
+    ctx.sensitive = bool(dialog.data.get("anonymous"))
     return True
 
 
@@ -650,7 +653,7 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
     if not congress.window_open(now):
         ctx.reply(f"{congress.name}提案征集已于 {ctx.clock.fmt(congress.collect_end)} 截止，不能再附议了。")
         return
-    if congress.delegates_only and not me.is_delegate:
+    if not me.is_delegate:  # even when everyone may submit, co-signers are delegates
         ctx.reply("只有职工代表可以附议提案。如果您也关心这件事，可以发送“提个建议”提交合理化建议。")
         return
     if is_proposer(p, me):
@@ -672,18 +675,28 @@ def do_cosign(ctx: Context, p: Proposal) -> None:
         ctx.bot, s, p, ev, f"{me.name}附议了您的提案 {p.number}《{p.title}》，目前{count}人附议。", skip=me
     )
     ctx.reply(f"已附议 {p.number}《{p.title}》，谢谢！目前{count}人附议。如需撤回请发送“不附议 {p.number}”。")
-    if p.status in ("submitted", "cosigning") and count >= congress.cosigners_required:
-        try:
-            with s.begin_nested():
-                if p.status == "submitted":
-                    transition(s, p, "cosigning", None, "征集附议", at=now)
-                ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
-                notify_people(ctx.bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
-                _notify_reviewers(
-                    ctx.bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。"
-                )
-        except TransitionError:
-            pass  # a co-signer writing at the same moment moved it first; the co-sign itself stands
+    to_review_if_enough(ctx.bot, s, p, now)
+
+
+def to_review_if_enough(bot, s, p: Proposal, now: datetime) -> bool:
+    """A collecting proposal with enough co-signers moves on to review (after a co-sign or a merge)."""
+    count = signed_count(s, p)
+    if (
+        p.status not in ("submitted", "cosigning")
+        or p.congress is None
+        or count < p.congress.cosigners_required
+    ):
+        return False
+    try:
+        with s.begin_nested():
+            if p.status == "submitted":
+                transition(s, p, "cosigning", None, "征集附议", at=now)
+            ev = transition(s, p, "under_review", None, f"附议人数已满{count}人，进入审查", at=now)
+            notify_people(bot, s, p, ev, f"您的提案 {p.number} 附议人数已够，已进入提案委员会审查。")
+            _notify_reviewers(bot, s, p, ev, f"新提案待审查：{p.number}《{p.title}》。发送“待审提案”查看。")
+    except TransitionError:
+        return False  # a co-signer writing at the same moment moved it first; the co-sign itself stands
+    return True
 
 
 @router.handler(patterns=(rf"^(不附议|不同意附议|撤回附议)\s*{NUM}",), group_ok=False)
@@ -787,6 +800,7 @@ def my_proposals(ctx: Context) -> None:
     if not rows:
         ctx.reply("您还没有提交或附议过提案和建议。发送“提案”或“提个建议”可以开始写。")
         return
+    ctx.sensitive = any(p.anonymous for p in rows)
     lines = []
     for p in rows[-20:]:
         role = "匿名" if p.anonymous else ("提案人" if is_proposer(p, ctx.member) else "附议")
@@ -836,6 +850,9 @@ def show(ctx: Context) -> None:
     if not can_view(ctx, p):
         ctx.reply(f"{p.number} 只有提案人、附议人、承办部门和提案委员会可以查看。")
         return
+    if _is_anon_sender(ctx, p):
+        _unlink_anonymous_dialog(ctx)
+    ctx.sensitive = p.anonymous
     who = "匿名" if p.anonymous else "、".join(m.name for m in p.proposers())
     lines = [
         f"类别：{p.category}　状态：{p.status_label}",
@@ -1043,17 +1060,22 @@ def do_merge(bot, s, src: Proposal, dst: Proposal, actor, now) -> ProposalEvent:
     if src.status != "under_review":
         transition(s, src, "merged", actor)  # raises the clear message
     src.merged_into_id = dst.id
-    people = src.people()
-    for m in people:
+    for m in src.people():
         if any(c.member_id == m.id for c in dst.cosigns) or (dst.proposer_id == m.id):
             continue
-        role = "proposer" if is_proposer(src, m) else "cosigner"
+        if is_proposer(src, m):  # every proposer is kept
+            role = "proposer"
+        elif m.is_delegate and m.active:  # a co-signer counts for the target only if they could co-sign it
+            role = "cosigner"
+        else:
+            continue
         dst.cosigns.append(
             CoSign(proposal_id=dst.id, member_id=m.id, member=m, role=role, status="signed", at=now)
         )
     s.flush()
     ev = transition(s, src, "merged", actor, f"合并到 {dst.number}", at=now)
     add_note(s, dst, actor, f"合并了 {src.number}《{src.title}》", now)
+    to_review_if_enough(bot, s, dst, now)
     notify_people(
         bot, s, src, ev, f"您的提案 {src.number} 与 {dst.number}《{dst.title}》内容相近，已合并办理，"
         f"您仍是提案人，后续进展会通知您。", skip=actor,
@@ -1111,22 +1133,30 @@ def reply_cmd(ctx: Context) -> None:
         ctx.reply(str(e))
 
 
-def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None) -> None:
-    s, me = ctx.session, ctx.member
-    mine = {d.id: d for d in departments_of_contact(s, me)}
-    reviewer = ctx.can("proposals.review")
+def replying_department(s, p: Proposal, member: Member | None):
+    """The department `member` answers `p` for, as one of its contacts (chat and console alike): the lead
+    department, else a co-handling one; for a suggestion, the department it named. None: not theirs."""
+    mine = {d.id: d for d in departments_of_contact(s, member)} if member is not None else {}
     if p.kind == "suggestion":
         named = department_by_name(s, p.suggested_department) if p.suggested_department else None
-        dept = named if named is not None and named.id in mine else None
+        return named if named is not None and named.id in mine else None
+    lead = p.lead_department
+    if lead is not None and lead.id in mine:
+        return lead
+    return next((d for d in p.departments if d.id in mine), None)
+
+
+def do_reply(ctx: Context, p: Proposal, kind: str, text: str, plan: date | None) -> None:
+    s, me = ctx.session, ctx.member
+    reviewer = ctx.can("proposals.review")
+    dept = replying_department(s, p, me)
+    if p.kind == "suggestion":
         if not reviewer and dept is None:
             ctx.reply("只有提案委员会和建议中指定的承办部门联系人可以答复这条建议。")
             return
     else:
-        lead = p.lead_department
-        assigned = {d.id for d in p.departments}
-        dept = lead if (lead and lead.id in mine) else next((mine[i] for i in mine if i in assigned), None)
         if dept is None and reviewer:
-            dept = lead  # the committee records a reply on the department's behalf
+            dept = p.lead_department  # the committee records a reply on the department's behalf
         if dept is None:
             ctx.reply(f"{p.number} 不是交给您部门承办的，只有承办部门联系人可以答复。")
             return
@@ -1141,8 +1171,9 @@ def record_reply(bot, s, p: Proposal, dept, kind: str, text: str, plan: date | N
         s.add(Reply(proposal_id=p.id, department_id=dept.id if dept else None, author_id=author_id, kind=kind,
                     text=text[:4000], plan_date=plan, round=1, at=now))  # fmt: skip
         notify_people(
-            bot, s, p, ev, f"您的建议 {p.number}《{p.title}》有答复了（{REPLY_KINDS[kind]}）：{text}"
-        )
+            bot, s, p, ev, f"您的建议 {p.number}《{p.title}》有答复了（{REPLY_KINDS[kind]}）：{text}\n"
+            f"满意请回复“满意 {p.number}”或“谢谢”；{close_after_days(p)}天后自动办结。",
+        )  # fmt: skip
         return f"已答复 {p.number}，并通知了提出人。"
     lead = p.lead_department
     if dept is None:
@@ -1168,7 +1199,8 @@ def record_reply(bot, s, p: Proposal, dept, kind: str, text: str, plan: date | N
                 f"承办部门：{dept.name}",
                 f"办理结果：{REPLY_KINDS[kind]}{plan_txt}",
                 f"答复：{text}",
-                f"请评价：回复“满意 {p.number}”“基本满意 {p.number}”或“不满意 {p.number} 原因”。",
+                f"请在{close_after_days(p)}天内评价（逾期按办结处理）：回复“满意 {p.number}”"
+                f"“基本满意 {p.number}”或“不满意 {p.number} 原因”。",
             ],
             _eval_buttons(p),
         ),
@@ -1209,14 +1241,15 @@ def evaluate(ctx: Context) -> None:
         ctx.reply("没有找到这个编号的提案，请检查后再发，例如：满意 2027-012")
         return
     if p is None:
-        waiting = [x for x in _mine(ctx) if x.status == "replied" and is_proposer(x, ctx.member)]
+        waiting = _awaiting_feedback(ctx)
         if len(waiting) != 1:
             if not waiting:
                 ctx.reply("您目前没有等待评价的提案答复。发送“我的提案”查看进度。")
             else:
+                ctx.sensitive = any(x.anonymous for x in waiting)
                 nums = "、".join(x.number for x in waiting)
                 ctx.reply(
-                    f"您有{len(waiting)}件提案等待评价（{nums}），请带上编号，例如：满意 {waiting[0].number}"
+                    f"您有{len(waiting)}件提案或建议等待评价（{nums}），请带上编号，例如：满意 {waiting[0].number}"
                 )
             return
         p = waiting[0]
@@ -1234,8 +1267,46 @@ def evaluate_button(ctx: Context) -> None:
         do_evaluate(ctx, p, rating, "")
 
 
+def _sent_by_me(ctx: Context, p: Proposal) -> bool:
+    return is_proposer(p, ctx.member) or _is_anon_sender(ctx, p)
+
+
+def _awaiting_feedback(ctx: Context) -> list[Proposal]:
+    """My replied proposals and my answered suggestions (anonymous ones included)."""
+    return [
+        x
+        for x in _mine(ctx)
+        if (x.status == "replied" and is_proposer(x, ctx.member))
+        or (x.status == "answered" and _sent_by_me(ctx, x))
+    ]
+
+
+def close_answered(ctx: Context, p: Proposal) -> None:
+    """The sender is content with the answer to their suggestion (满意 / 谢谢): it is closed."""
+    if not _sent_by_me(ctx, p):
+        ctx.reply(f"只有提出人可以确认 {p.number} 的答复。")
+        return
+    if p.anonymous:  # the closing event names nobody, and the message log forgets the number
+        _unlink_anonymous_dialog(ctx)
+    ev = transition(ctx.session, p, "closed", None if p.anonymous else ctx.member, "提出人对答复满意，办结",
+                    at=ctx.clock.now())  # fmt: skip
+    notify_people(ctx.bot, ctx.session, p, ev, f"建议 {p.number}《{p.title}》的提出人对答复满意，已办结。",
+                  skip=ctx.member)  # fmt: skip
+    ctx.reply(f"谢谢您的反馈！建议 {p.number} 已办结。")
+
+
 def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
     s, bot, now, me = ctx.session, ctx.bot, ctx.clock.now(), ctx.member
+    if p.kind == "suggestion" and p.status == "answered":
+        if rating == "unsatisfied":
+            if _is_anon_sender(ctx, p):
+                _unlink_anonymous_dialog(ctx)
+            ctx.reply(
+                f"建议的答复不再退回重办。如仍有意见，可以发送“提个建议”再提一条，或联系工会办公室。{p.number} 保持“已答复”。"
+            )
+        else:
+            close_answered(ctx, p)
+        return
     if not is_proposer(p, me):
         ctx.reply(f"只有提案人可以评价 {p.number} 的答复。")
         return
@@ -1281,6 +1352,61 @@ def do_evaluate(ctx: Context, p: Proposal, rating: str, comment: str) -> None:
                        lead_only=True)  # fmt: skip
     extra = "（已重新办理过一次，按规定办结）" if rating == "unsatisfied" else ""
     ctx.reply(f"谢谢您的评价“{label}”！提案 {p.number} 已办结{extra}。")
+
+
+THANKS = ("谢谢", "谢谢你", "谢谢了", "多谢", "感谢", "非常感谢", "好的谢谢", "收到谢谢")
+
+
+@router.handler(exact=THANKS, public=True, priority=6)  # above small talk: a thank-you may close a suggestion
+@refusals
+def thanks(ctx: Context) -> None:
+    """谢谢：对建议的答复表示满意（别的时候不用回答）"""
+    if ctx.member is None or ctx.msg.is_group:
+        return
+    waiting = [x for x in _awaiting_feedback(ctx) if x.status == "answered"]
+    if len(waiting) == 1:
+        close_answered(ctx, waiting[0])
+    elif waiting:
+        ctx.sensitive = any(x.anonymous for x in waiting)
+        nums = "、".join(x.number for x in waiting)
+        ctx.reply(
+            f"不客气！您有{len(waiting)}条建议已答复（{nums}），满意请回复“满意 编号”，例如：满意 {waiting[0].number}"
+        )
+
+
+def close_unevaluated(bot, now: datetime | None = None) -> int:
+    """Nightly job: a reply the proposer has not evaluated, and an answered suggestion, are closed N days later
+    (Congress.close_after_days) and the proposer (or anonymous sender) is told. Returns how many closed."""
+    now = now or bot.clock.now()
+    today = now.astimezone(bot.clock.tz).date()
+    closed = 0
+    with bot.db.transaction() as s:
+        rows = list(
+            s.scalars(
+                select(Proposal).where(Proposal.status.in_(("replied", "answered"))).order_by(Proposal.id)
+            )
+        )
+        for p in rows:
+            days, since = close_after_days(p), status_since(p)
+            if since is None or (today - since.astimezone(bot.clock.tz).date()).days < days:
+                continue
+            try:
+                with s.begin_nested():
+                    if p.status == "replied":
+                        ev = transition(s, p, "closed", None, f"答复后{days}天未评价，按规定办结", at=now)
+                        notify_people(bot, s, p, ev, f"您的提案 {p.number}《{p.title}》答复已满{days}天未评价，"
+                                      "按规定办结。如有意见请联系提案委员会。")  # fmt: skip
+                        notify_departments(bot, s, p, f"proposal:{p.id}:{ev.id}",
+                                           f"提案 {p.number} 答复后{days}天提案人未评价，已按规定办结。",
+                                           lead_only=True)  # fmt: skip
+                    else:
+                        ev = transition(s, p, "closed", None, f"答复{days}天后办结", at=now)
+                        notify_people(bot, s, p, ev, f"您的建议 {p.number}《{p.title}》已答复满{days}天，"
+                                      "已办结。谢谢您的建议！")  # fmt: skip
+            except TransitionError:
+                continue  # someone evaluated it this very moment
+            closed += 1
+    return closed
 
 
 # ============================================================================================== chasing
@@ -1339,6 +1465,37 @@ def chase_proposals(bot, now: datetime | None = None) -> int:
 
 
 # ============================================================================================== reporting in chat
+PUBLIC_PAGE = 10
+
+
+@router.handler(
+    "提案公开", "公开提案", "提案公示", "立案提案", "提案办理情况", "提案答复情况", exact=("提案答复",),
+    menu="提案公开 — 立案提案和部门答复",
+)  # fmt: skip
+def public(ctx: Context) -> None:
+    """提案公开：立案提案和部门答复（可分享给全体会员）"""
+    congress = current_congress(ctx.session, ctx.clock.now())
+    items = public_list(ctx.session, congress.id if congress else None)
+    if not items:
+        ctx.reply("目前还没有立案的提案。提案立案、部门答复后会在这里公开，发送“提案公开”查看。")
+        return
+    pages = (len(items) + PUBLIC_PAGE - 1) // PUBLIC_PAGE
+    m = re.search(r"\d+", ctx.args)
+    page = min(max(int(m.group()), 1), pages) if m else 1
+    head = f"{congress.name if congress else ''}立案提案共 {len(items)} 件"
+    if pages > 1:
+        head += f"（第{page}/{pages}页）"
+    lines = []
+    for it in items[(page - 1) * PUBLIC_PAGE : page * PUBLIC_PAGE]:
+        state = "尚未答复"
+        if it["replies"]:
+            last = it["replies"][-1]
+            state = f"{last['kind']}：{last['text'][:30]}" + ("…" if len(last["text"]) > 30 else "")
+        lines.append(f"{it['number']} {it['title']}｜{it['department']}｜{state}")
+    more = f"\n发送“提案公开 {page + 1}”看下一页。" if page < pages else ""
+    ctx.reply(head + "：\n" + "\n".join(lines) + more)
+
+
 @router.handler("提案统计", "提案报表", "提案汇总", group_ok=False)
 def stats(ctx: Context) -> None:
     """提案统计：提案数量、按时答复率、满意率"""

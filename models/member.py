@@ -28,6 +28,7 @@ ROLE_LABELS = {
     "hardship_reviewer": "帮扶审核",
     "chair": "工会主席",
     "admin": "管理员",
+    "department": "承办部门",  # console accounts only (not in ROLES): a handling department's contact
 }
 PLATFORMS = ("wecom", "feishu", "sandbox")
 

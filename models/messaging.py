@@ -74,6 +74,8 @@ class OutboxMessage(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. the inbound message replied to
+    # True: once sent or given up, the row keeps neither recipient nor content (answers to anonymous senders)
+    sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     # pending -> sending -> sent | dead ; sending rows whose lease expired go back to delivery.
     status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,10 +16,12 @@ id, no foreign key. Console pages, exports, the API and the timeline all read `P
 only show "匿名". The notification code (`anonymous_sender`) finds the recipient by recomputing the HMAC for the
 members who have a chat identity; nothing else calls it. Without the secret key even a database dump does not
 link the row to a member. The chat side also cuts the trail in the message logs (handlers/proposals.py): the
-dialog's inbound rows lose user id, chat id and text, the bot's delivered replies in that dialog lose their
-payload, the receipt names no number, answers to the sender go out with an opaque key and no member id, and only
-the day of submission is stored. Residual: an answer pushed to the sender sits in the outbox (target = their chat
-id) until delivered; rotating SECRET_KEY makes old anonymous suggestions unanswerable in chat.
+dialog's inbound rows lose user id, chat id and text, the receipt names no number, answers to the sender go out
+with an opaque key and no member id, and only the day of submission is stored. Every outbox row of an anonymous
+flow (the dialog's replies, the sender's own look-ups, the answers pushed to them) is marked `sensitive`: once sent
+or given up it keeps neither recipient nor content (bot/outbox.py), and the console lists a failed one only as
+"匿名来信人". Residual: while being delivered such a row holds the sender's chat id; rotating SECRET_KEY makes old
+anonymous suggestions unanswerable in chat.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ REPLY_KINDS = {"done": "已办结", "in_progress": "办理中", "cannot_now": "�
 _TZ = ZoneInfo("Asia/Shanghai")  # suggestion numbers follow the local year
 _NUMBER = re.compile(r"(建?[A-Za-z0-9]+)\s*-\s*(\d{1,4})(?!\d)")
 RATINGS = {"satisfied": "满意", "partly": "基本满意", "unsatisfied": "不满意"}
+CLOSE_AFTER_DAYS = 15
 
 
 class TransitionError(ValueError):
@@ -120,6 +123,8 @@ class Congress(Base):
     chase_before_days: Mapped[int] = mapped_column(Integer, default=3)
     chase_every_days: Mapped[int] = mapped_column(Integer, default=3)
     escalate_after_days: Mapped[int] = mapped_column(Integer, default=14)
+    # a reply the proposer does not evaluate, and an answered suggestion, close after this many days
+    close_after_days: Mapped[int] = mapped_column(Integer, default=CLOSE_AFTER_DAYS)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def series(self) -> str:
@@ -546,16 +551,33 @@ def departments_of_contact(session: Session, member: Member) -> list[Department]
     )
 
 
+def close_after_days(p: Proposal) -> int:
+    return p.congress.close_after_days if p.congress is not None else CLOSE_AFTER_DAYS
+
+
+def status_since(p: Proposal) -> datetime | None:
+    """When the proposal entered its current status (the last transition event)."""
+    moves = [e for e in p.events if e.to_status == p.status and e.from_status != e.to_status]
+    return moves[-1].at if moves else None
+
+
 def current_round(proposal: Proposal) -> int:
     return 2 if proposal.rehandled else 1
 
 
 def signed_count(session: Session, proposal: Proposal) -> int:
+    """Co-signers who count: signed, and delegates (职工代表) now."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(CoSign)
-            .where(CoSign.proposal_id == proposal.id, CoSign.role == "cosigner", CoSign.status == "signed")
+            .join(Member, Member.id == CoSign.member_id)
+            .where(
+                CoSign.proposal_id == proposal.id,
+                CoSign.role == "cosigner",
+                CoSign.status == "signed",
+                Member.is_delegate.is_(True),
+            )
         )
         or 0
     )
@@ -581,6 +603,19 @@ def public_dict(p: Proposal) -> dict[str, Any]:
             for r in p.replies
         ],
     }
+
+
+def is_public(p: Proposal) -> bool:
+    """Accepted proposals (立案) belong on the public list (公开), whatever happened to them since."""
+    return p.lead_department_id is not None and p.accepted_at is not None
+
+
+def public_list(session: Session, congress_id: int | None = None) -> list[dict[str, Any]]:
+    """The public list (公开) of accepted proposals with their replies, in number order; no names."""
+    q = select(Proposal).where(Proposal.accepted_at.is_not(None), Proposal.lead_department_id.is_not(None))
+    if congress_id is not None:
+        q = q.where(Proposal.congress_id == congress_id)
+    return [public_dict(p) for p in session.scalars(q.order_by(Proposal.series, Proposal.seq))]
 
 
 # --------------------------------------------------------------------------------------------- reporting
@@ -646,7 +681,7 @@ def report(session: Session, today: date, congress_id: int | None = None) -> dic
             rated += 1
             satisfied += rating == "satisfied"
             satisfied_or_partly += rating in ("satisfied", "partly")
-        if p.lead_department is not None and p.accepted_at is not None:
+        if is_public(p):
             d = by_department.setdefault(
                 p.lead_department.name,
                 {"assigned": 0, "replied": 0, "on_time": 0, "late": 0, "evaluated": 0, "satisfied": 0},

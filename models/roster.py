@@ -80,7 +80,7 @@ MAX_ROWS = 20000
 
 _YES = {"是", "y", "yes", "1", "true", "t", "√", "✓", "退休", "已退休", "农历"}
 _NO = {"否", "n", "no", "0", "false", "f", "×", "在职", "公历", "阳历", "不是"}
-_ROLE_BY_LABEL = {label: code for code, label in ROLE_LABELS.items()}
+_ROLE_BY_LABEL = {label: code for code, label in ROLE_LABELS.items() if code in ROLES}
 _ROLE_SYNONYMS = {"主席": "chair", "工会干事": "clerk", "小组长": "group_leader", "组长": "group_leader"}
 _ROLE_SPLIT = re.compile(r"[、,，/／;；\s]+")
 _LUNAR_MONTHS = {
@@ -297,7 +297,7 @@ def _parse_roles(text: str) -> set[str]:
         if code is None and part.lower() in ROLES:
             code = part.lower()
         if code is None:
-            labels = "、".join(ROLE_LABELS.values())
+            labels = "、".join(ROLE_LABELS[r] for r in ROLES)
             raise CellError(f"未知角色“{part}”，可填写：{labels}")
         roles.add(code)
     return roles - {"member"}

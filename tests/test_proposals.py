@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from handlers.proposals import chase_proposals, close_cosign_window
 from models.member import Member
-from models.messaging import InboundMessage, OutboxMessage
+from models.messaging import Dialog, InboundMessage, OutboxMessage
 from models.proposal import (
     STATUSES,
     TRANSITIONS,
@@ -213,12 +213,20 @@ def test_submit_dialog_numbers_and_receipt(bot, cast):
 
 
 def test_group_chat_is_redirected_without_echo(bot, cast, chat_with):
-    ppl, _ = cast
+    ppl, chats = cast
     g = chat_with(ppl["proposer"], group_id=7)
     reply = g.ask("@工会小助手 我要提案 食堂饭菜太贵了")
     assert "私聊" in reply and "食堂" not in reply
-    reply = g.ask("@工会小助手 匿名反映个问题")
-    assert "私聊" in reply and "匿名" not in reply
+    # the private chat is opened the way hardship reports do it: a first message there, nothing echoed
+    private = chats["proposer"].inbox()
+    assert len(private) == 1 and "发送“提案”" in private[0]["text"] and "食堂" not in private[0]["text"]
+    reply = g.ask("@工会小助手 匿名反映个问题 科室排班不公")
+    assert "私聊" in reply and "匿名" not in reply and "排班" not in reply
+    again = chats["proposer"].inbox()
+    assert len(again) == 1 and "排班" not in again[0]["text"]  # a second invitation, still without the words
+    with bot.db.Session() as s:
+        assert s.scalar(select(Dialog)) is None  # nothing was started in the group
+    assert "类别" in chats["proposer"].ask("提案")
 
 
 def test_non_delegate_and_closed_window_submit_suggestions(bot, cast):
