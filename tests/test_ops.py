@@ -1,59 +1,144 @@
 """Backups restore every row; health, readiness and metrics endpoints."""
 
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+import time_machine
+from sqlalchemy import func, select, text
 
-from bot import outbox
+from app import create_app
 from migrations import upgrade_head
-from models import Member, OutboxMessage
+from models import Base, Member
 from tests.conftest import POSTGRES_URL, add_member, make_app
 
-
-def _populate(bot, n=25):
-    for i in range(n):
-        add_member(bot, name=f"会员{i}", employee_no=f"B{i:04d}", roles=["group_leader"] if i % 5 == 0 else [])
-    with bot.db.transaction() as s:
-        outbox.enqueue(s, platform="sandbox", target_kind="user", target_id="u", message={"type": "text", "text": "x"},
-                       key="k", now=bot.clock.now())
+# 2026-12-01 10:00 Asia/Shanghai, a Tuesday: the whole union is populated at this moment.
+POPULATED_AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 
-def _counts(bot):
+def populate(app) -> dict[str, int]:
+    """Every feature's tables: the demo union (`flask demo`), the proposals' congress and departments, a proposal, an
+    activity with sign-ups and a waitlist, a hardship case, a meeting with invitations, a greeting run, a sandbox
+    conversation (inbound, replies, outbox) and an API token. Returns the row count of each table."""
+    from handlers.greetings import run_greetings
+    from handlers.meetings import create_meeting
+    from models import crypto, proposal
+    from models.activity import Activity, sign_up
+    from models.care import submit_case
+    from tests.conftest import Chat
+
+    bot = app.extensions["bot"]
+    crypto.configure(bot.settings)
+    with time_machine.travel(POPULATED_AT, tick=False):
+        result = app.test_cli_runner().invoke(args=["demo", "--members", "60"])
+        assert result.exit_code == 0, result.output
+        result = app.test_cli_runner().invoke(args=["tokens", "create", "--name", "oa", "--role", "clerk"])
+        assert result.exit_code == 0, result.output
+        now = bot.clock.now()
+        with bot.db.transaction() as s:
+            members = list(s.scalars(select(Member).order_by(Member.id)))
+            proposal.seed_demo(s, now)
+            proposal.submit(s, member=members[0], kind="suggestion", category=proposal.categories(s, now)[0],
+                            title="食堂延长晚餐供应时间", situation="夜班职工下班后食堂已关门",
+                            measures="晚餐供应延长到20:00", congress=None, secret=bot.settings.SECRET_KEY,
+                            now=now)  # fmt: skip
+            activity = Activity(title="羽毛球赛", place="职工活动中心", starts_at=now + timedelta(days=5),
+                                signup_deadline=now + timedelta(days=4), capacity=2, taken=0, seq=0,
+                                waitlist_enabled=True, companions_max=1, questions=[], audience_kind="all",
+                                audience_ids=[], status="open")  # fmt: skip
+            s.add(activity)
+            s.flush()
+            for m in members[1:4]:  # two places and one on the waitlist
+                assert sign_up(s, activity, m, now).ok
+            submit_case(s, member=members[4], reported_by=members[4], type="大病", story="母亲住院手术费不够",
+                        household="4口人", help_kinds=["资金补助"], help_details="手术费缺口", contact="晚上",
+                        now=now, year=2026)  # fmt: skip
+            create_meeting(s, bot, title="十二月工会委员会会议", starts_at=now + timedelta(days=3),
+                           attendees={"roles": ["clerk", "branch_chair"]}, kind="工会委员会")  # fmt: skip
+        chat = Chat(bot, members[5])
+        chat.ask("帮助")
+        chat.ask("我的信息")
+        run_greetings(bot, now)
+    counts = {}
     with bot.db.Session() as s:
-        return (s.scalar(select(func.count(Member.id))), s.scalar(select(func.count(OutboxMessage.id))),
-                sorted(s.scalars(select(Member.employee_no))))
+        for table in Base.metadata.sorted_tables:
+            counts[table.name] = s.scalar(select(func.count()).select_from(table))
+    return counts
 
 
-def test_sqlite_backup_and_restore_into_an_empty_database(tmp_path):
+def every_row(db) -> dict[str, list[tuple]]:
+    """Each table's rows as the database holds them (no type conversion), in primary-key order."""
+    rows = {}
+    with db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+            rows[table.name] = [tuple(r) for r in conn.execute(text(f'SELECT * FROM "{table.name}" ORDER BY {order}'))]
+    return rows
+
+
+FEATURE_TABLES = {
+    "member", "branch", "union_group", "member_role", "platform_identity", "staff_account", "api_token",
+    "congress", "department", "department_contact", "proposal", "proposal_counter", "activity", "signup",
+    "hardship_case", "hardship_case_event", "care_audit_log", "meeting", "meeting_invite", "festival",
+    "greeting_config", "greeting_run", "inbound_message", "outbox_message", "sandbox_message",
+}  # fmt: skip
+
+
+def test_sqlite_backup_and_restore_into_an_empty_database_keeps_every_row(tmp_path):
     src = make_app(f"sqlite:///{tmp_path / 'src.db'}")
-    _populate(src.extensions["bot"])
-    before = _counts(src.extensions["bot"])
+    counts = populate(src)
+    assert not [t for t in FEATURE_TABLES if not counts[t]], counts  # every feature really wrote rows
+    before = every_row(src.extensions["db"])
     result = src.test_cli_runner().invoke(args=["backup", str(tmp_path / "b.sqlite")])
     assert result.exit_code == 0, result.output
 
-    empty = make_app(f"sqlite:///{tmp_path / 'new.db'}")
+    target = tmp_path / "new.db"
+    assert not target.exists()
+    empty = create_app({"DATABASE_URL": f"sqlite:///{target}", "APP_ENV": "test", "SECRET_KEY": "test-secret"})
     result = empty.test_cli_runner().invoke(args=["restore", str(tmp_path / "b.sqlite")])
     assert result.exit_code == 0, result.output
-    assert _counts(empty.extensions["bot"]) == before
+    assert every_row(empty.extensions["db"]) == before
     # a populated database is not overwritten without --yes
     result = empty.test_cli_runner().invoke(args=["restore", str(tmp_path / "b.sqlite")])
     assert result.exit_code != 0 and "--yes" in result.output
+    for app in (src, empty):
+        app.extensions["db"].dispose()
 
 
+@pytest.fixture
+def fresh_postgres_database():
+    """A brand-new, empty database on the test server (not the one the backup came from)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_URL)
+    name = f"{url.database}_restore"
+    admin = create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.mark.postgres
 @pytest.mark.skipif(not POSTGRES_URL or not shutil.which("pg_dump"), reason="needs TEST_POSTGRES_URL and pg_dump")
-def test_postgres_backup_and_restore(tmp_path):
-    app = make_app(POSTGRES_URL)
-    b = app.extensions["bot"]
-    _populate(b)
-    before = _counts(b)
-    runner = app.test_cli_runner()
-    assert runner.invoke(args=["backup", str(tmp_path / "b.dump")]).exit_code == 0
-    with b.db.transaction() as s:
-        s.execute(Member.__table__.delete().where(Member.employee_no.like("B%")))
-    result = runner.invoke(args=["restore", "--yes", str(tmp_path / "b.dump")])
+def test_postgres_backup_and_restore_into_a_fresh_database_keeps_every_row(tmp_path, fresh_postgres_database):
+    src = make_app(POSTGRES_URL)
+    counts = populate(src)
+    assert not [t for t in FEATURE_TABLES if not counts[t]], counts
+    before = every_row(src.extensions["db"])
+    assert src.test_cli_runner().invoke(args=["backup", str(tmp_path / "b.dump")]).exit_code == 0
+
+    empty = create_app({"DATABASE_URL": fresh_postgres_database, "APP_ENV": "test", "SECRET_KEY": "test-secret"})
+    result = empty.test_cli_runner().invoke(args=["restore", str(tmp_path / "b.dump")])
     assert result.exit_code == 0, result.output
-    assert _counts(b) == before
+    assert every_row(empty.extensions["db"]) == before
+    add_member(empty.extensions["bot"], name="恢复后新会员")  # the id sequences came back too
+    for app in (src, empty):
+        app.extensions["db"].dispose()
 
 
 def test_readyz_reports_pending_migrations(tmp_path):
