@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from app import create_app
 from migrations import upgrade_head
-from models import Base, Member
+from models import Base, Member, OutboxMessage
 from tests.conftest import POSTGRES_URL, add_member, make_app
 
 # 2026-12-01 10:00 Asia/Shanghai, a Tuesday: the whole union is populated at this moment.
@@ -162,3 +162,98 @@ def test_metrics_have_no_personal_labels(client, bot, chat_with):
 def test_request_id_is_echoed(client):
     assert client.get("/healthz", headers={"X-Request-Id": "abc123"}).headers["X-Request-Id"] == "abc123"
     assert len(client.get("/healthz").headers["X-Request-Id"]) == 32
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+def sample(client, name: str, **labels: str) -> float | None:
+    """One sample of /metrics as Prometheus would read it (None when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    return None
+
+
+class ScriptedSender:
+    """A platform answering with a fixed SendResult (what the WeCom / Feishu senders return)."""
+
+    def __init__(self, result):
+        self.result = result
+
+    def send(self, row):
+        return self.result
+
+
+def test_metrics_scheduler_last_run_failures_by_code_and_handler_latency(client, bot, chat_with):
+    from bot import outbox
+    from bot.scheduler import JobRunner
+
+    assert sample(client, "unionbot_scheduler_last_run_timestamp") is None  # no scheduler has run yet
+    with time_machine.travel(POPULATED_AT, tick=False):
+        runner = JobRunner(bot, "metrics-test")
+        assert runner.run("noop", lambda b, now: None)
+    assert sample(client, "unionbot_scheduler_last_run_timestamp") == POPULATED_AT.timestamp()
+    runner.lease.release()  # a stopped scheduler: no "last run" that looks current
+    assert sample(client, "unionbot_scheduler_last_run_timestamp") is None
+
+    bot.senders["wecom"] = ScriptedSender(outbox.SendResult(False, "invaliduser", permanent=True, code="81013"))
+    bot.senders["feishu"] = ScriptedSender(outbox.SendResult(False, "local rate limit", retry_after=5, held=True))
+    failed = {"platform": "wecom", "code": "81013"}
+    before = sample(client, "unionbot_delivery_failures_total", **failed) or 0
+    held_before = sample(client, "unionbot_delivery_failures_total", platform="feishu", code="error")
+    with bot.db.transaction() as s:
+        for platform in ("wecom", "feishu"):
+            outbox.enqueue(s, platform=platform, target_kind="user", target_id="u1", key=f"m:{platform}",
+                           message={"type": "text", "text": "通知"}, now=bot.clock.now())  # fmt: skip
+    assert outbox.deliver_due(bot) == 0
+    assert sample(client, "unionbot_delivery_failures_total", **failed) == before + 1
+    assert sample(client, "unionbot_delivery_failures_total", platform="feishu", code="error") == held_before
+    with bot.db.Session() as s:
+        held = s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == "m:feishu"))
+    assert (held.status, held.attempts) == ("pending", 0)  # our own wait used no attempt either
+
+    count = {"platform": "sandbox"}
+    seen = sample(client, "unionbot_handler_seconds_count", **count) or 0
+    chat_with(add_member(bot, name="计时")).ask("帮助")
+    assert sample(client, "unionbot_handler_seconds_count", **count) == seen + 1
+    assert sample(client, "unionbot_handler_seconds_sum", **count) > 0
+
+
+# --- JSON logs with the request id -----------------------------------------------------------------------------
+def test_production_logs_are_json_lines_with_the_request_id(tmp_path):
+    import io
+    import json
+    import logging
+
+    from cryptography.fernet import Fernet
+
+    from bot.observability import JsonFormatter
+
+    app = make_app(f"sqlite:///{tmp_path / 'prod.db'}", APP_ENV="production", SECRET_KEY="s" * 40,
+                   DATA_KEY=Fernet.generate_key().decode())  # fmt: skip
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer 500 and log it, as in production
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("something broke")
+
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_unionbot", False))
+    assert isinstance(handler.formatter, JsonFormatter)
+    out = io.StringIO()
+    old = handler.setStream(out)
+    try:
+        client = app.test_client()
+        given = client.get("/boom", headers={"X-Request-Id": "req-42"})
+        made = client.get("/boom")
+    finally:
+        handler.setStream(old)
+    assert given.status_code == 500 and given.headers["X-Request-Id"] == "req-42"
+    generated = made.headers["X-Request-Id"]
+    assert len(generated) == 32 and generated != "req-42"
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == ["req-42", generated]
+    assert all(line["level"] == "ERROR" and "RuntimeError" in line["exc"] for line in lines)
+    assert app.test_client().get("/healthz", headers={"X-Request-Id": "x" * 65}).headers["X-Request-Id"] != "x" * 65
+    app.extensions["db"].dispose()
