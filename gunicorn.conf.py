@@ -28,6 +28,7 @@ timeout = 30  # platforms give us 3-5 s; a request stuck for 30 s is a bug, not 
 graceful_timeout = 20
 max_requests = 5000
 max_requests_jitter = 500
+control_socket_disable = True  # gunicornc is not used; one fixed socket path would be shared by every instance
 loglevel = settings.LOG_LEVEL.lower()
 accesslog = "-"
 # The access log records paths and status only, never message bodies or query strings with user data.

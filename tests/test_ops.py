@@ -257,3 +257,110 @@ def test_production_logs_are_json_lines_with_the_request_id(tmp_path):
     assert all(line["level"] == "ERROR" and "RuntimeError" in line["exc"] for line in lines)
     assert app.test_client().get("/healthz", headers={"X-Request-Id": "x" * 65}).headers["X-Request-Id"] != "x" * 65
     app.extensions["db"].dispose()
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (gunicorn's workers are grandchildren of `serve`)."""
+    from pathlib import Path
+
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":  # a zombie has exited already
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_serve_runs_web_worker_and_scheduler_with_shared_metrics_and_stops_all_on_sigterm(tmp_path):
+    """SLOW (≈10 s): `flask --app app serve` in production mode. The web answers /healthz, the scheduler takes the
+    lease, the delivery worker's failure counter shows on the web's /metrics (multiprocess mode), gunicorn's access
+    log is JSON with the request id, and SIGTERM stops every process it started."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+    from cryptography.fernet import Fernet
+
+    from bot import outbox
+    from bot.scheduler import Lease
+    from models.base import Database
+    from tests.faults_helpers import ROOT, free_port, wait_for
+
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade_head(url)
+    db = Database(url)
+    with db.transaction() as s:  # no sender for this platform: the worker records a failure with code no_sender
+        outbox.enqueue(s, platform="nowhere", target_kind="user", target_id="u", key="serve:1",
+                       message={"type": "text", "text": "x"}, now=datetime.now(UTC))  # fmt: skip
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "FEISHU_", "DATABASE_URL"))}
+    env.update(APP_ENV="production", SECRET_KEY="s" * 40, DATA_KEY=Fernet.generate_key().decode(),
+               DATABASE_URL=url, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), PYTHONUNBUFFERED="1")  # fmt: skip
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_999999.db").write_bytes(b"stale")  # from an earlier run: emptied at start
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "serve", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "2"], cwd=ROOT, env=env, stdout=open(log, "wb"),  # noqa: SIM115
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def get(path, **headers):
+        try:
+            return requests.get(base + path, headers=headers, timeout=10)
+        except requests.RequestException:  # not listening yet, or a worker still booting
+            return None
+
+    try:
+        wait_for(lambda: (r := get("/healthz")) is not None and r.ok, 90, f"/healthz; log:\n{log.read_text()[-3000:]}")
+        wait_for(lambda: (Lease(db).current() or ("",))[0], 60, "the scheduler to take its lease")
+        failures = 'unionbot_delivery_failures_total{code="no_sender",platform="nowhere"} 1.0'
+        wait_for(lambda: failures in get("/metrics").text, 60, "the worker's failure on the web's /metrics")
+        assert "unionbot_scheduler_last_run_timestamp " in get("/metrics").text
+        assert get("/healthz", **{"X-Request-Id": "serve-test"}).headers["X-Request-Id"] == "serve-test"
+        started = descendants(proc.pid)
+        assert len(started) >= 5  # gunicorn master + 2 workers, the delivery worker, the scheduler
+
+        def access_line():
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{") and '"serve-test"' in line:
+                    return json.loads(line)
+
+        entry = wait_for(access_line, 30, "the JSON access log line")
+        assert (entry["logger"], entry["path"], entry["status"], entry["request_id"]) == (
+            "gunicorn.access", "/healthz", "200", "serve-test")  # fmt: skip
+        assert not (tmp_path / "metrics" / "counter_999999.db").exists()
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        wait_for(lambda: not (descendants(proc.pid) | {p for p in started if os.path.exists(f"/proc/{p}")}), 30,
+                 "every process started by serve to exit")  # fmt: skip
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        db.dispose()
+
+
+def test_gunicorn_conf_reads_its_settings_from_the_environment(monkeypatch):
+    import runpy
+
+    from tests.faults_helpers import ROOT
+
+    monkeypatch.setenv("BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("WEB_WORKERS", "3")
+    monkeypatch.setenv("WEB_THREADS", "2")
+    monkeypatch.setenv("APP_ENV", "test")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["bind"], conf["workers"], conf["threads"], conf["worker_class"]) == ("0.0.0.0:9000", 3, 2, "gthread")
+    assert "logconfig_dict" not in conf  # plain logs outside production
