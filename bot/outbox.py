@@ -115,6 +115,8 @@ def deliver_due(bot: Bot, limit: int = 50, platform: str | None = None) -> int:
     """One pass of the delivery loop; returns how many rows were sent."""
     sent = 0
     for row in claim(bot, limit, platform):
+        if not _still_ours(bot, row):
+            continue
         sender = bot.senders.get(row.platform)
         try:
             result = sender.send(row) if sender else SendResult(False, f"no sender for {row.platform}", code="no_sender")
@@ -126,6 +128,23 @@ def deliver_due(bot: Bot, limit: int = 50, platform: str | None = None) -> int:
         _record(bot, row, result)
         sent += result.ok
     return sent
+
+
+def _still_ours(bot: Bot, row: OutboxMessage) -> bool:
+    """Rows are leased by the batch but sent one by one: past half its lease (a slow platform), a row's lease is
+    renewed before sending, and a row another worker has taken over since is skipped — otherwise both would send
+    it, and a platform without an idempotency key (WeCom) would show it twice."""
+    now = bot.clock.now()
+    if row.lease_until is not None and row.lease_until - now > LEASE / 2:
+        return True
+    with bot.db.transaction() as s:
+        renewed = s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.status == "sending", OutboxMessage.attempts == row.attempts)
+            .values(lease_until=now + LEASE)
+        ).rowcount
+    row.lease_until = now + LEASE
+    return renewed == 1
 
 
 def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
