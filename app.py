@@ -1,10 +1,12 @@
 """union-bot web application: `create_app()` wires settings, database, bot core, adapters and pages.
 
-`python app.py` starts a development server on http://127.0.0.1:5000 (the sandbox chat is at /sandbox).
+`python app.py` starts a development server on http://127.0.0.1:5000 (the sandbox chat is at /sandbox), with the
+delivery loop and the scheduler in background threads, so scheduled pushes reach the sandbox too.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from flask import Flask, redirect, url_for
@@ -14,7 +16,7 @@ from bot import observability
 from bot.adapters import sandbox
 from bot.clock import Clock
 from bot.core import Bot
-from config import INSTANCE, load_settings
+from config import INSTANCE, ConfigError, load_settings
 from handlers import router
 from models import Database
 
@@ -37,12 +39,13 @@ def create_app(overrides: dict[str, Any] | None = None, clock: Clock | None = No
         INSTANCE.mkdir(exist_ok=True)
     db = Database(settings.DATABASE_URL)
     bot = Bot(settings, db, router, clock or Clock(settings.tz))
-    bot.senders["sandbox"] = sandbox.SandboxSender(db)
     app.extensions["bot"] = bot
     app.extensions["db"] = db
 
     observability.init_app(app, db)
-    app.register_blueprint(sandbox.bp)
+    if settings.SANDBOX_ENABLED:  # off in production: no page, and no member's push can land in the sandbox
+        bot.senders["sandbox"] = sandbox.SandboxSender(db)
+        app.register_blueprint(sandbox.bp)
     _register_optional(app)
 
     @app.get("/")
@@ -78,5 +81,21 @@ def _register_optional(app: Flask) -> None:
     feishu.init_app(app, app.extensions["bot"])
 
 
+def main() -> None:
+    """The development server (scripts/run.sh); a bad setting is one line on stderr, not a traceback."""
+    from bot.background import DevRunner
+
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        sys.exit(f"union-bot: {exc.message}")
+    runner = DevRunner(app)
+    runner.start()
+    try:
+        app.run(host="127.0.0.1", port=5000, debug=False)
+    finally:
+        runner.stop()
+
+
 if __name__ == "__main__":
-    create_app().run(host="127.0.0.1", port=5000, debug=False)
+    main()

@@ -127,10 +127,27 @@ def seed_members(app, platform: str, count: int, user_id: Callable[[int], str]) 
 
 
 # --- WeCom ---------------------------------------------------------------------------------------------
-def bench_wecom(args) -> None:
+def add_bare_wecom(bare: Flask, token: str, aes_key: str, corp_id: str) -> None:
+    """/wecom/callback that only does what the adapter does first: safe XML, signature check, AES decrypt."""
     from wechatpy.enterprise.crypto import WeChatCrypto
 
     from bot.adapters.wecom import Rejected, decrypt, safe_xml
+
+    crypto = WeChatCrypto(token, aes_key, corp_id)
+
+    @bare.post("/wecom/callback")
+    def verify_and_decrypt():
+        try:
+            outer = safe_xml(request.get_data())
+            a = request.args
+            plain = decrypt(crypto, outer.get("Encrypt", ""), a["msg_signature"], a["timestamp"], a["nonce"])
+            safe_xml(plain)
+        except Rejected as exc:
+            return Response("", status=exc.status)
+        return Response("")
+
+
+def bench_wecom(args) -> None:
     from tests.wecom_helpers import AES_KEY, CORP_ID, SECRET, TOKEN, app_request, text_xml
 
     settings = {
@@ -152,19 +169,7 @@ def bench_wecom(args) -> None:
         payloads.append(("POST", f"/wecom/callback?{query}", body.encode(), "text/xml"))
 
     bare = Flask("bare")
-    crypto = WeChatCrypto(TOKEN, AES_KEY, CORP_ID)
-
-    @bare.post("/wecom/callback")
-    def verify_and_decrypt():
-        try:
-            outer = safe_xml(request.get_data())
-            a = request.args
-            plain = decrypt(crypto, outer.get("Encrypt", ""), a["msg_signature"], a["timestamp"], a["nonce"])
-            safe_xml(plain)
-        except Rejected as exc:
-            return Response("", status=exc.status)
-        return Response("")
-
+    add_bare_wecom(bare, TOKEN, AES_KEY, CORP_ID)
     with Server(bare) as srv:
         report("wecom", "bare verify+decrypt", run_load(srv.port, payloads, args.threads))
     with Server(app) as srv:

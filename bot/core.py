@@ -232,7 +232,7 @@ class Bot:
 
     # outbound ----------------------------------------------------------------------------------------------
     def notify_member(self, s: Session, member: Member, message: Outgoing, key: str) -> bool:
-        """Queue a private message to a member on the platform they were last seen on; False if unreachable."""
+        """Queue a private message to a member's preferred account (`preferred_identity`); False if unreachable."""
         idents = [i for i in member.identities if not i.unreachable and i.platform in self.senders]
         if not idents:
             idents = list(
@@ -245,7 +245,7 @@ class Bot:
             idents = [i for i in idents if i.platform in self.senders]
         if not idents:
             return False
-        ident = max(idents, key=lambda i: i.id)
+        ident = preferred_identity(idents)
         outbox.enqueue(
             s,
             platform=ident.platform,
@@ -268,6 +268,12 @@ class Bot:
             key=key,
             now=self.clock.now(),
         )
+
+
+def preferred_identity(idents: list[PlatformIdentity]) -> PlatformIdentity:
+    """A real platform account (WeCom, Feishu) before a sandbox one, then the most recently linked: a member who
+    once tried the sandbox still gets their pushes where they really are."""
+    return max(idents, key=lambda i: (i.platform != "sandbox", i.id))
 
 
 def member_by_id(s: Session, member_id: int) -> Member | None:

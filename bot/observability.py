@@ -1,6 +1,12 @@
 """Prometheus metrics, JSON logs with a request id, and the health/readiness endpoints.
 
 Labels are platform, handler name and platform error code only: never a member, a chat or message text.
+
+Several processes (gunicorn workers, the delivery worker) count into one /metrics through prometheus_client's
+multiprocess mode: every process of one machine gets the same PROMETHEUS_MULTIPROC_DIR (set by `serve`, the Procfile
+and the systemd units), writes its counters there, and /metrics sums them. The folder must be emptied when the
+whole service starts (`serve` and systemd's RuntimeDirectory do it). Gauges are read from the database at scrape
+time instead, so every process reports the same truth.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 
 from flask import Flask, Response, g, has_request_context, jsonify, request
 from prometheus_client import (
@@ -27,6 +34,9 @@ HANDLER_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 DELIVERY_FAILURES = Counter("unionbot_delivery_failures_total", "Failed delivery attempts", ["platform", "code"])
+MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if MULTIPROC_DIR:
+    os.makedirs(MULTIPROC_DIR, exist_ok=True)  # before the first labelled value opens its file there
 
 
 class DatabaseCollector:
@@ -43,17 +53,29 @@ class DatabaseCollector:
             for status, n in s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)):
                 depth.add_metric([status], n)
             yield depth
-            last = GaugeMetricFamily("unionbot_scheduler_last_run_timestamp", "Last scheduler heartbeat (unix time)")
-            try:
-                value = s.execute(text("SELECT max(renewed_at) FROM scheduler_lease")).scalar()
-            except Exception:
-                value = None
-            if value is not None:
-                last.add_metric([], value.timestamp() if hasattr(value, "timestamp") else 0)
-            yield last
+            yield self._scheduler_last_run(s)
+
+    @staticmethod
+    def _scheduler_last_run(s) -> GaugeMetricFamily:
+        """Every job run and the 30-second renewal push the lease's expiry to now + LEASE_TTL, so expiry - TTL is
+        the active scheduler's last run. No sample when no scheduler holds the lease (never ran, or stopped)."""
+        from bot.scheduler import EPOCH, LEASE_NAME, LEASE_TTL
+        from models.greeting import SchedulerLease
+
+        last = GaugeMetricFamily(
+            "unionbot_scheduler_last_run_timestamp", "When the active scheduler last ran a job (unix time)"
+        )
+        expires = s.scalar(
+            select(SchedulerLease.expires_at).where(SchedulerLease.name == LEASE_NAME, SchedulerLease.holder != "")
+        )
+        if expires is not None and expires > EPOCH:
+            last.add_metric([], (expires - LEASE_TTL).timestamp())
+        return last
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; inside a request it carries the request id (X-Request-Id)."""
+
     def format(self, record: logging.LogRecord) -> str:
         data = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
@@ -68,21 +90,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+class AccessJsonFormatter(logging.Formatter):
+    """gunicorn's access log as JSON (gunicorn.conf.py in production). The path is logged without its query string,
+    which may carry user data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms = record.args if isinstance(record.args, Mapping) else {}
+        duration = atoms.get("L")
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "method": atoms.get("m"),
+            "path": atoms.get("U"),
+            "status": atoms.get("s"),
+            "bytes": atoms.get("B"),
+            "seconds": float(duration) if duration else None,
+            "remote": atoms.get("h"),
+            "request_id": atoms.get("{x-request-id}o"),
+        }
+        return json.dumps(data, ensure_ascii=False)
+
+
 def configure_logging(level: str, json_logs: bool) -> None:
+    """One handler on the root logger; a later call (another app in the same process) sets its format again."""
     root = logging.getLogger()
-    if getattr(root, "_unionbot", False):
-        root.setLevel(level)
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers[:] = [handler]
+    handler = next((h for h in root.handlers if getattr(h, "_unionbot", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler._unionbot = True  # type: ignore[attr-defined]
+        root.handlers[:] = [handler]
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if json_logs else plain)
     root.setLevel(level)
-    root._unionbot = True  # type: ignore[attr-defined]
 
 
 def init_app(app: Flask, db) -> None:
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROC_DIR:
         from prometheus_client import multiprocess
 
         multiprocess.MultiProcessCollector(registry)

@@ -38,6 +38,7 @@ class SendResult:
     retry_after: float | None = None  # seconds the platform asked us to wait (rate limits)
     permanent: bool = False  # the target can never receive it (left the company, bot removed ...)
     code: str | None = None  # the platform's error code, for metrics
+    held: bool = False  # our own rate limit kept it back: nothing reached the platform, so no failure, no attempt
 
 
 class Sender(Protocol):
@@ -119,17 +120,36 @@ def deliver_due(bot: Bot, limit: int = 50, platform: str | None = None) -> int:
     """One pass of the delivery loop; returns how many rows were sent."""
     sent = 0
     for row in claim(bot, limit, platform):
+        if not _still_ours(bot, row):
+            continue
         sender = bot.senders.get(row.platform)
         try:
-            result = sender.send(row) if sender else SendResult(False, f"no sender for {row.platform}")
+            result = sender.send(row) if sender else SendResult(False, f"no sender for {row.platform}", code="no_sender")
         except Exception as exc:  # a sender bug or network error must not lose the row
             log.warning("outbox %s: send raised %s", row.id, type(exc).__name__)
             result = SendResult(False, f"{type(exc).__name__}: {exc}"[:500], code="exception")
-        if not result.ok:
+        if not result.ok and not result.held:
             DELIVERY_FAILURES.labels(row.platform, result.code or "error").inc()
         _record(bot, row, result)
         sent += result.ok
     return sent
+
+
+def _still_ours(bot: Bot, row: OutboxMessage) -> bool:
+    """Rows are leased by the batch but sent one by one: past half its lease (a slow platform), a row's lease is
+    renewed before sending, and a row another worker has taken over since is skipped — otherwise both would send
+    it, and a platform without an idempotency key (WeCom) would show it twice."""
+    now = bot.clock.now()
+    if row.lease_until is not None and row.lease_until - now > LEASE / 2:
+        return True
+    with bot.db.transaction() as s:
+        renewed = s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.status == "sending", OutboxMessage.attempts == row.attempts)
+            .values(lease_until=now + LEASE)
+        ).rowcount
+    row.lease_until = now + LEASE
+    return renewed == 1
 
 
 def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
@@ -137,6 +157,9 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
     values: dict[str, Any]
     if result.ok:
         values = dict(status="sent", sent_at=now, lease_until=None, last_error=None)
+    elif result.held:  # back in the queue for the next window, with the attempt it did not use
+        wait = timedelta(seconds=result.retry_after or 1)
+        values = dict(status="pending", next_attempt_at=now + wait, lease_until=None, attempts=row.attempts - 1)
     elif result.permanent or row.attempts >= bot.settings.OUTBOX_MAX_ATTEMPTS:
         values = dict(status="dead", lease_until=None, last_error=result.error)
     else:

@@ -79,17 +79,23 @@ def _run(cmd: list[str]) -> None:
 
 
 @click.command("serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True)
-@click.option("--workers", default=2, show_default=True, help="gunicorn web workers")
-def serve(bind: str, workers: int) -> None:
-    """Run web (gunicorn), the delivery worker and the scheduler together; restart any that dies."""
+@click.option("--bind", default=None, help="Address of the web server [default: BIND or 127.0.0.1:8000]")
+@click.option("--workers", type=int, default=None, help="gunicorn web workers [default: WEB_WORKERS]")
+def serve(bind: str | None, workers: int | None) -> None:
+    """Run web (gunicorn), the delivery worker and the scheduler together; restart any that dies; stop all three
+    on SIGTERM or Ctrl-C. Their counters meet in one PROMETHEUS_MULTIPROC_DIR, emptied here at start."""
+    from config import INSTANCE, ROOT
+
+    web = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+    web += ["--bind", bind] if bind else []
+    web += ["--workers", str(workers)] if workers else []
     flask = [sys.executable, "-m", "flask", "--app", "app"]
-    procs = {
-        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind, "--workers", str(workers),
-                "app:create_app()"],
-        "worker": [*flask, "worker", "run"],
-        "scheduler": [*flask, "schedule", "run"],
-    }
+    procs = {"web": [*web, "app:create_app()"], "worker": [*flask, "worker", "run"], "scheduler": [*flask, "schedule", "run"]}
+    stop_signal = {"scheduler": signal.SIGINT}  # the scheduler releases its lease on Ctrl-C: no wait for expiry
+    env = dict(os.environ)
+    metrics = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(INSTANCE / "metrics")))
+    shutil.rmtree(metrics, ignore_errors=True)  # counters of an earlier run would be summed with this one's
+    metrics.mkdir(parents=True)
     running: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -99,7 +105,6 @@ def serve(bind: str, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    env = dict(os.environ)
     while not stopping:
         for name, cmd in procs.items():
             p = running.get(name)
@@ -107,15 +112,16 @@ def serve(bind: str, workers: int) -> None:
                 if p is not None:
                     click.echo(f"{name} exited with {p.returncode}; restarting", err=True)
                     time.sleep(1)
-                running[name] = subprocess.Popen(cmd, env=env)
+                running[name] = subprocess.Popen(cmd, env=env, cwd=ROOT)
         time.sleep(0.5)
-    for p in running.values():
-        p.terminate()
+    for name, p in running.items():
+        p.send_signal(stop_signal.get(name, signal.SIGTERM))
     for p in running.values():
         try:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
 
 
 commands = [backup, restore, serve]

@@ -28,6 +28,10 @@ def _render(payload: dict) -> str:
 def chat(employee_no: str | None, group_id: int | None) -> None:
     """Type messages; '/按钮 N' clicks button N of the last card; Ctrl-D quits."""
     b = bot()
+    if not b.settings.SANDBOX_ENABLED:  # it would link a sandbox account to a real member
+        raise click.ClickException(
+            "试用沙盒已关闭（SANDBOX_ENABLED=off，生产环境必须关闭）。请在开发环境里试用：bash scripts/run.sh"
+        )
     user = "sb-stranger"
     if employee_no:
         with b.db.transaction() as s:

@@ -8,19 +8,25 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import click
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
+ENV_FILE = ROOT / ".env"  # the project folder's, whatever the current directory of the process
+DATABASE_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class ConfigError(RuntimeError):
-    """Raised with a message that names the bad variable, so start-up fails readably."""
+class ConfigError(click.ClickException):
+    """A message that names the bad variable. A ClickException, so `flask ...` prints one line and exits 1."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file_encoding="utf-8", extra="ignore")
 
     APP_ENV: str = "development"
     DATABASE_URL: str = f"sqlite:///{INSTANCE / 'union-bot.db'}"
@@ -60,6 +66,26 @@ class Settings(BaseSettings):
             raise ValueError("must be development, test or production")
         return v
 
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        expected = "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError(f"not a database URL; {expected}") from None  # the value may hold a password
+        if url.drivername not in DATABASE_DRIVERS:
+            raise ValueError(f"unsupported database {url.drivername!r}; {expected}")
+        return v
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown level {v!r}; expected one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("TIMEZONE")
     @classmethod
     def _tz(cls, v: str) -> str:
@@ -97,15 +123,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
+        """Each message starts with the variable's name (model-level errors carry no field of their own)."""
         if self.SANDBOX_ENABLED is None:
             self.SANDBOX_ENABLED = self.APP_ENV != "production"
         if self.APP_ENV == "production":
+            problems = []
             if self.SANDBOX_ENABLED:
-                raise ValueError("SANDBOX_ENABLED must be off when APP_ENV=production")
+                problems.append("SANDBOX_ENABLED: must be off when APP_ENV=production")
             if self.SECRET_KEY.startswith("dev-") or len(self.SECRET_KEY) < 32:
-                raise ValueError("SECRET_KEY must be a random string of at least 32 characters in production")
+                problems.append("SECRET_KEY: must be a random string of at least 32 characters in production")
             if not self.DATA_KEY:
-                raise ValueError("DATA_KEY is required in production")
+                problems.append("DATA_KEY: required in production (a Fernet key, see the README)")
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -128,11 +158,11 @@ class Settings(BaseSettings):
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     """Build settings; a bad value raises ConfigError naming the variable and the problem."""
     try:
-        return Settings(**(overrides or {}))
+        return Settings(_env_file=ENV_FILE, **(overrides or {}))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "configuration"
+            name = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}: {msg}")
+            problems.append(f"{name}: {msg}" if name else msg)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

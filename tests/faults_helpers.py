@@ -3,6 +3,8 @@
 - `HoldingFeishu`: the fake Feishu server (uuid = at most one message per hour, like Feishu) that, once it has
   delivered `hold_at` messages, keeps every further answer back until `release()` — so a worker killed then has
   sends the platform accepted but the worker never recorded (the at-least-once window, made certain).
+- `HoldingWeCom`: the same for the fake WeCom server, which (like WeCom) has no idempotency key: every accepted
+  call is a message, so a send repeated after a kill reaches the member twice. It records who the held calls were for.
 - `FlakyWeCom`: the fake WeCom server plus HTTP-level faults: `http_error(path, status)`, `hang(path, seconds)`
   (answers late and delivers nothing, like a request lost on the way) and `always_500` (userids whose sends
   always fail with HTTP 500).
@@ -79,6 +81,38 @@ class HoldingFeishu(FakeFeishu):
     def _app(self, environ, start_response):
         answer = super()._app(environ, start_response)
         if self.hold_at is not None and len(self.delivered) >= self.hold_at and not self._release.is_set():
+            self.holding.set()
+            self._release.wait(30)
+        return answer
+
+
+class HoldingWeCom(FakeWeCom):
+    SEND = "/cgi-bin/message/send"
+
+    def __init__(self, hold_at: int | None = None):
+        super().__init__()
+        self.hold_at = hold_at
+        self.holding = threading.Event()
+        self.held: list[str] = []  # touser of every call answered late (accepted, then the answer kept back)
+        self._release = threading.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def delivered(self) -> list[str]:
+        """The recipient of every message/send call WeCom accepted (a repeated call is a second message)."""
+        return [str(body["touser"]) for body in self.sent(self.SEND)]
+
+    def _wsgi(self, environ, start_response):
+        req = Request(environ)
+        body = req.get_data()
+        environ["wsgi.input"] = io.BytesIO(body)  # the fake reads the body again
+        environ["CONTENT_LENGTH"] = str(len(body))
+        answer = super()._wsgi(environ, start_response)
+        if (self.hold_at is not None and req.path == self.SEND and not self._release.is_set()
+                and len(self.sent(self.SEND)) >= self.hold_at):  # fmt: skip
+            with self._lock:
+                self.held.append(str(json.loads(body)["touser"]))
             self.holding.set()
             self._release.wait(30)
         return answer

@@ -26,7 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(os.environ.get("ADMIN_SCREENSHOT", "/tmp/admin_members.png"))
 
 pytestmark = pytest.mark.browser
 
@@ -134,7 +133,8 @@ def test_login_search_and_import_roster(live, page, tmp_path):
     page.get_by_label("搜索").fill("")
     page.get_by_role("button", name="查询").click()
     expect(page.locator("table.members tbody tr")).to_have_count(3)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    shot = os.environ.get("ADMIN_SCREENSHOT") or tmp_path / "admin_members.png"  # a path of the test's own
+    page.screenshot(path=str(shot), full_page=True)
 
     # the member's page, then log out
     page.get_by_role("link", name="王小明").click()

@@ -13,3 +13,19 @@ def test_sandbox_cli_chat(app, bot):
 def test_sandbox_cli_unknown_member(app):
     result = app.test_cli_runner().invoke(args=["sandbox", "chat", "--member", "nobody"], input="")
     assert result.exit_code != 0 and "没有工号" in result.output
+
+
+def test_sandbox_cli_refused_when_the_sandbox_is_disabled(tmp_path):
+    from sqlalchemy import func, select
+
+    from models.member import PlatformIdentity
+    from tests.test_sandbox_e2e import production_app
+
+    app = production_app(tmp_path)
+    bot = app.extensions["bot"]
+    add_member(bot, name="赵敏", employee_no="30001")
+    result = app.test_cli_runner().invoke(args=["sandbox", "chat", "--member", "30001"], input="我的信息\n")
+    assert result.exit_code != 0 and "试用沙盒已关闭" in result.output and "bash scripts/run.sh" in result.output
+    with bot.db.Session() as s:
+        assert s.scalar(select(func.count()).select_from(PlatformIdentity)) == 0  # no sandbox account linked
+    bot.db.dispose()

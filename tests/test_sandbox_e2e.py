@@ -33,3 +33,73 @@ def test_sandbox_member_help_and_poll(client, bot):
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
+
+
+# --- the sandbox stays out of production --------------------------------------------------------------------
+def production_app(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from tests.conftest import make_app
+
+    return make_app(f"sqlite:///{tmp_path / 'prod.db'}", APP_ENV="production", SECRET_KEY="s" * 40,
+                    DATA_KEY=Fernet.generate_key().decode())  # fmt: skip
+
+
+def test_sandbox_is_gone_when_disabled(tmp_path):
+    app = production_app(tmp_path)
+    add_member(app.extensions["bot"], name="周强", employee_no="20003")
+    client = app.test_client()
+    assert client.get("/sandbox/").status_code == 404
+    assert client.post("/sandbox/send", json={"member": "20003", "text": "帮助"}).status_code == 404
+    assert client.get("/sandbox/messages?chat_id=sb-20003").status_code == 404
+    assert "sandbox" not in app.extensions["bot"].senders  # no push can be delivered into the sandbox table
+    assert client.get("/").headers["Location"].endswith("/admin/")
+    app.extensions["db"].dispose()
+
+
+def test_pushes_go_to_the_real_platform_even_after_the_member_tried_the_sandbox(bot):
+    from sqlalchemy import select
+
+    from bot.message import Text
+    from models import Member, OutboxMessage
+    from models.member import link_identity
+
+    m = add_member(bot, name="孙丽", employee_no="20004")
+    bot.senders["wecom"] = bot.senders["sandbox"]  # any sender: only the choice of account is tested here
+    with bot.db.transaction() as s:
+        member = s.get(Member, m.id)
+        link_identity(s, member, "wecom", "sunli")
+        s.flush()
+        link_identity(s, member, "sandbox", "sb-20004")  # linked later: the newest account, but a sandbox one
+    with bot.db.transaction() as s:
+        assert bot.notify_member(s, s.get(Member, m.id), Text("会议提醒"), key="t:1")
+    with bot.db.Session() as s:
+        row = s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == "t:1"))
+    assert (row.platform, row.target_id) == ("wecom", "sunli")
+
+
+# --- scheduled pushes reach the sandbox with the development server ----------------------------------------
+def test_dev_server_runner_brings_a_scheduled_birthday_greeting_to_the_sandbox_page(app, client, bot):
+    """`python app.py` runs the scheduler and the delivery loop in threads (bot.background.DevRunner); here their
+    step functions run on a travelled clock: the greeting due at 09:00 arrives on the page's poll."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    import time_machine
+
+    from bot.adapters import sandbox
+    from bot.background import DevRunner
+
+    add_member(bot, name="钱芳", employee_no="20005", birthday=date(1990, 6, 2))
+    with time_machine.travel(datetime(2026, 6, 2, 9, 5, tzinfo=ZoneInfo("Asia/Shanghai")), tick=False):
+        first = client.post("/sandbox/send", json={"member": "20005", "text": "帮助"}).get_json()["messages"]
+        seen = first[-1]["id"]
+        runner = DevRunner(app)
+        assert runner.schedule_step()  # took the scheduler lease and ran the minute scan
+        assert runner.deliver_step() == 1  # delivered by the runner, not by the page's own poll
+        pushed = sandbox.messages_since(bot, "sb-20005", seen)
+        assert [m["direction"] for m in pushed] == ["out"] and "钱芳，生日快乐" in pushed[0]["payload"]["text"]
+        page = client.get(f"/sandbox/messages?chat_id=sb-20005&since={seen}").get_json()["messages"]
+        assert page == pushed
+        assert runner.schedule_step() and runner.deliver_step() == 0  # once
+        runner.jobs.lease.release()
