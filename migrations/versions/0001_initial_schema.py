@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 04:31:50.625232
+Create Date: 2026-11-30 04:34:30.753259
 """
 
 import sqlalchemy as sa
@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("chase_before_days", sa.Integer(), nullable=False),
         sa.Column("chase_every_days", sa.Integer(), nullable=False),
         sa.Column("escalate_after_days", sa.Integer(), nullable=False),
+        sa.Column("close_after_days", sa.Integer(), nullable=False),
         sa.Column("created_at", models.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_congress")),
     )
@@ -574,6 +575,7 @@ def upgrade() -> None:
         sa.Column("member_id", sa.Integer(), nullable=True),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("context", sa.JSON(), nullable=False),
+        sa.Column("sensitive", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", models.base.UTCDateTime(), nullable=False),
