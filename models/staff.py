@@ -12,6 +12,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from models.base import Base, UTCDateTime, utcnow
 from models.member import Member
 
+#: werkzeug's hashing method for new console passwords. The test suite lowers its cost (tests/conftest.py): checking
+#: reads the method from the stored hash, so accounts hashed either way keep working.
+PASSWORD_METHOD = "scrypt"
+
 
 class StaffAccount(Base):
     __tablename__ = "staff_account"
@@ -26,7 +30,7 @@ class StaffAccount(Base):
     member: Mapped[Member | None] = relationship()
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ProgrammingError
 from app import create_app
 from bot import outbox
 from bot.adapters import sandbox
-from models import Base, Branch, Group, Member
+from models import Base, Branch, Group, Member, staff
 from models.member import link_identity
 from models.messaging import SandboxMessage
 
@@ -47,6 +47,9 @@ def _private_postgres_database(base_url: str | None) -> str | None:
 
 
 POSTGRES_URL = _private_postgres_database(os.environ.get("TEST_POSTGRES_URL"))
+
+# Console passwords: a cheap hash in tests (scrypt costs ~0.2 s per account and per login).
+staff.PASSWORD_METHOD = "pbkdf2:sha256:1000"
 
 
 def make_app(url: str, **overrides):
