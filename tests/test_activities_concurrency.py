@@ -52,7 +52,7 @@ def test_200_members_50_places_over_http(any_app):
     aid = _seed(db)
     server = make_server("127.0.0.1", 0, any_app, threaded=True)
     port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
 
     def post(no: str, text: str = f"报名 {aid}") -> int:

@@ -47,7 +47,7 @@ def live(tmp_path):
         bot, name="李四", employee_no="E1002", phone="13900001111", branch="外科分会", group="骨科小组"
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

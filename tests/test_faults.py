@@ -304,7 +304,7 @@ class Web:
 
         self.srv = make_server("127.0.0.1", 0, app, threaded=True)
         self.base = f"http://127.0.0.1:{self.srv.server_port}"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        threading.Thread(target=self.srv.serve_forever, args=(0.01,), daemon=True).start()
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, float]:
         import requests

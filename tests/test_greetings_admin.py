@@ -397,7 +397,7 @@ def test_template_preview_follows_typing_in_a_real_browser(tmp_path):
     person(bot, "王芳", birthday=None)
     f = festival(bot, "funv")
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
         with sync_playwright() as pw:
