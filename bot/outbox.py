@@ -159,7 +159,10 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
         values = dict(status="sent", sent_at=now, lease_until=None, last_error=None)
     elif result.held:  # back in the queue for the next window, with the attempt it did not use
         wait = timedelta(seconds=result.retry_after or 1)
-        values = dict(status="pending", next_attempt_at=now + wait, lease_until=None, attempts=row.attempts - 1)
+        values = dict(
+            status="pending", next_attempt_at=now + wait, lease_until=None, attempts=row.attempts - 1,
+            last_error=result.error,  # why it waits, for the console
+        )  # fmt: skip
     elif result.permanent or row.attempts >= bot.settings.OUTBOX_MAX_ATTEMPTS:
         values = dict(status="dead", lease_until=None, last_error=result.error)
     else:

@@ -555,6 +555,7 @@ def test_local_rate_limit_per_recipient(fbot, fake):
             results.append(sender.send(_row(fbot, f"p{i}")))
         assert results[-1].retry_after and results[-1].retry_after <= 1
         assert results[-1].code == "local_rate_limit"  # a wait, told apart from Feishu's refusals
+        assert results[-1].held  # neither a failure nor an attempt for the outbox
         _enqueue(fbot, Text("别人"), target="ou_other", key="p-other")
         assert sender.send(_row(fbot, "p-other")).ok  # another recipient is not held up
     assert [r.ok for r in results] == [True] * 5 + [False]

@@ -604,8 +604,14 @@ def test_access_token_never_logged(wbot, fake, caplog):
 def test_thirty_per_member_per_minute(wbot, fake):
     for i in range(32):
         enqueue(wbot, "busy", Text(f"m{i}"), f"k{i}")
+    failures = DELIVERY_FAILURES.labels("wecom", "rate_wait")._value.get()
     deliver(wbot)
     assert len(texts_to(fake, "busy")) == 30
+    with wbot.db.Session() as s:
+        waiting = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+    # held back by our own limit: no attempt used (so no dead letter however long the queue), no failure counted
+    assert [(r.attempts, r.last_error) for r in waiting] == [(0, "已达到每位成员每分钟30条的上限，稍后发送")] * 2
+    assert DELIVERY_FAILURES.labels("wecom", "rate_wait")._value.get() == failures
     wbot.clock.offset = timedelta(seconds=61)
     deliver(wbot)
     assert len(texts_to(fake, "busy")) == 32

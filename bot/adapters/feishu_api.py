@@ -321,8 +321,8 @@ class FeishuSender:
             return SendResult(True)  # already shown as the updated card in the click's answer
         wait = self._rate_wait(row)
         if wait:
-            # Not a failure: nothing was sent (the outbox still counts it as one, see bot/outbox.py).
-            return SendResult(False, "local rate limit", retry_after=wait, code="local_rate_limit")
+            # not a failure: nothing was sent, so the outbox keeps the row's attempt and counts no failure
+            return SendResult(False, "local rate limit", retry_after=wait, code="local_rate_limit", held=True)
         msg_type, content = render(row)
         body = {
             "msg_type": msg_type,

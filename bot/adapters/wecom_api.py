@@ -418,7 +418,7 @@ class WeComSender:
             wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT
+                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
                 )
         msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
@@ -462,7 +462,7 @@ class WeComSender:
             wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT
+                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
                 )
             data = self.client.post_url(
                 webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
@@ -486,7 +486,9 @@ class WeComSender:
         """The enter_chat welcome exists only as the passive reply, which its callback takes within WeCom's
         5 s; no other channel reaches that chat, so the loop never sends it (see wecom.take_replies)."""
         if self.bot.clock.now() - row.created_at < PASSIVE_WAIT:
-            return SendResult(False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait")
+            return SendResult(
+                False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait", held=True
+            )
         return SendResult(
             False, "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）", permanent=True, code="passive_missed"
         )
