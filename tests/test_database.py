@@ -1,0 +1,57 @@
+"""The database handle: SQLite writers take turns first come, first served, and always give their turn back."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import text
+
+from models.base import Database, WriterTurns
+
+
+def test_writer_turns_are_first_come_first_served():
+    turns = WriterTurns()
+    assert turns.take()
+    order: list[int] = []
+    threads = []
+    for i in range(5):
+        t = threading.Thread(target=lambda i=i: (turns.take(), order.append(i), turns.give_back()))
+        t.start()
+        threads.append(t)
+        while turns.queued < i + 2:  # this thread holds a ticket before the next one arrives
+            threading.Event().wait(0.001)
+    turns.give_back()
+    for t in threads:
+        t.join(timeout=10)
+    assert order == [0, 1, 2, 3, 4] and turns.queued == 0
+
+
+def test_the_holder_takes_no_second_turn():
+    turns = WriterTurns()
+    assert turns.take() and not turns.take()  # a nested connection of the same thread does not wait on itself
+    turns.give_back()
+    assert turns.queued == 0
+
+
+def test_sessions_and_connections_give_their_turn_back(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 't.db'}")
+    with db.Session() as s:  # a read: BEGIN IMMEDIATE takes a turn, closing the session gives it back
+        s.execute(text("select 1"))
+    with db.engine.connect() as conn:  # several transactions on one connection: one turn, given back once
+        for _ in range(3):
+            conn.execute(text("select 1"))
+            conn.commit()
+    with db.transaction() as s:
+        s.execute(text("create table t (x int)"))
+    done = threading.Event()
+
+    def other_thread():
+        with db.transaction() as s:
+            s.execute(text("insert into t values (1)"))
+        done.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join(timeout=10)
+    assert done.is_set()  # nobody kept a turn
+    db.dispose()
