@@ -112,7 +112,7 @@ def _viewer(s) -> Viewer:
     if staff.can("activities.manage_all"):
         branches = set(s.scalars(select(Branch.id)))
         return Viewer(True, me, "all", None, branches, set(s.scalars(select(Group.id))))
-    if me is not None and me.branch_id and "branch_chair" in staff.roles:
+    if me is not None and me.branch_id and staff.can("activities.own_branch"):
         groups = set(s.scalars(select(Group.id).where(Group.branch_id == me.branch_id)))
         people = set(s.scalars(select(Member.id).where(Member.branch_id == me.branch_id)))
         return Viewer(False, me, "branch", people, {me.branch_id}, groups)

@@ -346,7 +346,7 @@ def _render_member(s: Session, m: Member, form: dict[str, Any], errors: dict[str
             group_options=[(g.id, f"{g.branch.name} / {g.name}") for g in _groups(s)],
             can_edit=staff.can("members.edit"),
             can_roles=staff.can("members.roles"),
-            can_grant_admin="admin" in staff.roles,
+            can_grant_admin=staff.can("members.grant_admin"),
             platform_labels=PLATFORM_LABELS,
         ),
         status,
@@ -480,7 +480,7 @@ def member_roles(member_id: int):
     with _db().transaction() as s:
         m = _member_or_404(s, member_id)
         have = m.roles - {"member"}
-        if "admin" not in staff.roles and ("admin" in wanted) != ("admin" in have):
+        if not staff.can("members.grant_admin") and ("admin" in wanted) != ("admin" in have):
             abort(403)  # only an administrator grants or removes 管理员
         m.set_roles(wanted)
         name = m.name

@@ -285,7 +285,7 @@ def _check_roles_change(member: Member | None, roles: list[str]) -> None:
         return
     if not token_can("members.roles"):
         raise ApiError(403, "forbidden", "该令牌没有修改会员角色的权限")
-    if "admin" in wanted ^ have and "admin" not in g.api_roles:
+    if "admin" in wanted ^ have and not token_can("members.grant_admin"):
         raise ApiError(403, "forbidden", "只有管理员令牌才能授予或取消管理员角色")
 
 

@@ -838,9 +838,9 @@ def scope_of(ctx: Context, a: Activity) -> set[int] | None | bool:
     if ctx.can("activities.manage_all") or a.created_by_id == m.id:
         return None
     q = None
-    if m.has_role("branch_chair") and m.branch_id:
+    if ctx.can("activities.own_branch") and m.branch_id:
         q = select(Member.id).where(Member.branch_id == m.branch_id)
-    elif m.has_role("group_leader") and m.group_id:
+    elif ctx.can("activities.own_group") and m.group_id:
         q = select(Member.id).where(Member.group_id == m.group_id)
     if q is None:
         return False
@@ -956,7 +956,7 @@ def proxy_signup(ctx: Context) -> None:
         return
     if ctx.can("activities.manage_all"):
         scope_q = select(Member).where(Member.active.is_(True))
-    elif m.has_role("branch_chair") and m.branch_id:
+    elif ctx.can("activities.own_branch") and m.branch_id:
         scope_q = select(Member).where(Member.active.is_(True), Member.branch_id == m.branch_id)
     else:
         scope_q = select(Member).where(Member.active.is_(True), Member.group_id == m.group_id)
@@ -1177,13 +1177,13 @@ def _audience_options(ctx: Context) -> list[Audience]:
     every = ctx.can("activities.manage_all")
     if every:
         opts += [("全体会员", "all", []), ("女职工", "women", []), ("离退休职工", "retirees", [])]
-    if m.branch_id and (every or m.has_role("branch_chair")):
+    if m.branch_id and (every or ctx.can("activities.own_branch")):
         opts.append((f"本分会（{m.branch.name if m.branch else ''}）", "branches", [m.branch_id]))
     if m.group_id:
         opts.append((f"本小组（{m.group.name if m.group else ''}）", "groups", [m.group_id]))
     if every:
         opts += [("指定几个分会", "pick_branches", []), ("指定几个小组", "pick_groups", [])]
-    elif m.branch_id and m.has_role("branch_chair"):
+    elif m.branch_id and ctx.can("activities.own_branch"):
         opts.append(("本分会的几个小组", "pick_groups", []))
     return opts
 
