@@ -28,6 +28,10 @@ def run(holder: str | None) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        # let running jobs finish first: a job's lease check after release() would take the lease back, and the
+        # next scheduler would wait for it to expire
+        if sched.running:
+            sched.shutdown(wait=True)
         sched.runner.lease.release()
 
 
