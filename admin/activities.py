@@ -18,6 +18,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from sqlalchemy import select, update
 
 from admin import console_blueprint, current_staff, nav, require
+from bot.permissions import can
 from models.activity import (
     AUDIENCE_LABELS,
     MAX_QUESTIONS,
@@ -104,15 +105,24 @@ class Viewer:
             return list(AUDIENCE_LABELS)
         return {"branch": ["branches", "groups", "list"], "group": ["groups", "list"]}.get(self.reach, [])
 
+    def may_publish(self, kind: str, ids: list[int]) -> bool:
+        """Whether this account may publish an activity for audience `kind` with `ids` (branch, group or
+        member ids): anything for the whole union, else only its own branch or group and their people."""
+        if kind not in self.audience_kinds():
+            return False
+        if self.reach == "all":
+            return True
+        within = {"branches": self.branch_ids, "groups": self.group_ids, "list": self.members or set()}[kind]
+        return set(ids) <= within
 
-def _viewer(s) -> Viewer:
-    staff = current_staff()
-    assert staff is not None
-    me = _staff_member(s)
-    if staff.can("activities.manage_all"):
+
+def viewer_for(s, roles, me: Member | None) -> Viewer:
+    """The reach of an account holding `roles` and acting as member `me`: the console's rule, which the API's
+    tokens share."""
+    if can(roles, "activities.manage_all"):
         branches = set(s.scalars(select(Branch.id)))
         return Viewer(True, me, "all", None, branches, set(s.scalars(select(Group.id))))
-    if me is not None and me.branch_id and "branch_chair" in staff.roles:
+    if me is not None and me.branch_id and can(roles, "activities.own_branch"):
         groups = set(s.scalars(select(Group.id).where(Group.branch_id == me.branch_id)))
         people = set(s.scalars(select(Member.id).where(Member.branch_id == me.branch_id)))
         return Viewer(False, me, "branch", people, {me.branch_id}, groups)
@@ -120,6 +130,12 @@ def _viewer(s) -> Viewer:
         people = set(s.scalars(select(Member.id).where(Member.group_id == me.group_id)))
         return Viewer(False, me, "group", people, set(), {me.group_id})
     return Viewer(False, me, "none", set())
+
+
+def _viewer(s) -> Viewer:
+    staff = current_staff()
+    assert staff is not None
+    return viewer_for(s, staff.roles, _staff_member(s))
 
 
 def _access(s, a: Activity) -> tuple[bool, set[int] | None]:

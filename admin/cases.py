@@ -125,8 +125,8 @@ def index():
                 cases.append((c, lvl, c.member.name if c.member else "（已匿名）", c.branch.name if c.branch else ""))
         tasks = []
         if can(v.roles, "care.manage") or can(v.roles, "cases.review"):
-            branch_only = v.branch_id is not None and "branch_chair" in v.roles
-            branch_only = branch_only and not ({"clerk", "chair", "hardship_reviewer"} & v.roles)
+            branch_only = v.branch_id is not None and can(v.roles, "care.manage_branch")
+            branch_only = branch_only and not (can(v.roles, "care.manage_all") or can(v.roles, "cases.review"))
             for ev in s.scalars(select(CareEvent).order_by(CareEvent.status.desc(), CareEvent.due_on).limit(500)):
                 if branch_only and ev.branch_id != v.branch_id:
                     continue
@@ -142,7 +142,7 @@ def index():
             status_labels=STATUS_LABELS,
             care_labels=CARE_LABELS,
             full=Access.FULL,
-            can_stats=can(v.roles, "cases.review") or bool({"clerk", "chair"} & v.roles),
+            can_stats=can(v.roles, "cases.stats"),
             can_audit=can(v.roles, "cases.audit"),
             can_warmth=can(v.roles, "cases.review"),
         )  # fmt: skip
@@ -248,7 +248,7 @@ def stats():
     year_i = int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else bot.clock.today().year
     with bot.db.transaction() as s:
         v = _viewer(s)
-        if not (can(v.roles, "cases.review") or {"clerk", "chair"} & v.roles):
+        if not can(v.roles, "cases.stats"):
             abort(403)
         st = care_statistics(s, year_i)
         _audit(s, v, "view", subject="stats", detail=f"console stats {year_i}")

@@ -292,6 +292,8 @@ def members():
     )
 
 
+# 有子女 (the 六一 greeting's audience) is tri-state: a blank roster cell means not known, and is not sent to
+CHILDREN_CHOICE = {None: "", True: "yes", False: "no"}
 PHONE_RE = re.compile(r"^\+?[0-9][0-9-]{5,19}$")
 
 
@@ -319,6 +321,7 @@ def _form_from(m: Member) -> dict[str, Any]:
         "is_delegate": m.is_delegate,
         "active": m.active,
         "greeting_opt_out": m.greeting_opt_out,
+        "has_children": CHILDREN_CHOICE[m.has_children],
     }
 
 
@@ -346,7 +349,7 @@ def _render_member(s: Session, m: Member, form: dict[str, Any], errors: dict[str
             group_options=[(g.id, f"{g.branch.name} / {g.name}") for g in _groups(s)],
             can_edit=staff.can("members.edit"),
             can_roles=staff.can("members.roles"),
-            can_grant_admin="admin" in staff.roles,
+            can_grant_admin=staff.can("members.grant_admin"),
             platform_labels=PLATFORM_LABELS,
         ),
         status,
@@ -375,6 +378,7 @@ def _parse_member_form(s: Session, f) -> tuple[dict[str, Any], dict[str, str], d
             "birthday",
             "lunar_birth_month",
             "lunar_birth_day",
+            "has_children",
         )
     }
     for flag in (
@@ -455,6 +459,11 @@ def _parse_member_form(s: Session, f) -> tuple[dict[str, Any], dict[str, str], d
     clean.update(lunar_birth_month=lm, lunar_birth_day=ld, lunar_birth_leap=bool(leap and lm))
     for flag in ("retired", "is_delegate", "active", "greeting_opt_out"):
         clean[flag] = form[flag]
+    children = {v: k for k, v in CHILDREN_CHOICE.items()}
+    if form["has_children"] not in children:
+        errors["has_children"] = "有无子女请选择 有、没有 或 不清楚。"
+    elif "has_children" in f:  # a form without the field (an older page) leaves it as it was
+        clean["has_children"] = children[form["has_children"]]
     return form, errors, clean
 
 
@@ -480,7 +489,7 @@ def member_roles(member_id: int):
     with _db().transaction() as s:
         m = _member_or_404(s, member_id)
         have = m.roles - {"member"}
-        if "admin" not in staff.roles and ("admin" in wanted) != ("admin" in have):
+        if not staff.can("members.grant_admin") and ("admin" in wanted) != ("admin" in have):
             abort(403)  # only an administrator grants or removes 管理员
         m.set_roles(wanted)
         name = m.name

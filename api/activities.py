@@ -25,11 +25,13 @@ from api.core import (
     query_args,
     register_error_code,
     require,
+    token_can,
     transaction,
     validation_error,
 )
 from api.members import find_member
 from api.openapi import error_responses, json_request, json_response, model_schemas, register_paths
+from bot.permissions import can
 from models.activity import (
     AUDIENCE_KINDS,
     MAX_QUESTIONS,
@@ -41,6 +43,7 @@ from models.activity import (
     promote_waitlist,
     sign_up,
 )
+from models.member import Member
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,10 @@ class ActivityCreate(ActivityFields):
 
     title: Text(100) = Field(description="活动名称")
     starts_at: AwareDatetime = Field(description="开始时间（ISO 8601，须带时区）")
-    created_by: OptionalText(32) = Field(None, description="发布人工号（可选）")
+    created_by: OptionalText(32) = Field(
+        None,
+        description="发布人工号（可选）；小组长、分会主席的令牌必填，且只能发布面向发布人本小组（本分会）的活动",
+    )
 
 
 class ActivityUpdate(ActivityFields):
@@ -260,6 +266,21 @@ def _check(a: Activity) -> None:
         raise validation_error(fields)
 
 
+def _check_reach(s, creator: Member | None, kind: str, ids: list[int]) -> None:
+    """A token without activities.manage_all (a group leader's or branch chair's) publishes as `created_by` and,
+    by the console's rule, only for that organiser's own group or branch: the token's role and the creator's own
+    roles must both reach the audience."""
+    if token_can("activities.manage_all"):
+        return
+    from admin.activities import viewer_for
+
+    if creator is None or not creator.active or not can(creator.roles, "activities.create"):
+        raise ApiError(403, "forbidden", "该令牌发布活动须用 created_by 写明发布人（小组长或分会主席）的工号")
+    for roles in (g.api_roles, creator.roles):
+        if not viewer_for(s, roles, creator).may_publish(kind, ids):
+            raise ApiError(403, "forbidden", "该令牌只能发布面向发布人本小组（分会主席：本分会）的活动")
+
+
 def _bot():
     return current_app.extensions["bot"]
 
@@ -319,6 +340,7 @@ def create_activity():
         if a.starts_at <= now:
             raise validation_error({"starts_at": "开始时间应在将来"})
         _check(a)
+        _check_reach(s, creator, a.audience_kind, a.audience_ids)
         s.add(a)
         s.flush()
         if a.post_to_groups:
@@ -486,6 +508,8 @@ register_paths(
             },
             "post": {
                 "summary": "发布活动",
+                "description": "没有 activities.manage_all 权限的令牌（小组长、分会主席）须写 created_by，"
+                "只能发布面向发布人本小组（分会主席：本分会）的活动，否则 403。",
                 "operationId": "createActivity",
                 "tags": ["activities"],
                 "x-permission": "activities.create",

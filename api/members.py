@@ -54,6 +54,7 @@ EmployeeNo = Annotated[Text(32), AfterValidator(_no_spaces)]
 Phone = Annotated[OptionalText(20), AfterValidator(_phone_chars)]
 LunarMonth = Annotated[StrictInt, Field(ge=1, le=12)]
 LunarDay = Annotated[StrictInt, Field(ge=1, le=30)]
+CHILDREN = "有子女（六一儿童节祝福的对象）；null = 不清楚（不发）"
 
 
 def normalize_employee_no(value: str) -> str:
@@ -83,6 +84,7 @@ class MemberCreate(BaseModel):
     retired: StrictBool = Field(False, description="离退休")
     is_delegate: StrictBool = Field(False, description="职工代表")
     greeting_opt_out: StrictBool = Field(False, description="不接收生日/节日祝福")
+    has_children: StrictBool | None = Field(None, description=CHILDREN)
     active: StrictBool = Field(True, description="在册（false = 已停用）")
     roles: list[Role] = Field(default_factory=list, max_length=len(ROLES), description="角色代码")
 
@@ -108,6 +110,7 @@ class MemberUpdate(BaseModel):
     retired: StrictBool = None
     is_delegate: StrictBool = None
     greeting_opt_out: StrictBool = None
+    has_children: StrictBool | None = Field(None, description=CHILDREN)
     active: StrictBool = None
     roles: list[Role] = Field(None, max_length=len(ROLES), description="完整的角色列表（替换原有角色）")
 
@@ -132,6 +135,7 @@ class MemberOut(BaseModel):
     retired: bool
     is_delegate: bool
     greeting_opt_out: bool
+    has_children: bool | None = Field(description=CHILDREN)
     active: bool
     roles: list[Role] = Field(description="角色代码，总是包含 member")
     updated_at: datetime | None = Field(description="最后修改时间（UTC）")
@@ -211,6 +215,7 @@ def member_json(m: Member) -> dict[str, Any]:
         "retired": bool(m.retired),
         "is_delegate": bool(m.is_delegate),
         "greeting_opt_out": bool(m.greeting_opt_out),
+        "has_children": m.has_children,
         "active": bool(m.active),
         "roles": sorted(m.roles, key=ROLES.index),
         "updated_at": m.updated_at.isoformat().replace("+00:00", "Z") if m.updated_at else None,
@@ -285,7 +290,7 @@ def _check_roles_change(member: Member | None, roles: list[str]) -> None:
         return
     if not token_can("members.roles"):
         raise ApiError(403, "forbidden", "该令牌没有修改会员角色的权限")
-    if "admin" in wanted ^ have and "admin" not in g.api_roles:
+    if "admin" in wanted ^ have and not token_can("members.grant_admin"):
         raise ApiError(403, "forbidden", "只有管理员令牌才能授予或取消管理员角色")
 
 
@@ -294,7 +299,7 @@ def _apply(s: Session, member: Member, data: dict[str, Any]) -> None:
     fields: dict[str, str] = {}
     simple = (
         "name", "phone", "gender", "job_title", "birthday", "retired", "is_delegate",
-        "greeting_opt_out", "active", "birthday_is_lunar", "lunar_birth_month", "lunar_birth_day",
+        "greeting_opt_out", "has_children", "active", "birthday_is_lunar", "lunar_birth_month", "lunar_birth_day",
         "lunar_birth_leap",
     )  # fmt: skip
     for key in simple:

@@ -59,7 +59,7 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
 
     Safe to repeat: only missing demo rows are added. --if-empty does nothing once any member exists.
     """
-    from models.demo import seed_demo
+    from models.demo import seed_demo, seed_department_login
     from models.proposal import seed_demo as seed_proposals
 
     with bot().db.transaction() as s:
@@ -68,6 +68,7 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
             return
         summary = seed_demo(s, members=count, seed=seed)
         added = seed_proposals(s, bot().clock.now())  # a congress collecting now, departments with contacts
+        seed_department_login(s, summary)
     for line in summary.lines():
         click.echo(line)
     click.echo(

@@ -28,6 +28,10 @@ def run(holder: str | None) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        # let running jobs finish first: a job's lease check after release() would take the lease back, and the
+        # next scheduler would wait for it to expire
+        if sched.running:
+            sched.shutdown(wait=True)
         sched.runner.lease.release()
 
 
@@ -44,21 +48,23 @@ def once() -> None:
     )
 
 
-# When handlers.activities.send_activity_reminders / _nudge_unanswered send (the minute scan): a reminder to
-# confirmed sign-ups made before the moment, a day and two hours before the start; one nudge, a day before the
-# deadline, to the audience who have not answered (activities published at least a day before the deadline).
-# tests/test_scheduler.py runs the real job at the previewed times, so this cannot drift from it unnoticed.
-ACTIVITY_REMINDERS = (("活动前一天", timedelta(hours=24)), ("活动前2小时", timedelta(hours=2)))
-NUDGE_BEFORE = timedelta(hours=24)
-
-
 def preview_activities(b, start: date, end: date) -> list[tuple[datetime, str, str, int]]:
-    """(local time, kind, what, recipients) of the activity reminders and deadline nudges between two dates."""
+    """(local time, kind, what, recipients) of the activity reminders and deadline nudges between two dates, at
+    the moments handlers.activities.send_activity_reminders uses (tests/test_scheduler.py runs the real job at
+    the previewed times)."""
     from sqlalchemy import select
 
-    from handlers.activities import audience_members, signups_of
+    from handlers.activities import (
+        NUDGE_BEFORE_DEADLINE,
+        REMIND_DAY_BEFORE,
+        REMIND_HOURS_BEFORE,
+        audience_members,
+        signups_of,
+    )
     from models.activity import Activity, Signup
 
+    hours = int(REMIND_HOURS_BEFORE.total_seconds() // 3600)
+    reminders = (("活动前一天", REMIND_DAY_BEFORE), (f"活动前{hours}小时", REMIND_HOURS_BEFORE))
     out = []
     first, after = b.clock.at(start), b.clock.at(end + timedelta(days=1))
     with b.db.Session() as s:
@@ -67,12 +73,12 @@ def preview_activities(b, start: date, end: date) -> list[tuple[datetime, str, s
         ).all()
         for a in acts:
             signups = signups_of(s, a.id, ("confirmed",))
-            for label, before in ACTIVITY_REMINDERS:
+            for label, before in reminders:
                 at = a.starts_at - before
                 n = sum(1 for su in signups if su.created_at <= at)
                 if first <= at < after and n:
                     out.append((b.clock.local(at), "活动提醒", f"{a.title}（{label}，已报名的会员）", n))
-            at = a.deadline - NUDGE_BEFORE
+            at = a.deadline - NUDGE_BEFORE_DEADLINE
             if a.remind_unanswered and a.created_at <= at and first <= at < after:
                 answered = set(s.scalars(select(Signup.member_id).where(Signup.activity_id == a.id)))
                 n = sum(1 for m in audience_members(s, a) if m.id not in answered)

@@ -838,9 +838,9 @@ def scope_of(ctx: Context, a: Activity) -> set[int] | None | bool:
     if ctx.can("activities.manage_all") or a.created_by_id == m.id:
         return None
     q = None
-    if m.has_role("branch_chair") and m.branch_id:
+    if ctx.can("activities.own_branch") and m.branch_id:
         q = select(Member.id).where(Member.branch_id == m.branch_id)
-    elif m.has_role("group_leader") and m.group_id:
+    elif ctx.can("activities.own_group") and m.group_id:
         q = select(Member.id).where(Member.group_id == m.group_id)
     if q is None:
         return False
@@ -956,7 +956,7 @@ def proxy_signup(ctx: Context) -> None:
         return
     if ctx.can("activities.manage_all"):
         scope_q = select(Member).where(Member.active.is_(True))
-    elif m.has_role("branch_chair") and m.branch_id:
+    elif ctx.can("activities.own_branch") and m.branch_id:
         scope_q = select(Member).where(Member.active.is_(True), Member.branch_id == m.branch_id)
     else:
         scope_q = select(Member).where(Member.active.is_(True), Member.group_id == m.group_id)
@@ -1177,13 +1177,13 @@ def _audience_options(ctx: Context) -> list[Audience]:
     every = ctx.can("activities.manage_all")
     if every:
         opts += [("全体会员", "all", []), ("女职工", "women", []), ("离退休职工", "retirees", [])]
-    if m.branch_id and (every or m.has_role("branch_chair")):
+    if m.branch_id and (every or ctx.can("activities.own_branch")):
         opts.append((f"本分会（{m.branch.name if m.branch else ''}）", "branches", [m.branch_id]))
     if m.group_id:
         opts.append((f"本小组（{m.group.name if m.group else ''}）", "groups", [m.group_id]))
     if every:
         opts += [("指定几个分会", "pick_branches", []), ("指定几个小组", "pick_groups", [])]
-    elif m.branch_id and m.has_role("branch_chair"):
+    elif m.branch_id and ctx.can("activities.own_branch"):
         opts.append(("本分会的几个小组", "pick_groups", []))
     return opts
 
@@ -1562,6 +1562,12 @@ def _finish_create(ctx: Context) -> None:
 
 
 # ---- reminders (called by the scheduler every minute) ---------------------------------------------------
+# When they go out (cli/schedule.py's preview lists them from these): to confirmed sign-ups made before the
+# moment, a day and two hours before the start; one nudge, a day before the deadline, to the audience who have
+# not answered (only for activities published at least that long before the deadline).
+REMIND_DAY_BEFORE = timedelta(hours=24)
+REMIND_HOURS_BEFORE = timedelta(hours=2)
+NUDGE_BEFORE_DEADLINE = timedelta(hours=24)
 
 
 def send_activity_reminders(bot, now: datetime | None = None) -> int:
@@ -1573,16 +1579,16 @@ def send_activity_reminders(bot, now: datetime | None = None) -> int:
             select(Activity).where(
                 Activity.status == "open",
                 Activity.starts_at > now,
-                Activity.starts_at <= now + timedelta(hours=24),
+                Activity.starts_at <= now + REMIND_DAY_BEFORE,
             )
         ).all()
         for a in acts:
             left = a.starts_at - now
-            kind = "2h" if left <= timedelta(hours=2) else "day"
+            kind = "2h" if left <= REMIND_HOURS_BEFORE else "day"
             for su in signups_of(s, a.id, ("confirmed",)):
-                if kind == "2h" and su.created_at > a.starts_at - timedelta(hours=2):
+                if kind == "2h" and su.created_at > a.starts_at - REMIND_HOURS_BEFORE:
                     continue  # signed up inside the window: they know
-                if kind == "day" and su.created_at > a.starts_at - timedelta(hours=24):
+                if kind == "day" and su.created_at > a.starts_at - REMIND_DAY_BEFORE:
                     continue
                 when = "明天" if bot.clock.local(a.starts_at).date() > bot.clock.local(now).date() else "今天"
                 text = (
@@ -1605,12 +1611,12 @@ def _nudge_unanswered(bot, s, now: datetime) -> int:
             Activity.status == "open",
             Activity.remind_unanswered.is_(True),
             func.coalesce(Activity.signup_deadline, Activity.starts_at) > now,
-            func.coalesce(Activity.signup_deadline, Activity.starts_at) <= now + timedelta(hours=24),
+            func.coalesce(Activity.signup_deadline, Activity.starts_at) <= now + NUDGE_BEFORE_DEADLINE,
         )
     ).all()
     queued = 0
     for a in acts:
-        if a.created_at and a.deadline - a.created_at < timedelta(hours=24):
+        if a.created_at and a.deadline - a.created_at < NUDGE_BEFORE_DEADLINE:
             continue  # published less than a day before the deadline: everyone just heard of it
         answered = set(s.scalars(select(Signup.member_id).where(Signup.activity_id == a.id)))
         for m in audience_members(s, a):

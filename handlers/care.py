@@ -26,7 +26,7 @@ from bot.calendar import festival_date
 from bot.context import Context, active_dialog
 from bot.message import Button, Text
 from bot.normalize import parse_date
-from bot.permissions import can
+from bot.permissions import can, roles_with
 from handlers import router
 from models import crypto
 from models.care import (
@@ -57,7 +57,7 @@ from models.care import (
     transition,
     warmth_campaign_list,
 )
-from models.member import Member
+from models.member import ROLES, Member
 from models.messaging import InboundMessage, OutboxMessage, SandboxMessage
 
 DIALOG = "hardship"
@@ -214,7 +214,7 @@ def _notify(ctx_or_bot, s: Session, member: Member | None, text: str, key: str) 
 
 def _reviewers(s: Session) -> list[Member]:
     seen: dict[int, Member] = {}
-    for role in ("hardship_reviewer", "chair"):
+    for role in (r for r in ROLES if r in roles_with("cases.review")):
         for m in members_with_role(s, role):
             seen.setdefault(m.id, m)
     return list(seen.values())
@@ -287,8 +287,7 @@ def hardship_proxy(ctx: Context) -> None:
         redact_inbound(ctx)
         ctx.reply(GROUP_INVITE)
         return
-    roles = m.roles
-    if not ({"group_leader", "branch_chair"} & roles or can(roles, "cases.review")):
+    if not can(m.roles, "cases.proxy_report"):
         ctx.reply("代报困难只有小组长和分会主席可以使用。自己申请请发送“困难申报”。")
         return
     name = re.sub(r"^代报\s*(困难|帮扶)\s*", "", ctx.text).strip()
@@ -315,7 +314,7 @@ def _unit_pool(s: Session, m: Member) -> list[Member]:
     q = select(Member).where(Member.active.is_(True))
     if can(m.roles, "cases.review"):
         pass
-    elif "branch_chair" in m.roles and m.branch_id is not None:
+    elif can(m.roles, "cases.proxy_branch") and m.branch_id is not None:
         q = q.where(Member.branch_id == m.branch_id)
     elif m.group_id is not None:
         q = q.where(Member.group_id == m.group_id)
@@ -1150,11 +1149,11 @@ def _may_manage_care(m: Member, ev: CareEvent) -> bool:
         return False
     if ev.member_id == m.id:
         return False
-    if {"clerk", "chair"} & roles:
+    if can(roles, "care.manage_all"):
         return True
-    if "branch_chair" in roles and ev.branch_id is not None and ev.branch_id == m.branch_id:
+    if can(roles, "care.manage_branch") and ev.branch_id is not None and ev.branch_id == m.branch_id:
         return True
-    return "group_leader" in roles and ev.group_id is not None and ev.group_id == m.group_id
+    return can(roles, "care.manage_group") and ev.group_id is not None and ev.group_id == m.group_id
 
 
 @router.handler("关怀任务", "探望任务", "五必访", "待探望", group_ok=False, priority=60)
@@ -1193,7 +1192,7 @@ def care_stats(ctx: Context) -> None:
     _keys(ctx)
     m = ctx.member
     assert m is not None
-    if not (can(m.roles, "cases.review") or {"clerk", "chair"} & m.roles):
+    if not can(m.roles, "cases.stats"):
         ctx.reply("统计只对工会办公室和帮扶审核人员开放。")
         return
     y = re.search(r"\d{4}", ctx.text)

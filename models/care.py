@@ -272,11 +272,11 @@ def can_see_case(viewer: Member | None, case: HardshipCase) -> Access:
     if can(roles, "cases.review"):
         return Access.FULL
     same_branch = case.branch_id is not None and viewer.branch_id == case.branch_id
-    if "branch_chair" in roles and same_branch:
+    if can(roles, "cases.verify") and same_branch:
         return Access.FULL if case.status in OPEN_FOR_BRANCH else Access.EXISTS
-    if "group_leader" in roles and case.group_id is not None and viewer.group_id == case.group_id:
+    if can(roles, "cases.overview_group") and case.group_id is not None and viewer.group_id == case.group_id:
         return Access.EXISTS
-    if "clerk" in roles or "admin" in roles:
+    if can(roles, "cases.overview"):
         return Access.EXISTS
     if case.reported_by_id is not None and case.reported_by_id == viewer.id:
         return Access.EXISTS

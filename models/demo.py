@@ -220,6 +220,32 @@ def _assign_roles(people: list[_Person], rng: random.Random) -> None:
         p.delegate = True
 
 
+def _add_login(session: Session, summary: DemoSummary, username: str, role: str, display: str,
+               member: Member | None) -> None:  # fmt: skip
+    if session.scalar(select(StaffAccount).where(StaffAccount.username == username)) is None:
+        account = StaffAccount(username=username, role=role, display_name=display, member=member)
+        account.set_password(DEMO_PASSWORD)
+        session.add(account)
+        summary.staff.append((username, DEMO_PASSWORD, role))
+
+
+def seed_department_login(session: Session, summary: DemoSummary) -> None:
+    """The login `dept` of a handling department's contact (the 承办答复 page), once models.proposal's seed_demo
+    has made the departments: the first contact with no union role, so it shows what a department alone sees."""
+    from models.proposal import Department, DepartmentContact
+
+    rows = session.execute(
+        select(Department.name, DepartmentContact.member_id)
+        .join(DepartmentContact, DepartmentContact.department_id == Department.id)
+        .order_by(Department.id, DepartmentContact.id)
+    ).all()
+    contacts = [(name, session.get(Member, member_id)) for name, member_id in rows]
+    name, member = next(((n, m) for n, m in contacts if m.roles == {"member"}), contacts[0] if contacts else (None, None))
+    if member is not None:
+        _add_login(session, summary, "dept", "department", name, member)
+        session.flush()
+
+
 def seed_demo(session: Session, *, members: int = 200, seed: int = 42) -> DemoSummary:
     """Create (or complete) the demo union; returns what the database holds afterwards."""
     rng = random.Random(seed)
@@ -265,17 +291,15 @@ def seed_demo(session: Session, *, members: int = 200, seed: int = 42) -> DemoSu
         by_no[p.employee_no] = m
     session.flush()
 
-    clerk = next((by_no[p.employee_no] for p in people if "clerk" in p.roles), None)
-    accounts = [
-        ("admin", "admin", "系统管理员", None),
-        ("clerk", "clerk", clerk.name if clerk else "干事", clerk),
-    ]
-    for username, role, display, member in accounts:
-        if session.scalar(select(StaffAccount).where(StaffAccount.username == username)) is None:
-            account = StaffAccount(username=username, role=role, display_name=display, member=member)
-            account.set_password(DEMO_PASSWORD)
-            session.add(account)
-            summary.staff.append((username, DEMO_PASSWORD, role))
+    # one login per kind of console user, so a newcomer sees every page: the admin manages accounts but does not
+    # read hardship cases; the chair does (and proposals, reports); a group leader sees only their own group
+    def holder(role: str) -> Member | None:
+        return next((by_no[p.employee_no] for p in people if role in p.roles), None)
+
+    for username, role, fallback in (("admin", "admin", "系统管理员"), ("chair", "chair", "工会主席"),
+                                     ("clerk", "clerk", "干事"), ("leader", "group_leader", "小组长")):  # fmt: skip
+        member = holder(role) if role != "admin" else None
+        _add_login(session, summary, username, role, member.name if member else fallback, member)
     session.flush()
 
     demo = list(by_no.values())

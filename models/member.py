@@ -93,9 +93,6 @@ class Member(Base):
         have = {r.role for r in self.role_rows}
         self.role_rows.extend(MemberRole(role=r) for r in sorted(wanted - have))
 
-    def has_role(self, *roles: str) -> bool:
-        return bool(self.roles & set(roles))
-
     @property
     def phone_tail(self) -> str:
         return (self.phone or "")[-4:]

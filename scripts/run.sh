@@ -9,5 +9,5 @@ export FLASK_APP=app
 .venv/bin/flask --app app db upgrade
 .venv/bin/flask --app app demo --if-empty
 echo
-echo "union-bot 已启动：试用沙盒 http://127.0.0.1:5000/sandbox/ ，管理控制台 http://127.0.0.1:5000/admin/ （账号 admin / 密码 demo12345）"
+echo "union-bot 已启动：试用沙盒 http://127.0.0.1:5000/sandbox/ ，管理控制台 http://127.0.0.1:5000/admin/ （账号 admin、chair、clerk、leader、dept，密码都是 demo12345）"
 exec .venv/bin/python app.py  # web + delivery loop + scheduler (threads), so scheduled pushes reach the sandbox

@@ -124,12 +124,59 @@ def test_update_capacity_promotes_and_cancel_notifies(client, clerk, bot, chat_w
     assert r.status_code == 409
 
 
-def test_permissions(app, client, clerk):
+def test_permissions(app, client, clerk, bot):
     leader = token(app, "group_leader")
-    a = create(client, leader)  # group leaders may create and read
+    me = add_member(bot, "组长", roles=["group_leader"])
+    a = create(client, leader, created_by=me.employee_no, audience_kind="groups", audience_ids=[me.group_id])
     assert client.get(f"{API}/activities/{a['id']}/signups", headers=leader).status_code == 403
     assert client.post(f"{API}/activities/{a['id']}/cancel", headers=leader).status_code == 403
     assert client.get(f"{API}/activities").status_code == 401
+
+
+def test_group_leader_and_branch_chair_tokens_publish_for_their_own_group_or_branch(app, client, clerk, bot):
+    """The console's rule: a token without activities.manage_all publishes as created_by, for that organiser's own
+    group (a branch chair: own branch); both the token's role and the organiser's roles must reach."""
+    leader_t, chair_t = token(app, "group_leader"), token(app, "branch_chair")
+    leader = add_member(bot, "组长", roles=["group_leader"])
+    mate = add_member(bot, "组员")
+    other = add_member(bot, "外组组长", roles=["group_leader"], group="消化科小组")
+    chair = add_member(bot, "主席", roles=["branch_chair"], group="呼吸科小组")
+    far = add_member(bot, "外分会", roles=["group_leader"], branch="外科分会", group="骨科小组")
+    plain = add_member(bot, "会员")
+
+    def post(headers, by, kind="all", ids=()):
+        body = {"title": "羽毛球", "starts_at": future(), "audience_kind": kind, "audience_ids": list(ids)}
+        if by is not None:
+            body["created_by"] = by.employee_no
+        return client.post(f"{API}/activities", json=body, headers=headers).status_code
+
+    assert post(leader_t, None) == 403
+    assert post(leader_t, None, "groups", [leader.group_id]) == 403  # no organiser named
+    assert post(leader_t, plain, "groups", [plain.group_id]) == 403  # the organiser must be one
+    assert post(leader_t, leader, "all") == 403
+    assert post(leader_t, leader, "women") == 403
+    assert post(leader_t, leader, "branches", [leader.branch_id]) == 403
+    assert post(leader_t, leader, "groups", [other.group_id]) == 403
+    assert post(leader_t, leader, "groups", [leader.group_id, other.group_id]) == 403
+    assert post(leader_t, leader, "list", [mate.id, other.id]) == 403
+    assert post(leader_t, leader, "groups", [leader.group_id]) == 201
+    assert post(leader_t, leader, "list", [mate.id, leader.id]) == 201
+    assert post(leader_t, chair, "branches", [chair.branch_id]) == 403  # a leader's token reaches one group
+    assert post(leader_t, chair, "groups", [chair.group_id]) == 201
+
+    assert post(chair_t, chair, "all") == 403
+    assert post(chair_t, chair, "branches", [far.branch_id]) == 403
+    assert post(chair_t, chair, "groups", [far.group_id]) == 403
+    assert post(chair_t, chair, "list", [far.id]) == 403
+    assert post(chair_t, leader, "branches", [leader.branch_id]) == 403  # the organiser leads one group only
+    assert post(chair_t, chair, "branches", [chair.branch_id]) == 201
+    assert post(chair_t, chair, "groups", [leader.group_id, other.group_id]) == 201
+    assert post(chair_t, chair, "list", [mate.id, other.id]) == 201
+
+    assert post(clerk, None, "all") == 201  # the union's office publishes for anyone
+    assert post(clerk, None, "branches", [far.branch_id]) == 201
+    r = client.post(f"{API}/activities", json={"title": "x", "starts_at": future()}, headers=leader_t)
+    assert "created_by" in r.get_json()["error"]["message"]
 
 
 def test_openapi_lists_activity_paths(client):

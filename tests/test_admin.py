@@ -424,6 +424,31 @@ def test_edit_member_validation_errors_keep_input(clerk, bot):
         assert s.get(Member, m.id).name == "张三"
 
 
+def test_edit_has_children_tri_state(clerk, bot):
+    """有子女 decides who gets the 六一 greeting: yes / no / not known (blank roster cell), all settable."""
+    m = add_member(bot, name="张三")
+    url = f"/admin/members/{m.id}"
+
+    def shown() -> str:
+        html = clerk.get(url).get_data(as_text=True)
+        select_html = re.search(r'<select name="has_children">(.*?)</select>', html, re.S).group(1)
+        return re.search(r'<option value="([^"]*)" selected>', select_html).group(1)
+
+    def stored():
+        with bot.db.Session() as s:
+            return s.get(Member, m.id).has_children
+
+    assert shown() == "" and stored() is None
+    for value, want in (("yes", True), ("no", False), ("", None), ("yes", True)):
+        assert post(clerk, url, {"name": "张三", "active": "1", "has_children": value}).status_code == 302
+        assert stored() is want and shown() == value
+    assert post(clerk, url, {"name": "张三", "active": "1"}).status_code == 302  # an older form: kept
+    assert stored() is True
+    resp = post(clerk, url, {"name": "张三", "active": "1", "has_children": "maybe"})
+    assert resp.status_code == 400 and "有无子女请选择" in resp.get_data(as_text=True)
+    assert stored() is True
+
+
 def test_deactivate_member_by_unticking_active(clerk, bot):
     m = add_member(bot, name="张三")
     assert post(clerk, f"/admin/members/{m.id}", {"name": "张三"}).status_code == 302

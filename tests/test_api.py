@@ -223,6 +223,30 @@ def test_create_member(client, clerk, bot):
         assert "H2001" in err["message"]
 
 
+def test_has_children_tri_state(client, clerk, bot):
+    """有子女 (the 六一 greeting's audience): true / false / null = not known, on create, update and read."""
+
+    def stored(no):
+        with bot.db.Session() as s:
+            return s.scalar(select(Member.has_children).where(Member.employee_no == no))
+
+    m = client.post(f"{API}/members", headers=clerk, json={"employee_no": "K1", "name": "甲"}).get_json()
+    assert m["has_children"] is None and stored("K1") is None
+    r = client.post(f"{API}/members", headers=clerk, json={"employee_no": "K2", "name": "乙", "has_children": True})
+    assert r.status_code == 201 and r.get_json()["has_children"] is True and stored("K2") is True
+    url = f"{API}/members/K2"
+    assert client.patch(url, headers=clerk, json={"has_children": False}).get_json()["has_children"] is False
+    assert stored("K2") is False
+    assert client.patch(url, headers=clerk, json={"job_title": "护士"}).get_json()["has_children"] is False
+    assert client.patch(url, headers=clerk, json={"has_children": None}).get_json()["has_children"] is None
+    assert stored("K2") is None
+    err = assert_error(client.patch(url, headers=clerk, json={"has_children": "有"}), 422, "validation_error")
+    assert "has_children" in err["fields"]
+    assert client.get(url, headers=clerk).get_json()["has_children"] is None
+    spec = client.get(f"{API}/openapi.json").get_json()["components"]["schemas"]
+    assert {"has_children"} <= set(spec["MemberCreate"]["properties"]) & set(spec["MemberUpdate"]["properties"])
+
+
 def test_update_member(client, clerk, bot, roster):
     url = f"{API}/members/A001"
     resp = client.patch(

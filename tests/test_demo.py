@@ -171,3 +171,60 @@ def test_cli_staff_create(app, bot):
     assert "qian" in r.output and "zhou" in r.output and "周管理" in r.output
     with bot.db.Session() as s:
         assert s.scalar(select(func.count()).select_from(StaffAccount)) == 2
+
+
+def test_demo_logins_each_see_their_pages(app, bot, chat_with):
+    """admin, chair, clerk, leader and dept (demo password) log in; each sees its pages and is refused the rest.
+    The chair reads a hardship case, which the admin (by design) and the clerk only see exists."""
+    from models.care import HardshipCase
+    from tests.test_admin import login
+    from tests.test_care import STORY, submit_case
+
+    r = app.test_cli_runner().invoke(args=["demo", "--members", "60"])
+    assert r.exit_code == 0, r.output
+    for username in ("admin", "chair", "clerk", "leader", "dept"):
+        assert f"{username} / {DEMO_PASSWORD}" in r.output
+    with bot.db.Session() as s:
+        accounts = {a.username: a for a in s.scalars(select(StaffAccount))}
+        assert {u: (a.role, a.member is not None) for u, a in accounts.items()} == {
+            "admin": ("admin", False), "chair": ("chair", True), "clerk": ("clerk", True),
+            "leader": ("group_leader", True), "dept": ("department", True),
+        }  # fmt: skip
+        assert "chair" in accounts["chair"].member.roles and "group_leader" in accounts["leader"].member.roles
+        # the case's member: a working member of another group than the leader's, with no role
+        member = next(m for m in s.scalars(select(Member).where(Member.retired.is_(False))) if m.roles == {"member"}
+                      and m.group_id != accounts["leader"].member.group_id)  # fmt: skip
+        s.expunge(member)
+    submit_case(chat_with(member))
+    with bot.db.Session() as s:
+        case_id = s.scalar(select(HardshipCase.id))
+
+    pages = {
+        "members": "/admin/members",
+        "activities": "/admin/activities/",
+        "proposals": "/admin/proposals/",
+        "proposal report": "/admin/proposals/report",
+        "department": "/admin/proposals/department",
+        "care": "/admin/care/",
+        "care stats": "/admin/care/stats",
+        "meetings": "/admin/meetings/",
+        "greetings": "/admin/greetings/",
+        "chats": "/admin/chats/",
+    }
+    office = {"members", "activities", "proposals", "proposal report", "care", "care stats", "meetings", "greetings"}
+    sees = {
+        "admin": set(pages) - {"care stats"},
+        "chair": office,
+        "clerk": office | {"chats"},
+        "leader": {"activities"},
+        "dept": {"department"},
+    }
+    for username, allowed in sees.items():
+        client = app.test_client()
+        assert login(client, username, DEMO_PASSWORD).status_code == 302, username
+        assert client.get("/admin/").status_code == 200
+        got = {name for name, path in pages.items() if client.get(path).status_code == 200}
+        refused = {name for name, path in pages.items() if client.get(path).status_code == 403}
+        assert (got, refused) == (allowed, set(pages) - allowed), username
+        case_page = client.get(f"/admin/care/case/{case_id}")
+        assert (STORY in case_page.get_data(as_text=True)) == (username == "chair"), username

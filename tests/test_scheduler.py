@@ -226,3 +226,76 @@ def test_preview_lists_activity_reminders_and_nudges_when_the_real_job_sends_the
     result = app.test_cli_runner().invoke(args=["schedule", "preview", "--from", "2027-05-01", "--to", "2027-05-31"])
     assert "2027-05-09 Sun 14:00  活动提醒" in result.output and "羽毛球赛（活动前一天" in result.output
     assert "报名截止提醒" in result.output
+
+
+def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monkeypatch):
+    """Ctrl-C on `schedule run` while a job is running: the job's next lease check must come before the release,
+    or it takes the lease back and the next scheduler waits LEASE_TTL for it. Real BlockingScheduler, real SIGINT
+    to the main thread; every wait is bounded by an Event."""
+    import signal
+    import sys
+
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.triggers.date import DateTrigger
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread (SIGINT)")
+    stopping, done = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    class Executor(ThreadPoolExecutor):
+        def shutdown(self, wait=True):
+            stopping.set()
+            super().shutdown(wait)
+
+    real_build = sch.build_scheduler
+
+    def build(app, holder=None, blocking=True):
+        sched = real_build(app, holder=holder, blocking=blocking)
+        sched.remove_all_jobs()
+        runner = sched.runner
+        release = runner.lease.release
+
+        def released():
+            stopping.set()
+            release()
+
+        runner.lease.release = released
+
+        def main_loop_waiting() -> bool:
+            """The main thread sits in the scheduler's idle wait (where Ctrl-C arrives in practice; inside
+            _process_jobs APScheduler would log and swallow the KeyboardInterrupt)."""
+            f, names = sys._current_frames().get(threading.main_thread().ident), []
+            while f is not None and len(names) < 4:
+                names.append(f.f_code.co_name)
+                f = f.f_back
+            return names[:1] == ["wait"] and "_main_loop" in names
+
+        def job():
+            try:
+                seen.append(runner.renew())  # a job starts with its lease check
+                for _ in range(2000):  # bounded: the main thread gets there within milliseconds
+                    if main_loop_waiting():
+                        break
+                    stopping.wait(0.005)
+                else:
+                    seen.append("the main thread never went idle")
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C meanwhile
+                stopping.wait(10)  # the command is stopping: shutting the scheduler down, or releasing the lease
+                seen.append(runner.renew())  # the job's next step checks the lease again
+            finally:
+                done.set()
+
+        sched.add_executor(Executor(2), "default")
+        sched.add_job(job, DateTrigger(run_date=datetime.now(SH), timezone=SH), id="slow")
+        return sched
+
+    monkeypatch.setattr(sch, "build_scheduler", build)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = app.test_cli_runner().invoke(args=["schedule", "run", "--holder", "ctrl-c"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert done.wait(10) and seen == [True, True], (seen, result.output)
+    holder, expires = sch.Lease(bot.db).current()
+    assert (holder, expires) == ("ctrl-c", sch.EPOCH)  # released after the job: free for the next scheduler
