@@ -59,6 +59,8 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
 
     Safe to repeat: only missing demo rows are added. --if-empty does nothing once any member exists.
     """
+    from handlers.meetings import seed_demo as seed_meetings
+    from models.activity import seed_demo as seed_activities
     from models.demo import seed_demo, seed_department_login
     from models.proposal import seed_demo as seed_proposals
 
@@ -69,11 +71,14 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
         summary = seed_demo(s, members=count, seed=seed)
         added = seed_proposals(s, bot().clock.now())  # a congress collecting now, departments with contacts
         seed_department_login(s, summary)
+        activities = seed_activities(s, bot().clock.now(), bot().clock.tz)
+        meetings = seed_meetings(s, bot())
     for line in summary.lines():
         click.echo(line)
     click.echo(
         f"提案：新增届次 {added['congress']} 个、承办部门 {added['departments']} 个、联系人 {added['contacts']} 人。"
     )
+    click.echo(f"活动：新增 {activities} 个可报名的活动；会议：新增 {meetings} 个。")
 
 
 @staff_cli.command("create")

@@ -1033,3 +1033,19 @@ def cancel_meeting_step(ctx: Context) -> None:
         return
     told = cancel_meeting(ctx.session, ctx.bot, meeting, m.group(2) or data.get("reason") or "")
     ctx.reply(f"已取消会议“{meeting.title}”，取消通知已发给受邀的 {told} 人。")
+
+
+def seed_demo(session: Session, bot: Bot) -> int:
+    """A union committee meeting next week for the demo union (invitations go out to those who can be reached).
+    Safe to repeat."""
+    title = "工会委员会会议（示例）"
+    if session.scalar(select(Meeting.id).where(Meeting.title == title)):
+        return 0
+    today = bot.clock.today()
+    starts = bot.clock.at(today + timedelta(days=7), 15, 0)
+    create_meeting(
+        session, bot, title=title, kind="工会委员会", starts_at=starts, place="行政楼三楼会议室",
+        agenda="1. 年度工作总结\n2. 春节送温暖安排", rsvp_deadline=starts - timedelta(days=2),
+        attendees={"roles": ["chair", "clerk", "branch_chair"]},
+    )  # fmt: skip
+    return 1

@@ -533,3 +533,41 @@ def export_xlsx(s: Session, activity: Activity, clock, members: set[int] | None 
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+DEMO_ACTIVITIES = (
+    # title, days from today, local hour, audience, capacity, companions, questions, description, place
+    ("职工羽毛球赛", 12, 14, "all", 32, 0, [{"key": "项目", "label": "项目", "options": ["单打", "双打"]}],
+     "自带球拍，穿运动鞋。", "职工活动中心羽毛球馆"),
+    ("冬季健步走", 9, 9, "all", None, 2, [], "沿滨江步道5公里，可带家属。", "滨江公园东门"),
+    ("女职工手工编织沙龙", 16, 15, "women", 20, 0, [], "材料由工会准备。", "工会活动室"),
+    ("退休职工迎新茶话会", 25, 10, "retirees", 60, 1, [], "欢迎老同志回家看看，可带老伴。", "行政楼三楼会议室"),
+)  # fmt: skip
+
+
+def seed_demo(session: Session, now: datetime, tz) -> int:
+    """Open activities for the demo union (sign-ups open now, starting in one to four weeks), with a few members
+    signed up for the first, so lists and relay lists have something to show. Safe to repeat."""
+    existing = set(session.scalars(select(Activity.title)))
+    today = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    added = 0
+    for title, days, hour, audience, capacity, companions, questions, description, place in DEMO_ACTIVITIES:
+        if title in existing:
+            continue
+        starts = (today + timedelta(days=days, hours=hour)).astimezone(now.tzinfo)
+        activity = Activity(
+            title=title, description=description, place=place, starts_at=starts,
+            ends_at=starts + timedelta(hours=3), signup_deadline=starts - timedelta(days=2),
+            capacity=capacity, companions_max=companions, questions=questions, audience_kind=audience,
+            audience_ids=[], waitlist_enabled=True, taken=0, seq=0, created_at=now,
+        )  # fmt: skip
+        session.add(activity)
+        session.flush()
+        added += 1
+        if added == 1:
+            members = session.scalars(
+                select(Member).where(Member.active.is_(True)).order_by(Member.id).offset(10).limit(12)
+            )
+            for i, member in enumerate(members):
+                sign_up(session, activity, member, now, answers={"项目": "双打" if i % 3 else "单打"})
+    return added

@@ -228,3 +228,23 @@ def test_demo_logins_each_see_their_pages(app, bot, chat_with):
         assert (got, refused) == (allowed, set(pages) - allowed), username
         case_page = client.get(f"/admin/care/case/{case_id}")
         assert (STORY in case_page.get_data(as_text=True)) == (username == "chair"), username
+
+
+def test_cli_demo_opens_activities_and_a_meeting_to_try(app, bot, chat_with):
+    from models.activity import Activity, Signup
+    from models.meeting import Meeting
+
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["demo"])
+    assert r.exit_code == 0 and "新增 4 个可报名的活动；会议：新增 1 个" in r.output, r.output
+    assert "新增 0 个可报名的活动；会议：新增 0 个" in runner.invoke(args=["demo"]).output  # repeatable
+    with bot.db.Session() as s:
+        activities = {a.title: a for a in s.scalars(select(Activity))}
+        assert len(activities) == 4 and all(a.starts_at > bot.clock.now() for a in activities.values())
+        assert activities["女职工手工编织沙龙"].audience_kind == "women"
+        assert s.scalar(select(func.count()).select_from(Signup)) == 12  # a relay list to look at
+        meeting = s.scalar(select(Meeting))
+        assert meeting.kind == "工会委员会" and meeting.invites
+        member = s.scalar(select(Member).where(Member.employee_no == "10002"))
+    reply = chat_with(member).ask("活动")
+    assert "职工羽毛球赛" in reply and "冬季健步走" in reply and "退休职工迎新茶话会" not in reply
