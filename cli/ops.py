@@ -91,7 +91,6 @@ def serve(bind: str | None, workers: int | None) -> None:
     web += ["--workers", str(workers)] if workers else []
     flask = [sys.executable, "-m", "flask", "--app", "app"]
     procs = {"web": [*web, "app:create_app()"], "worker": [*flask, "worker", "run"], "scheduler": [*flask, "schedule", "run"]}
-    stop_signal = {"scheduler": signal.SIGINT}  # the scheduler releases its lease on Ctrl-C: no wait for expiry
     env = dict(os.environ)
     metrics = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(INSTANCE / "metrics")))
     shutil.rmtree(metrics, ignore_errors=True)  # counters of an earlier run would be summed with this one's
@@ -114,8 +113,8 @@ def serve(bind: str | None, workers: int | None) -> None:
                     time.sleep(1)
                 running[name] = subprocess.Popen(cmd, env=env, cwd=ROOT)
         time.sleep(0.5)
-    for name, p in running.items():
-        p.send_signal(stop_signal.get(name, signal.SIGTERM))
+    for p in running.values():
+        p.send_signal(signal.SIGTERM)
     for p in running.values():
         try:
             p.wait(timeout=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import date, datetime, timedelta
 
 import click
@@ -23,6 +24,7 @@ def run(holder: str | None) -> None:
     click.echo(
         f"scheduler started as {sched.runner.lease.holder}; jobs: {', '.join(j.id for j in sched.get_jobs())}"
     )
+    previous = signal.signal(signal.SIGTERM, _stop)  # systemd, honcho and `serve` stop processes with SIGTERM
     try:
         sched.start()
     except (KeyboardInterrupt, SystemExit):
@@ -33,6 +35,12 @@ def run(holder: str | None) -> None:
         if sched.running:
             sched.shutdown(wait=True)
         sched.runner.lease.release()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(*_) -> None:
+    """SIGTERM ends `schedule run` like Ctrl-C: running jobs finish, then the lease is released for the next one."""
+    raise SystemExit(0)
 
 
 @schedule_cli.command("once")

@@ -228,10 +228,11 @@ def test_preview_lists_activity_reminders_and_nudges_when_the_real_job_sends_the
     assert "报名截止提醒" in result.output
 
 
-def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monkeypatch):
-    """Ctrl-C on `schedule run` while a job is running: the job's next lease check must come before the release,
-    or it takes the lease back and the next scheduler waits LEASE_TTL for it. Real BlockingScheduler, real SIGINT
-    to the main thread; every wait is bounded by an Event."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monkeypatch, sig):
+    """Ctrl-C (or SIGTERM from systemd / serve) on `schedule run` while a job is running: the job's next lease
+    check must come before the release, or it takes the lease back and the next scheduler waits LEASE_TTL for it.
+    Real BlockingScheduler, a real signal to the main thread; every wait is bounded by an Event."""
     import signal
     import sys
 
@@ -280,7 +281,7 @@ def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monke
                     stopping.wait(0.005)
                 else:
                     seen.append("the main thread never went idle")
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C meanwhile
+                signal.pthread_kill(threading.main_thread().ident, getattr(signal, sig))  # stopped meanwhile
                 stopping.wait(10)  # the command is stopping: shutting the scheduler down, or releasing the lease
                 seen.append(runner.renew())  # the job's next step checks the lease again
             finally:
