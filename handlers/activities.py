@@ -353,7 +353,7 @@ def pick_step(ctx: Context) -> None:
     ids = list(data.get("ids") or [])
     if m is None or not 1 <= int(m[1]) <= len(ids):
         ctx.end_dialog()
-        ctx.bot._dispatch(ctx)  # the member moved on: route the message as if nothing was asked
+        ctx.bot.dispatch(ctx)  # the member moved on: route the message as if nothing was asked
         return
     ctx.end_dialog()
     a = ctx.session.get(Activity, ids[int(m[1]) - 1])
@@ -703,7 +703,7 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
     rivals = [m for m in router.matches(ctx.text) if m.route.func is not cancel]
     if not rivals:
         return False
-    ctx.handler_name, ctx.args = rivals[0].route.name, rivals[0].args
+    ctx.handler_name, ctx.args, ctx.cut = rivals[0].route.name, rivals[0].args, rivals[0].cut
     rivals[0].route.func(ctx)
     return True
 
