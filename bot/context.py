@@ -48,9 +48,11 @@ class Context:
         """`args` as the member typed them: the message without the trigger words the router matched."""
         return self.aligned.typed_without(self.cut)
 
-    def words_from(self, start: int, end: int | None = None) -> str:
-        """The typed words behind `text[start:end]` (after a command matched by a pattern on `text`)."""
-        return self.aligned.typed(start, end)
+    def words_for(self, part: str) -> str:
+        """The typed words behind `part`, a piece of `text` a handler cut out (the reason after a number): its
+        last place in `text`. A part that is not one piece of `text` (words cut from its middle) stays as is."""
+        pos = self.text.rfind(part) if part else -1
+        return self.aligned.typed(pos, pos + len(part)) if pos >= 0 else part
 
     @property
     def aligned(self) -> Aligned:

@@ -131,16 +131,21 @@ class Aligned:
         return " ".join(p for p in pieces if p)
 
 
+def _folded(ch: str) -> str:
+    return unicodedata.normalize("NFKC", ch).translate(_PUNCT)
+
+
 def _edge(ch: str) -> bool:
-    folded = unicodedata.normalize("NFKC", ch).translate(_PUNCT)
+    folded = _folded(ch)
     return folded == "" or folded.isspace() or folded in _EDGE
 
 
 def _trim(piece: str, left: bool, right: bool) -> str:
+    """Blanks and invisible marks go at both ends; punctuation only at an end where something was cut."""
     piece = piece.strip()
-    while left and piece and _edge(piece[0]):
+    while piece and (_edge(piece[0]) if left else _folded(piece[0]) == ""):
         piece = piece[1:].lstrip()
-    while right and piece and _edge(piece[-1]):
+    while piece and (_edge(piece[-1]) if right else _folded(piece[-1]) == ""):
         piece = piece[:-1].rstrip()
     return piece
 

@@ -133,7 +133,7 @@ def redact_inbound(ctx: Context) -> None:
     )
     if row is not None:
         env = dict(row.envelope or {})
-        env["text"] = REDACTED
+        env["text"] = env["typed"] = REDACTED
         env["raw"] = {"redacted": True}
         row.envelope = env
     if msg.platform == "sandbox":
