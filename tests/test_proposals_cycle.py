@@ -149,7 +149,7 @@ def test_congress_cycle_end_to_end(bot, chat_with, client):
     # replies: 0..29 on time, 30..33 late, 36 never
     bot.clock.offset = timedelta(days=9)
     for i in range(30):
-        assert "已答复" in dchat[depts[i % 3]].ask(f"答复 {nums[i]} 已办结 第{i}号已落实")  # kept as typed: 第0号
+        assert "已答复" in dchat[depts[i % 3]].ask(f"答复 {nums[i]} 已办结 第{i}号已落实")
     bot.clock.offset = timedelta(days=19)
     for i in range(30, 34):
         assert "已答复" in dchat[depts[i % 3]].ask(f"答复 {nums[i]} 办理中 已立项，预计 2099-12-31 前完成")
