@@ -50,9 +50,13 @@ class Context:
 
     def words_for(self, part: str) -> str:
         """The typed words behind `part`, a piece of `text` a handler cut out (the reason after a number): its
-        last place in `text`. A part that is not one piece of `text` (words cut from its middle) stays as is."""
+        last place in `text`, with the closing punctuation the handler trimmed (the member's final 。 stays).
+        A part that is not one piece of `text` (words cut from its middle) stays as it is."""
         pos = self.text.rfind(part) if part else -1
-        return self.aligned.typed(pos, pos + len(part)) if pos >= 0 else part
+        if pos < 0:
+            return part
+        end = pos + len(part)
+        return self.aligned.typed(pos, end if self.text[end:].strip(" ,.!?:;") else None)
 
     @property
     def aligned(self) -> Aligned:
