@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -131,8 +132,10 @@ class Aligned:
         return " ".join(p for p in pieces if p)
 
 
-def _folded(ch: str) -> str:
-    return unicodedata.normalize("NFKC", ch).translate(_PUNCT)
+@functools.lru_cache(maxsize=4096)
+def _folded(chunk: str) -> str:
+    """A character (with its combining marks) in normal form: NFKC, then the CJK marks NFKC leaves alone."""
+    return unicodedata.normalize("NFKC", chunk).translate(_PUNCT)
 
 
 def _edge(ch: str) -> bool:
@@ -154,10 +157,12 @@ def _sub(
     chars: list[Char], pattern: re.Pattern[str], repl: str | Callable[[re.Match[str]], str]
 ) -> list[Char]:
     """`pattern.sub(repl, text)` on aligned characters: a replacement comes from the whole span it replaces."""
-    text = "".join(c for c, _, _ in chars)
+    found = list(pattern.finditer("".join(c for c, _, _ in chars)))
+    if not found:
+        return chars
     out: list[Char] = []
     last = 0
-    for m in pattern.finditer(text):
+    for m in found:
         new = repl(m) if callable(repl) else repl
         out.extend(chars[last : m.start()])
         if new == m.group(0):
@@ -177,12 +182,11 @@ def align(text: str, bot_names: tuple[str, ...] = ()) -> Aligned:
     start = 0
     for i in range(1, len(text) + 1):  # a character folds together with its combining marks
         if i == len(text) or not unicodedata.combining(text[i]):
-            chars.extend(
-                (c, start, i) for c in unicodedata.normalize("NFKC", text[start:i]).translate(_PUNCT)
-            )
+            chars.extend((c, start, i) for c in _folded(text[start:i]))
             start = i
     for name in bot_names:
-        chars = _sub(chars, re.compile(re.escape(f"@{name}")), " ")
+        if f"@{name}" in "".join(c for c, _, _ in chars):
+            chars = _sub(chars, re.compile(re.escape(f"@{name}")), " ")
     if "".join(c for c, _, _ in chars).lstrip().startswith("@"):
         chars = _sub(chars, _MENTION, " ")
     chars = _sub(chars, _NUMERAL, _numeral_value)
