@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bot.message import Card, IncomingMessage, Outgoing, Text
+from bot.normalize import Aligned, align
 from bot.permissions import can
 from models.member import Member
 from models.messaging import Dialog
@@ -25,14 +26,47 @@ class Context:
     msg: IncomingMessage
     member: Member | None
     args: str = ""
+    cut: tuple[tuple[int, int], ...] = ()  # where the matched trigger stood in `text` (see `raw_args`)
     dialog: Dialog | None = None
     replies: list[Outgoing] = field(default_factory=list)
     handler_name: str | None = None
     sensitive: bool = False  # True: the replies are scrubbed from the outbox once sent (anonymous senders)
+    _aligned: tuple[IncomingMessage, Aligned] | None = field(default=None, init=False, repr=False)
 
     @property
     def text(self) -> str:
+        """The message in its normal form (full-width folded, 三号 -> 3号): match on this, never store it."""
         return self.msg.text
+
+    @property
+    def words(self) -> str:
+        """The message as the member typed it (without our @-mention): what a dialog step keeps."""
+        return self.aligned.typed()
+
+    @property
+    def raw_args(self) -> str:
+        """`args` as the member typed them: the message without the trigger words the router matched."""
+        return self.aligned.typed_without(self.cut)
+
+    def words_for(self, part: str) -> str:
+        """The typed words behind `part`, a piece of `text` a handler cut out (the reason after a number): its
+        last place in `text`, with the closing punctuation the handler trimmed (the member's final 。 stays).
+        A part that is not one piece of `text` (words cut from its middle) stays as it is."""
+        pos = self.text.rfind(part) if part else -1
+        if pos < 0:
+            return part
+        end = pos + len(part)
+        return self.aligned.typed(pos, end if self.text[end:].strip(" ,.!?:;") else None)
+
+    @property
+    def aligned(self) -> Aligned:
+        """`text` aligned with what was typed; a message without typed words is its own typed form."""
+        if self._aligned is None or self._aligned[0] is not self.msg:
+            found = align(self.msg.typed, (self.settings.BOT_NAME,)) if self.msg.typed else None
+            if found is None or found.text != self.msg.text:
+                found = Aligned.identity(self.msg.text)
+            self._aligned = (self.msg, found)
+        return self._aligned[1]
 
     @property
     def clock(self):

@@ -32,6 +32,9 @@ from models.messaging import InboundMessage
 log = logging.getLogger(__name__)
 
 SORRY = "抱歉，系统出了点问题，您的消息已记录，工作人员会尽快处理。可以稍后再试一次。"
+# 取消/退出 inside a dialog: it only leaves the dialog. "已取消" alone read as if the meeting or sign-up the
+# dialog was about had been cancelled.
+LEFT_DIALOG = "好的，已退出，刚才的内容没有保存，也没有做任何改动。需要时再找我。"
 
 
 @dataclass
@@ -137,7 +140,7 @@ class Bot:
         if member is not None and not member.active:
             member = None
         ctx = Context(bot=self, session=s, msg=msg, member=member)
-        self._dispatch(ctx)
+        self.dispatch(ctx)
         s.execute(
             update(InboundMessage)
             .where(InboundMessage.id == inbound_id)
@@ -146,7 +149,13 @@ class Bot:
         self._enqueue_replies(s, msg, ctx.replies, sensitive=ctx.sensitive)
         return HandleResult(inbound_id=inbound_id, handler=ctx.handler_name, replies=list(ctx.replies))
 
-    def _dispatch(self, ctx: Context) -> None:
+    def dispatch(self, ctx: Context, msg: IncomingMessage | None = None) -> None:
+        """Handle `msg` (default: ctx.msg) as a fresh message in `ctx`: the open dialog, the button, the event or
+        the best route, with the replies added to ctx and the effects in ctx's transaction. For a dialog step
+        that hands on a message it was not waiting for, and an adapter that learns late what a message is."""
+        if msg is not None:
+            ctx.msg = msg
+        ctx.args, ctx.cut, ctx.dialog = "", (), None
         msg, router = ctx.msg, self.router
         dialog = active_dialog(ctx.session, msg)
         if dialog is not None and dialog.expires_at <= self.clock.now():
@@ -180,7 +189,7 @@ class Bot:
             ctx.handler_name = f"dialog:{dialog.name}"
             if is_cancel(msg.text):
                 ctx.end_dialog()
-                ctx.reply("好的，已取消。需要时再找我。")
+                ctx.reply(LEFT_DIALOG)
                 return
             router.dialogs[dialog.name](ctx)
             return
@@ -203,7 +212,7 @@ class Bot:
             return
         route = top.route
         ctx.handler_name = route.name
-        ctx.args = top.args
+        ctx.args, ctx.cut = top.args, top.cut
         if ctx.member is None and not route.public:
             router.events["unbound"](ctx)
             return
@@ -211,6 +220,30 @@ class Bot:
             ctx.reply("这件事涉及个人信息，请私聊我办理（点我的头像发消息即可）。")
             return
         route.func(ctx)
+
+    def rehearse(self, msg: IncomingMessage, handler: str) -> list[Outgoing]:
+        """What `handler` (the route or button action that answered `msg` before) would reply to it now, with
+        nothing kept: its transaction is rolled back. Dialog steps, events and fallbacks are not re-run ([]).
+        Feishu shows a clicked card as it reads now ("（剩4）", 您的状态：已报名) this way."""
+        with self.db.Session() as s:
+            try:
+                member = member_for_identity(s, msg.platform, msg.user_id)
+                if member is None or not member.active:
+                    return []
+                ctx = Context(bot=self, session=s, msg=msg, member=member, handler_name=handler)
+                if msg.action is not None:
+                    func = self.router.actions.get(str(msg.action.get("do", "")))
+                    if func is None or handler != f"action:{msg.action.get('do')}":
+                        return []
+                else:
+                    match = next((m for m in self.router.matches(msg.text) if m.route.name == handler), None)
+                    if match is None:
+                        return []
+                    ctx.args, ctx.cut, func = match.args, match.cut, match.route.func
+                func(ctx)
+                return list(ctx.replies)
+            finally:
+                s.rollback()
 
     def _enqueue_replies(
         self, s: Session, msg: IncomingMessage, replies: list[Outgoing], sensitive: bool = False

@@ -20,7 +20,8 @@ class IncomingMessage:
     chat_type: ChatType
     chat_id: str  # for private chats the user id itself
     user_id: str
-    text: str = ""  # already normalised by the adapter through bot.normalize
+    text: str = ""  # already normalised by the adapter through bot.normalize: what the router matches
+    typed: str = ""  # as the member wrote it (bot.normalize.typed_words): the source of kept free text
     mentioned: bool = False
     action: dict[str, Any] | None = None  # a button click's payload
     received_at: datetime | None = None

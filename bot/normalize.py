@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import NamedTuple
 
@@ -77,29 +79,141 @@ def cn_to_int(text: str) -> int | None:
     return total + current
 
 
-def _numerals_to_digits(text: str) -> str:
+def _numeral_value(m: re.Match[str]) -> str:
     """Chinese numerals that count or rank something become digits: 报名三号 -> 报名3号, 第四个 -> 4个.
 
     Bare numerals inside words stay (张三, 李四 are names), so only a numeral followed by a counter word
     or preceded by 第 is converted.
     """
+    value = cn_to_int(m.group(1))
+    return str(value) if value is not None else m.group(0)
 
-    def repl(m: re.Match[str]) -> str:
-        value = cn_to_int(m.group(1))
-        return str(value) if value is not None else m.group(0)
 
-    text = _NUMERAL.sub(repl, text)
-    return _ORDINAL.sub(repl, text)
+_EDGE = " ,.!?:;"  # what the router trims around a removed trigger (in the normal form)
+_BLANKS = re.compile(r"\s+")
+Char = tuple[str, int, int]  # a character of the normal form and the span of the typed text it came from
+
+
+class Aligned:
+    """A text in its normal form, and for every normal-form character the part of the typed text it came from.
+
+    Matching works on `text`; what a member wrote is kept from `typed(...)`: 先写一个说明 stays as typed
+    although the router saw 先写1个说明.
+    """
+
+    def __init__(self, source: str, chars: list[Char]):
+        self.source = source
+        self.chars = chars
+        self.text = "".join(c for c, _, _ in chars)
+
+    @classmethod
+    def identity(cls, text: str) -> Aligned:
+        """A text that is its own typed form (a message that carries no typed words)."""
+        return cls(text, [(c, i, i + 1) for i, c in enumerate(text)])
+
+    def typed(self, start: int = 0, end: int | None = None) -> str:
+        """The typed words behind `text[start:end]`."""
+        end = len(self.text) if end is None else end
+        if start >= end:
+            return ""
+        return self.typed_without([(0, start), (end, len(self.text))])
+
+    def typed_without(self, cuts: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> str:
+        """The typed words without what stands behind the `cuts` of `text` (a trigger, a number): blanks are
+        trimmed, punctuation only where something was cut (the member's own final 。 stays)."""
+        n = len(self.chars)
+        spans = sorted((self.chars[s][1], self.chars[e - 1][2]) for s, e in cuts if 0 <= s < e <= n)
+        pieces: list[str] = []
+        pos, after_cut = 0, False
+        for a, b in spans:
+            pieces.append(_trim(self.source[pos : max(a, pos)], left=after_cut, right=True))
+            pos, after_cut = max(pos, b), True
+        pieces.append(_trim(self.source[pos:], left=after_cut, right=False))
+        return " ".join(p for p in pieces if p)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(chunk: str) -> str:
+    """A character (with its combining marks) in normal form: NFKC, then the CJK marks NFKC leaves alone."""
+    return unicodedata.normalize("NFKC", chunk).translate(_PUNCT)
+
+
+def _edge(ch: str) -> bool:
+    folded = _folded(ch)
+    return folded == "" or folded.isspace() or folded in _EDGE
+
+
+def _trim(piece: str, left: bool, right: bool) -> str:
+    """Blanks and invisible marks go at both ends; punctuation only at an end where something was cut."""
+    piece = piece.strip()
+    while piece and (_edge(piece[0]) if left else _folded(piece[0]) == ""):
+        piece = piece[1:].lstrip()
+    while piece and (_edge(piece[-1]) if right else _folded(piece[-1]) == ""):
+        piece = piece[:-1].rstrip()
+    return piece
+
+
+def _sub(
+    chars: list[Char], pattern: re.Pattern[str], repl: str | Callable[[re.Match[str]], str]
+) -> list[Char]:
+    """`pattern.sub(repl, text)` on aligned characters: a replacement comes from the whole span it replaces."""
+    found = list(pattern.finditer("".join(c for c, _, _ in chars)))
+    if not found:
+        return chars
+    out: list[Char] = []
+    last = 0
+    for m in found:
+        new = repl(m) if callable(repl) else repl
+        out.extend(chars[last : m.start()])
+        if new == m.group(0):
+            out.extend(chars[m.start() : m.end()])
+        else:
+            a, b = chars[m.start()][1], chars[m.end() - 1][2]
+            out.extend((c, a, b) for c in new)
+        last = m.end()
+    out.extend(chars[last:])
+    return out
+
+
+def align(text: str, bot_names: tuple[str, ...] = ()) -> Aligned:
+    """The normal form of `text` (see `normalize`), aligned with `text`."""
+    text = text or ""
+    chars: list[Char] = []
+    start = 0
+    for i in range(1, len(text) + 1):  # a character folds together with its combining marks
+        if i == len(text) or not unicodedata.combining(text[i]):
+            chars.extend((c, start, i) for c in _folded(text[start:i]))
+            start = i
+    for name in bot_names:
+        if f"@{name}" in "".join(c for c, _, _ in chars):
+            chars = _sub(chars, re.compile(re.escape(f"@{name}")), " ")
+    if "".join(c for c, _, _ in chars).lstrip().startswith("@"):
+        chars = _sub(chars, _MENTION, " ")
+    chars = _sub(chars, _NUMERAL, _numeral_value)
+    chars = _sub(chars, _ORDINAL, _numeral_value)
+    chars = _sub(chars, _BLANKS, " ")
+    first = next((i for i, (c, _, _) in enumerate(chars) if c != " "), len(chars))
+    last = next((i for i in range(len(chars), 0, -1) if chars[i - 1][0] != " "), 0)
+    return Aligned(text, chars[first:last] if first < last else [])
 
 
 def normalize(text: str, bot_names: tuple[str, ...] = ()) -> str:
     """The one normal form the router and handlers match against."""
-    text = unicodedata.normalize("NFKC", text or "").translate(_PUNCT)
+    return align(text, bot_names).text
+
+
+_TYPED_MENTION = re.compile(r"\s*[@＠]\S+\s*")
+
+
+def typed_words(text: str, bot_names: tuple[str, ...] = ()) -> str:
+    """What the member wrote, as written, without our @-mention (nor the leading @-mentions `normalize` drops)
+    and the blanks around: the source of every free text we keep. Its normal form is the message's text."""
+    text = text or ""
     for name in bot_names:
-        text = text.replace(f"@{name}", " ")
-    text = _MENTION.sub(" ", text) if text.lstrip().startswith("@") else text
-    text = _numerals_to_digits(text)
-    return re.sub(r"\s+", " ", text).strip()
+        text = re.sub(rf"\s*[@＠]{re.escape(name)}\s*", " ", text)
+    if re.match(r"\s*[@＠]", text):
+        text = _TYPED_MENTION.sub(" ", text)
+    return text.strip()
 
 
 def first_int(text: str) -> int | None:

@@ -42,6 +42,7 @@ class Match:
     route: Route
     score: int
     args: str  # the text with the matched trigger removed
+    cut: tuple[tuple[int, int], ...] = ()  # where the trigger stood in the text (for Context.raw_args)
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Router:
         for route in self.routes:
             best: Match | None = None
             if low in route.exact:
-                best = Match(route, 10_000 + route.priority, "")
+                best = Match(route, 10_000 + route.priority, "", ((0, len(text)),))
             for pat in route.patterns:
                 m = pat.search(text)
                 if m:
@@ -122,12 +123,16 @@ class Router:
                         route,
                         1_000 + 10 * len(m.group(0)) + route.priority,
                         _remove(text, m.start(), m.end()),
+                        (m.span(),),
                     )
                     best = cand if best is None or cand.score > best.score else best
             for trig in route.triggers:
                 pos = low.find(trig.lower())
                 if pos >= 0:
-                    cand = Match(route, 10 * len(trig) + route.priority, _remove(text, pos, pos + len(trig)))
+                    end = pos + len(trig)
+                    cand = Match(
+                        route, 10 * len(trig) + route.priority, _remove(text, pos, end), ((pos, end),)
+                    )
                     if best is None or cand.score > best.score:
                         best = cand
                     break
@@ -147,13 +152,19 @@ class Router:
 def _together(route: Route, text: str, words: tuple[str, ...]) -> Match | None:
     """All `words` anywhere in any order (羽毛球的报名帮我取消 / 帮我把报名取消了) score like one long trigger,
     so 取消 + 报名 beats 报名 alone and 取消 alone instead of tying with them."""
-    rest = text
-    for word in words:
-        pos = rest.lower().find(word.lower())
+    low, cut = text.lower(), []
+    for word in words:  # the first place of each word that no earlier word took
+        pos = low.find(word.lower())
+        while pos >= 0 and any(pos < e and s < pos + len(word) for s, e in cut):
+            pos = low.find(word.lower(), pos + 1)
         if pos < 0:
             return None
-        rest = _remove(rest, pos, pos + len(word))
-    return Match(route, 10 * sum(len(w) for w in words) + route.priority, rest)
+        cut.append((pos, pos + len(word)))
+    rest = text
+    for s, e in sorted(cut, reverse=True):
+        rest = rest[:s] + " " + rest[e:]
+    args = re.sub(r"\s+", " ", rest).strip(" ,.!?:;")
+    return Match(route, 10 * sum(len(w) for w in words) + route.priority, args, tuple(sorted(cut)))
 
 
 def _remove(text: str, start: int, end: int) -> str:

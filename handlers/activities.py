@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from bot.context import Context, active_dialog
 from bot.message import Button, Card, Text
-from bot.normalize import find_date, parse_date
+from bot.normalize import find_date, normalize, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
@@ -353,7 +353,7 @@ def pick_step(ctx: Context) -> None:
     ids = list(data.get("ids") or [])
     if m is None or not 1 <= int(m[1]) <= len(ids):
         ctx.end_dialog()
-        ctx.bot._dispatch(ctx)  # the member moved on: route the message as if nothing was asked
+        ctx.bot.dispatch(ctx)  # the member moved on: route the message as if nothing was asked
         return
     ctx.end_dialog()
     a = ctx.session.get(Activity, ids[int(m[1]) - 1])
@@ -613,18 +613,22 @@ def signup_dialog(ctx: Context) -> None:
     answer = ctx.text.strip()
     if q.get("options"):
         choice = None
+        # options are kept as typed: an answer is matched against their normal form
+        forms = {o: normalize(o) for o in q["options"]}
         if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
             choice = q["options"][int(answer) - 1]
         else:
-            hits = [o for o in q["options"] if o == answer] or [
-                o for o in q["options"] if answer and (answer in o or o in answer)
+            hits = [o for o, f in forms.items() if f == answer] or [
+                o for o, f in forms.items() if answer and (answer in f or f in answer)
             ]
             choice = hits[0] if len(hits) == 1 else None
         if choice is None:
             ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
             return
         answer = choice
-    elif not answer:
+    else:
+        answer = ctx.words  # a free answer, as typed
+    if not answer:
         ctx.reply(_question_text(a, idx))
         return
     answers = {**data["answers"], q["key"]: answer}
@@ -703,7 +707,7 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
     rivals = [m for m in router.matches(ctx.text) if m.route.func is not cancel]
     if not rivals:
         return False
-    ctx.handler_name, ctx.args = rivals[0].route.name, rivals[0].args
+    ctx.handler_name, ctx.args, ctx.cut = rivals[0].route.name, rivals[0].args, rivals[0].cut
     rivals[0].route.func(ctx)
     return True
 
@@ -1327,9 +1331,10 @@ def create_step(ctx: Context) -> None:
 
 
 def _title_step(ctx: Context, text: str) -> str:
-    if not (2 <= len(text) <= 60):
+    title = ctx.words_for(text)  # kept as typed; `text` is the normal form the steps match on
+    if not (2 <= len(title) <= 60):
         return "活动名称请写 2 到 60 个字。"
-    ctx.advance("time", title=text)
+    ctx.advance("time", title=title)
     return ""
 
 
@@ -1345,7 +1350,7 @@ def _time_step(ctx: Context, text: str) -> str:
 
 
 def _place_step(ctx: Context, text: str) -> str:
-    ctx.advance("capacity", place="" if text in _SKIP else text[:200])
+    ctx.advance("capacity", place="" if text in _SKIP else ctx.words_for(text)[:200])
     return ""
 
 
@@ -1454,7 +1459,7 @@ def _more_step(ctx: Context, text: str) -> str:
 
 def _description_step(ctx: Context, text: str) -> str:
     if text not in _SKIP:
-        ctx.advance("more", description=text[:2000])
+        ctx.advance("more", description=ctx.words_for(text)[:2000])
     else:
         ctx.advance("more")
     return ""
@@ -1483,8 +1488,8 @@ def _question_step(ctx: Context, text: str) -> str:
         ctx.advance("more")
         return ""
     label, _, rest = text.partition(":")
-    options = [o for o in re.split(r"[/,;\s]+", rest) if o][:20]
-    label = label.strip()
+    options = [ctx.words_for(o) for o in re.split(r"[/,;\s]+", rest) if o][:20]
+    label = ctx.words_for(label.strip())
     if not label or len(label) > 50 or (rest and len(options) < 2):
         return "请写成“问题：选项/选项”，例如“项目：单打/双打”。"
     questions = list(ctx.dialog.data.get("questions") or [])

@@ -133,7 +133,7 @@ def redact_inbound(ctx: Context) -> None:
     )
     if row is not None:
         env = dict(row.envelope or {})
-        env["text"] = REDACTED
+        env["text"] = env["typed"] = REDACTED
         env["raw"] = {"redacted": True}
         row.envelope = env
     if msg.platform == "sandbox":
@@ -365,7 +365,8 @@ def hardship_step(ctx: Context) -> None:
     assert d is not None and ctx.member is not None
     mids = list(d.data.get("mids", [])) + [ctx.msg.message_id[:255]]
     scrub_replies(ctx.session, ctx.msg.platform, mids[:-1])
-    text = ctx.text.strip()
+    text = ctx.text.strip()  # for choosing and matching
+    words = ctx.words  # what is kept (encrypted): the member's own words, as typed
     step = d.step
     if step == "type":
         t = _parse_type(text)
@@ -376,20 +377,21 @@ def hardship_step(ctx: Context) -> None:
         ctx.advance("story", type=t, mids=mids)
         ctx.reply(f"第2步（{t}）：请简单说说发生了什么，例如什么时候、什么情况、目前怎样。")
     elif step == "story":
-        if len(text) < 4:
+        if len(words) < 4:
             ctx.reply("请多写几句，让核实的同志了解情况。")
             ctx.advance("story", mids=mids)
             return
-        ctx.advance("household", story=_enc(text), mids=mids)
+        ctx.advance("household", story=_enc(words), mids=mids)
         ctx.reply("第3步：家庭情况（几口人、收入来源、其他负担，可选）。不想填请回复“跳过”。")
     elif step == "household":
-        ctx.advance("help", household=None if text in SKIP else _enc(text), mids=mids)
+        ctx.advance("help", household=None if text in SKIP else _enc(words), mids=mids)
         kinds = "\n".join(f"{i}. {k}" for i, k in enumerate(HELP_KINDS, 1))
         ctx.reply(
             f"第4步：希望得到哪些帮助？回复编号（可多选），后面可以补充说明：\n{kinds}\n例如：1 3 手术费还差3万元"
         )
     elif step == "help":
         kinds, details = _parse_help(text)
+        details = ctx.words_for(details)
         if not kinds:
             ctx.reply("请回复编号，例如“1”或“1 3 手术费还差3万元”。")
             ctx.advance("help", mids=mids)
@@ -406,7 +408,7 @@ def hardship_step(ctx: Context) -> None:
         if text in SKIP:
             contact = f"登记手机尾号{member.phone_tail}" if member and member.phone_tail else "登记的联系方式"
         else:
-            contact = text
+            contact = words
         ctx.advance("confirm", contact=_enc(contact), mids=mids)
         _preview(ctx, member)
     elif step == "confirm":
@@ -779,7 +781,7 @@ def hardship_verify(ctx: Context) -> None:
         return
     case, rest = got
     visit, notes = _take_date(rest, ctx.clock.today())
-    notes = re.sub(r"^(家访|上门|电话核实)\s*", "", notes).strip(" ,.;:")
+    notes = ctx.words_for(re.sub(r"^(家访|上门|电话核实)\s*", "", notes).strip(" ,.;:"))
     try:
         do_verify(ctx.bot, ctx.session, ctx.member, case, visit, notes)
     except StepError as exc:
@@ -799,7 +801,7 @@ def hardship_decide(ctx: Context) -> None:
     pos = re.match(r"^(同意|批准|通过)\s*", rest)
     try:
         if neg:
-            do_decline(ctx.bot, ctx.session, ctx.member, case, rest[neg.end():].strip())
+            do_decline(ctx.bot, ctx.session, ctx.member, case, ctx.words_for(rest[neg.end():].strip()))
             ctx.reply(f"已记录：{case.number} 不同意，已告知申请人并结案。")
             return
         if not pos:
@@ -808,7 +810,7 @@ def hardship_decide(ctx: Context) -> None:
         body, note = rest[pos.end():], None
         nm = re.search(r"(备注|内部)[:：]?\s*(.+)$", body)
         if nm:
-            note, body = nm.group(2).strip(), body[: nm.start()]
+            note, body = ctx.words_for(nm.group(2).strip()), body[: nm.start()]
         kind = next((k for k in AID_KINDS if k in body), "慰问金")
         amount = _amount(body)
         do_approve(ctx.bot, ctx.session, ctx.member, case, kind, amount, note)
@@ -830,7 +832,7 @@ def hardship_deliver(ctx: Context) -> None:
     day = day or ctx.clock.today()
     amount = _amount(rest) if re.search(r"\d", rest) else case.aid_amount
     try:
-        do_deliver(ctx.bot, ctx.session, ctx.member, case, day, amount, rest or None)
+        do_deliver(ctx.bot, ctx.session, ctx.member, case, day, amount, ctx.words_for(rest) or None)
     except StepError as exc:
         ctx.reply(str(exc))
         return
@@ -846,7 +848,7 @@ def hardship_follow_up(ctx: Context) -> None:
         return
     case, rest = got
     try:
-        do_follow_up(ctx.bot, ctx.session, ctx.member, case, rest or None)
+        do_follow_up(ctx.bot, ctx.session, ctx.member, case, ctx.words_for(rest) or None)
     except StepError as exc:
         ctx.reply(str(exc))
         return
@@ -861,7 +863,7 @@ def hardship_close(ctx: Context) -> None:
         return
     case, rest = got
     try:
-        do_close(ctx.bot, ctx.session, ctx.member, case, rest or None)
+        do_close(ctx.bot, ctx.session, ctx.member, case, ctx.words_for(rest) or None)
     except StepError as exc:
         ctx.reply(str(exc))
         return
@@ -886,7 +888,7 @@ def hardship_reverify(ctx: Context) -> None:
     today = ctx.clock.today()
     rest = re.sub(r"^复核\s*#?\d+\s*", "", ctx.text)
     if re.match(r"^(退出|解除|脱困|移出)", rest):
-        reason = re.sub(r"^(退出|解除|脱困|移出)\s*(理由|原因)?[:：]?\s*", "", rest)
+        reason = ctx.words_for(re.sub(r"^(退出|解除|脱困|移出)\s*(理由|原因)?[:：]?\s*", "", rest))
         rec.active, rec.ended_on, rec.end_reason = False, today, reason or None
         ctx.reply(f"已将档案 {rid} 移出困难职工档案。")
     elif re.match(r"^(继续|保留|仍然困难|属实)", rest):
@@ -950,7 +952,7 @@ def care_report(ctx: Context) -> None:
         ctype = EXPLICIT_TYPES[ex.group(1)]
         parts = ex.group(2).split(maxsplit=1)
         name = parts[0] if parts else ""
-        details = parts[1] if len(parts) > 1 else ""
+        details = ctx.words_for(parts[1]) if len(parts) > 1 else ""
         if name in ("我", "本人", "自己"):
             self_report = True
     else:
@@ -971,7 +973,7 @@ def care_report(ctx: Context) -> None:
             name = ""
         else:
             name = re.sub(r"^(组里|科里|我们组)的?", "", prefix)
-        details = " ".join(x for x in (relation, suffix) if x)
+        details = " ".join(x for x in (relation, ctx.words_for(suffix)) if x)
     when = parse_date(text, ctx.clock.today()) if ctype == "marriage" else None
     if self_report:
         _create_care(ctx, m, ctype, details, when)
@@ -1126,11 +1128,11 @@ def care_visit(ctx: Context) -> None:
         if re.fullmatch(r"\d+(\.\d{1,2})?元?", tok):
             amount = Decimal(tok.rstrip("元"))
         elif any(g in tok for g in GIFT_WORDS):
-            gifts.append(tok)
+            gifts.append(ctx.words_for(tok))
         elif re.fullmatch(r"[\u4e00-\u9fa5·]{2,4}", tok):
             visitors.append(tok)
         else:
-            notes.append(tok)
+            notes.append(ctx.words_for(tok))
     ev.status = "done"
     ev.visited_on = day or ctx.clock.today()
     ev.visitors = "、".join(visitors) or m.name

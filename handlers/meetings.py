@@ -480,7 +480,7 @@ def meeting_rsvp(ctx: Context) -> None:
         return
     inv = picked[0]
     if excused:
-        reason = _reason(ctx.args if ctx.args else text)
+        reason = _reason(ctx.raw_args if ctx.args else ctx.words)  # kept as typed
         ctx.reply(record_rsvp(ctx.bot, inv, "excused", reason))
         if not reason and inv.rsvp == "excused":
             ctx.start_dialog("meeting_excuse", "reason", {"invite": inv.id})
@@ -526,7 +526,7 @@ def excuse_reason(ctx: Context) -> None:
     if inv is None or text in ("跳过", "不用", "没有", "无"):
         ctx.reply("好的。")
         return
-    inv.reason = text[:200]
+    inv.reason = ctx.words[:200]
     ctx.reply(f"已记下请假原因：{inv.reason}。")
 
 
@@ -738,8 +738,9 @@ def new_meeting(ctx: Context) -> None:
 def new_meeting_step(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
     step, data, text = ctx.dialog.step, ctx.dialog.data, ctx.text.strip()
+    words = ctx.words  # what is kept: the clerk's own words, as typed
     if step == "title":
-        ctx.advance("kind", title=text[:200])
+        ctx.advance("kind", title=words[:200])
         ctx.reply("会议类型？回复编号：\n" + "\n".join(f"{i}. {k}" for i, k in enumerate(KINDS, 1)))
     elif step == "kind":
         n = re.search(r"\d", text)
@@ -758,10 +759,10 @@ def new_meeting_step(ctx: Context) -> None:
         ctx.advance("place", starts_at=when.isoformat())
         ctx.reply("地点在哪里？")
     elif step == "place":
-        ctx.advance("agenda", place=text[:200])
+        ctx.advance("agenda", place=words[:200])
         ctx.reply("议程是什么？一条消息写完即可，例如“1. 年终总结 2. 明年计划”。没有请回复“跳过”。")
     elif step == "agenda":
-        ctx.advance("deadline", agenda="" if _skip(text) else text[:2000])
+        ctx.advance("deadline", agenda="" if _skip(text) else words[:2000])
         ctx.reply("请大家在什么时间前回复参加或请假？例如“12月4日 18:00”。不设截止请回复“跳过”。")
     elif step == "deadline":
         deadline = None
@@ -923,7 +924,7 @@ def _ask_value(ctx: Context, meeting: Meeting, field: str) -> None:
 
 def _change_value(ctx: Context, meeting: Meeting, field: str, text: str) -> None:
     """Check the new value and ask for confirmation (nothing is sent before 确认)."""
-    value: Any = text[:2000] if field == "agenda" else text[:200]
+    value: Any = ctx.words_for(text)[: 2000 if field == "agenda" else 200]  # a place or agenda, as typed
     if field in ("starts_at", "rsvp_deadline"):
         value = None if field == "rsvp_deadline" and _skip(text) else parse_when(text, ctx.bot)
         if value is None and not (field == "rsvp_deadline" and _skip(text)):
@@ -1003,7 +1004,7 @@ def cancel_meeting_chat(ctx: Context) -> None:
     if found is None:
         return
     meeting, reason = found
-    reason = reason.strip(" ,:;：")[:200]
+    reason = ctx.words_for(reason.strip(" ,:;："))[:200]
     ctx.start_dialog("meeting_cancel", "confirm", {"meeting": meeting.id, "reason": reason})
     ctx.reply(
         Card(
@@ -1031,7 +1032,9 @@ def cancel_meeting_step(ctx: Context) -> None:
     if meeting.status != "scheduled" or meeting.starts_at <= ctx.clock.now():
         ctx.reply(f"“{meeting.title}”已经取消或开始了。")
         return
-    told = cancel_meeting(ctx.session, ctx.bot, meeting, m.group(2) or data.get("reason") or "")
+    told = cancel_meeting(
+        ctx.session, ctx.bot, meeting, ctx.words_for(m.group(2)) or data.get("reason") or ""
+    )
     ctx.reply(f"已取消会议“{meeting.title}”，取消通知已发给受邀的 {told} 人。")
 
 

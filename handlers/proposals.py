@@ -225,7 +225,7 @@ def _unlink_anonymous_dialog(ctx: Context, since: datetime | None = None) -> Non
         )
     for row in ctx.session.scalars(q):
         env = dict(row.envelope or {})
-        env.update(text="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
+        env.update(text="[已删除]", typed="[已删除]", raw={}, user_id=UNLINKED, chat_id=UNLINKED)
         row.envelope, row.user_id, row.chat_id = env, UNLINKED, UNLINKED
 
 
@@ -335,7 +335,8 @@ def _next_step(ctx: Context, current: str) -> None:
 def dialog_step(ctx: Context) -> None:
     ctx.sensitive = bool(ctx.dialog.data.get("anonymous"))
     step = ctx.dialog.step
-    text = ctx.text.strip()
+    text = ctx.text.strip()  # for choosing and matching
+    words = ctx.words  # what is kept: the member's own words, as typed
     if step == "category":
         cats = categories(ctx.session, ctx.clock.now())
         choice = None
@@ -351,25 +352,25 @@ def dialog_step(ctx: Context) -> None:
         ctx.advance(step, category=choice)
         _next_step(ctx, step)
     elif step == "title":
-        if len(text) < 2 or len(text) > 40:
+        if len(words) < 2 or len(words) > 40:
             ctx.reply("标题请写2到40个字，一句话说清是什么事，例如：增设职工停车位")
             return
-        ctx.advance(step, title=text)
+        ctx.advance(step, title=words)
         _next_step(ctx, step)
     elif step == "situation":
-        if len(text) < 5:
+        if len(words) < 5:
             ctx.reply("请再多写几句现状和理由（至少5个字），这样部门才好办理。")
             return
-        ctx.advance(step, situation=text[:4000])
+        ctx.advance(step, situation=words[:4000])
         _next_step(ctx, step)
     elif step == "measures":
-        if len(text) < 2:
+        if len(words) < 2:
             ctx.reply("请写出您建议的具体措施，例如：在北门空地划设50个停车位")
             return
-        ctx.advance(step, measures=text[:4000])
+        ctx.advance(step, measures=words[:4000])
         _next_step(ctx, step)
     elif step == "department":
-        ctx.advance(step, department="" if text.lower() in SKIP else text[:50])
+        ctx.advance(step, department="" if text.lower() in SKIP else words[:50])
         _next_step(ctx, step)
     elif step == "cosigners":
         if text.lower() in SKIP:
@@ -1007,7 +1008,7 @@ def decline(ctx: Context) -> None:
     if p is None:
         return
     reason = re.sub(rf"^不立案\s*{NUM}", "", ctx.text).strip(" ,:;")
-    reason = re.sub(r"^(理由|原因)[:：]?\s*", "", reason)
+    reason = ctx.words_for(re.sub(r"^(理由|原因)[:：]?\s*", "", reason))
     if len(reason) < 2:
         ctx.reply(f"请写明不立案的理由，例如：不立案 {p.number} 属于个人诉求，已转相关科室处理")
         return
@@ -1128,7 +1129,7 @@ def reply_cmd(ctx: Context) -> None:
         ctx.reply(f"请写上答复内容，例如：答复 {p.number} 已办结 已在北门增设停车位50个")
         return
     try:
-        do_reply(ctx, p, kind, rest, plan)
+        do_reply(ctx, p, kind, ctx.words_for(rest), plan)
     except TransitionError as e:
         ctx.reply(str(e))
 
@@ -1255,7 +1256,7 @@ def evaluate(ctx: Context) -> None:
         p = waiting[0]
     comment = re.sub(NUM, "", text[: word.start()] + text[word.end() :], count=1)
     comment = re.sub(r"^\s*(对答复|答复|对)", "", comment).strip(" ,:;.")
-    do_evaluate(ctx, p, rating, comment)
+    do_evaluate(ctx, p, rating, ctx.words_for(comment))
 
 
 @router.action("proposal_eval")

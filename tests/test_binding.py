@@ -2,6 +2,7 @@
 
 from sqlalchemy import select
 
+from bot.core import LEFT_DIALOG
 from models.member import PlatformIdentity
 from tests.conftest import add_member
 
@@ -52,7 +53,7 @@ def test_binding_asks_for_the_right_format_and_can_be_cancelled(bot, chat_with):
     chat = chat_with(user_id="wx-5")
     chat.ask("你好")
     assert "格式" in chat.ask("我不知道")
-    assert "已取消" in chat.ask("取消")
+    assert chat.ask("取消") == LEFT_DIALOG
     assert "工号和姓名" in chat.ask("我的信息")
 
 

@@ -3,11 +3,13 @@
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 
 from bot import outbox
 from bot.adapters import sandbox
 from bot.clock import Clock
+from bot.core import LEFT_DIALOG
 from bot.message import Button, Card, ChatType, IncomingMessage
 from bot.outbox import SendResult
 from bot.router import Router
@@ -87,6 +89,88 @@ def test_ambiguous_sentence_is_asked_back(bot, chat_with):
         bot.router.routes = [r for r in bot.router.routes if r.name not in {"first", "second"}]
 
 
+@pytest.fixture
+def own_routes(bot):
+    """The router is shared by every app: what a test registers is gone afterwards."""
+    r = bot.router
+    saved = list(r.routes), dict(r.dialogs), dict(r.actions)
+    yield r
+    r.routes, r.dialogs, r.actions = saved
+
+
+def test_free_text_is_kept_as_typed_while_matching_uses_the_normal_form(bot, chat_with, own_routes):
+    @own_routes.handler("测试原话")
+    def echo(ctx):
+        ctx.reply(f"{ctx.args}|{ctx.raw_args}|{ctx.words}")
+
+    m = add_member(bot)
+    said = "@工会小助手 测试原话：先写一个说明，三号见！"
+    assert chat_with(m, group_id=m.group_id).ask(said) == (
+        "先写1个说明,3号见|先写一个说明，三号见！|测试原话：先写一个说明，三号见！"
+    )
+    assert chat_with(m).ask("我们（二组）测试原话　第二个　") == (
+        "我们(二组) 2个|我们（二组） 第二个|我们（二组）测试原话　第二个"
+    )
+
+
+def test_deferred_message_keeps_the_typed_words(bot, chat_with, own_routes):
+    @own_routes.handler("测试原话")
+    def echo(ctx):
+        ctx.reply(ctx.raw_args)
+
+    chat = chat_with(add_member(bot))
+    msg = sandbox.incoming(bot, user_id=chat.user_id, chat_id=chat.chat_id, text="测试原话 三号，见！")
+    assert bot.handle(msg, defer=True).deferred
+    assert bot.process_pending() == 1
+    assert chat.inbox()[0]["text"] == "三号，见！"
+
+
+def test_dispatch_handles_a_message_afresh_in_the_same_transaction(bot, chat_with, own_routes):
+    @own_routes.handler("测试问题")
+    def question(ctx):
+        ctx.start_dialog("t_pick", "pick")
+        ctx.reply("请回复 1")
+
+    @own_routes.dialog("t_pick")
+    def pick(ctx):
+        ctx.end_dialog()
+        if ctx.text == "1":
+            ctx.reply("选了 1")
+            return
+        ctx.bot.dispatch(ctx)  # the member moved on
+
+    chat = chat_with(add_member(bot))
+    chat.ask("测试问题")
+    assert "工号" in chat.ask("我的信息")  # answered as a fresh message, the question closed
+    assert "选了" not in chat.ask("1")
+    chat.ask("测试问题")
+    assert chat.ask("1") == "选了 1"
+    with bot.db.Session() as s:
+        handlers = list(s.scalars(select(InboundMessage.handler).order_by(InboundMessage.id)))
+        assert s.scalar(select(func.count(Dialog.id))) == 0
+    assert handlers[1] == "my_info"
+
+
+def test_rehearse_renders_a_reply_again_and_keeps_nothing(bot, chat_with, own_routes):
+    @own_routes.handler("测试演练")
+    def rehearsed(ctx):
+        ctx.start_dialog("t_any", "one")  # an effect that must not stay
+        count = ctx.session.scalar(select(func.count(Dialog.id)))
+        ctx.reply(f"第{count}次：{ctx.raw_args}")
+
+    chat = chat_with(add_member(bot))
+    assert chat.ask("测试演练 三号") == "第1次：三号"
+    with bot.db.Session() as s:
+        row = s.scalar(select(InboundMessage).where(InboundMessage.handler == "rehearsed"))
+        s.execute(sa_delete(Dialog))
+        s.commit()
+    msg = IncomingMessage.from_envelope(row.envelope)
+    assert [r.text for r in bot.rehearse(msg, "rehearsed")] == ["第1次：三号"]
+    assert bot.rehearse(msg, "my_info") == []  # only the handler that answered it is run again
+    with bot.db.Session() as s:
+        assert s.scalar(select(func.count(Dialog.id))) == 0
+
+
 def _dialog_router(bot):
     @bot.router.handler("测试对话")
     def start(ctx):
@@ -107,7 +191,7 @@ def test_dialog_state_lives_in_the_database_and_cancel_leaves_it(bot, chat_with)
     with bot.db.Session() as s:
         d = s.scalar(select(Dialog))
         assert (d.name, d.step, d.data) == ("t", "two", {"last": "帮助"})
-    assert "已取消" in chat.ask("取消")
+    assert chat.ask("取消") == LEFT_DIALOG
     with bot.db.Session() as s:
         assert s.scalar(select(func.count(Dialog.id))) == 0
 

@@ -332,7 +332,7 @@ def test_post_rich_text(fbot):
     )
     assert prefetch_bot_open_id(fbot)
     msg = feishu.message_event(fbot, ev["event"], ev["header"])
-    assert msg.mentioned and msg.text == "报名 3号"
+    assert msg.mentioned and msg.text == "报名 3号" and msg.typed == "报名 三号"
     localized = {"zh_cn": {"title": "标题", "content": [[{"tag": "text", "text": "帮助"}]]}}
     assert feishu._content_text("post", json.dumps(localized)) == "标题\n帮助"
 
@@ -363,6 +363,23 @@ def test_first_group_mention_is_deferred_then_answered(fclient, fbot, fake):
     texts = _replies(fake, fbot)
     assert "王五您好" in texts[0] and fake.delivered[0]["receive_id"] == "reply:om_d1"
     assert len(texts) == 2
+
+
+def test_a_deferred_group_mention_keeps_the_typed_words(fclient, fbot, fake):
+    @fbot.router.handler("测试原话")
+    def echo(ctx):
+        ctx.reply(ctx.raw_args)
+
+    try:
+        _bound(fbot, "王五", "30010", "ou_w5")
+        me = mention("@_user_1", BOT_OPEN_ID, "工会小助手")
+        ev = text_message("ou_w5", "@_user_1 测试原话：先写一个说明，三号见！", chat_type="group",
+                          chat_id="oc_g", mentions=[me], message_id="om_t1")  # fmt: skip
+        post(fclient, ev)
+        assert _status(fbot, "om_t1") == "received" and fbot.process_pending() == 1
+        assert _replies(fake, fbot) == ["先写一个说明，三号见！"]
+    finally:
+        fbot.router.routes = [r for r in fbot.router.routes if r.name != "echo"]
 
 
 def test_bot_info_down_the_worker_decides_by_name(fclient, fbot, fake):

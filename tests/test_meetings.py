@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from bot.core import LEFT_DIALOG
 from handlers.meetings import cancel_meeting, change_meeting, create_meeting, send_meeting_reminders
 from models.meeting import Meeting, MeetingInvite
 from models.member import Member, link_identity
@@ -513,3 +514,42 @@ def test_cancel_a_meeting_in_chat(bot, chat_with):
     with bot.db.Session() as s:
         m = s.get(Meeting, mid)
         assert m.status == "cancelled" and m.cancel_reason == "临时有上级检查"
+
+
+def test_leaving_the_cancel_confirmation_says_nothing_was_cancelled(bot, chat_with):
+    chat = chat_with(add_member(bot, name="干事", roles=["clerk"]))
+    mid = make(bot)
+    assert "确定取消会议" in chat.ask(f"取消会议 {mid}")
+    assert chat.ask("取消") == LEFT_DIALOG  # not "已取消": the meeting was not cancelled
+    with bot.db.Session() as s:
+        assert s.get(Meeting, mid).status == "scheduled"
+
+
+def test_meeting_words_are_kept_as_typed(bot, chat_with):
+    """The router sees 三号 as 3号 and ， as ,: titles, places, agendas and reasons stay as typed."""
+    clerk = add_member(bot, name="会务干事", roles=["clerk"])
+    chair = add_member(bot, name="分会主席", roles=["branch_chair"])
+    chat, chair_chat = chat_with(clerk), chat_with(chair)
+    title, place = "第三届一次工会委员会（扩大）会议", "三号楼二层会议室"
+    agenda = "一、年终总结；二、明年一个重点项目，三项措施。"
+    chat.ask("发布会议")
+    for answer in (title, "2", "12月4日 14:30", place, agenda, "跳过"):
+        chat.ask(answer)
+    confirm = chat.ask("4")  # the branch chairs
+    assert f"{title}（" in confirm and f"地点：{place}" in confirm and f"议程：{agenda}" in confirm
+    assert "已发布会议" in chat.ask("确认")
+    with bot.db.Session() as s:
+        m = s.scalar(select(Meeting).where(Meeting.title == title))
+        assert (m.place, m.agenda) == (place, agenda)
+        mid = m.id
+    chair_chat.inbox()
+    chair_chat.ask(f"请假 {mid}")
+    chair_chat.ask("三号楼值夜班，走不开。")
+    assert rsvp_of(bot, mid, chair) == ("excused", "三号楼值夜班，走不开。")
+    chat.ask(f"会议改地点 {mid} 改到五号楼一层大厅（东侧）")
+    chat.ask("确认")
+    chat.ask(f"取消会议 {mid} 与上级第一次检查冲突，改期再议。")
+    chat.ask("确认")
+    with bot.db.Session() as s:
+        m = s.get(Meeting, mid)
+        assert (m.place, m.cancel_reason) == ("五号楼一层大厅（东侧）", "与上级第一次检查冲突，改期再议。")

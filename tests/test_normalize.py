@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from bot.normalize import cn_to_int, find_date, first_int, normalize, parse_date
+from bot.normalize import align, cn_to_int, find_date, first_int, normalize, parse_date, typed_words
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,33 @@ def test_mention_of_the_bot_is_stripped_anywhere():
     assert normalize("@工会小助手 报名 3", ("工会小助手",)) == "报名 3"
     assert normalize("报名 3 @工会小助手", ("工会小助手",)) == "报名 3"
     assert normalize("@RobotA hello robot") == "hello robot"  # a leading mention of any name
+
+
+@pytest.mark.parametrize(
+    ("raw", "typed"),
+    [
+        ("@工会小助手 先写一个说明", "先写一个说明"),
+        ("＠工会小助手　三号，见！ ", "三号，见！"),
+        ("请 @工会小助手 帮我 ", "请 帮我"),
+        ("@张三 @工会小助手 报名 三号", "报名 三号"),  # normalize drops leading @-mentions of anyone
+        ("  全角：１２３。  ", "全角：１２３。"),
+    ],
+)
+def test_typed_words_keep_what_was_written_and_normalise_like_the_message(raw, typed):
+    names = ("工会小助手",)
+    assert typed_words(raw, names) == typed
+    assert normalize(typed, names) == normalize(raw, names)
+
+
+def test_aligned_text_maps_back_to_what_was_typed():
+    a = align("提案：先写一个说明，第三条　要（加急）。")
+    assert a.text == "提案:先写1个说明,3条 要(加急)."
+    assert a.typed() == "提案：先写一个说明，第三条　要（加急）。"
+    assert a.typed(2) == "先写一个说明，第三条　要（加急）。"  # punctuation trimmed only where cut
+    start = a.text.index("3条")
+    assert a.typed(start, start + 2) == "第三条"
+    assert a.typed_without([(0, 2), (start, start + 2)]) == "先写一个说明 要（加急）。"
+    assert a.typed(5, 5) == ""
 
 
 @pytest.mark.parametrize(

@@ -595,7 +595,44 @@ def test_evaluation_comment_keeps_the_members_words(bot, cast):
     chats["proposer"].ask(f"答复不满意，{num} 问题没解决，大家还是不满意")
     p = load(bot, num)
     assert p.evaluations[-1].rating == "unsatisfied"
-    assert p.evaluations[-1].comment == "问题没解决,大家还是不满意"
+    assert p.evaluations[-1].comment == "问题没解决，大家还是不满意"  # as typed: full-width comma
+
+
+def test_proposal_text_is_kept_exactly_as_typed(bot, cast):
+    """The router sees 三号 as 3号 and ， as ,: what is stored and shown is what the member wrote."""
+    ppl, chats = cast
+    title = "三号楼增设一个职工停车场（北门）"
+    situation = "第一，三号楼附近没有车位；第二，夜班职工下班后找不到车位！"
+    measures = "在北门空地先划一个临时停车区，两个月内完工。"
+    c = chats["proposer"]
+    c.ask("我要提案")
+    c.ask("3")
+    c.ask(title)
+    c.ask(situation)
+    c.ask(measures)
+    c.ask("总务处")
+    preview = c.ask("李代表，王代表")
+    assert f"标题：{title}" in preview and f"建议措施：{measures}" in preview
+    assert f"现状和理由：{situation}" in preview
+    reply = c.ask("确认")
+    num = reply.split("编号 ")[1].split("，")[0]
+    assert f"标题“{title}”" in reply
+    p = load(bot, num)
+    assert (p.title, p.situation, p.measures) == (title, situation, measures)
+    assert any(f"建议措施：{measures}" in t for t in pushes(bot, ppl["d1"]))  # the co-sign invitation
+    chats["d1"].ask(f"附议 {num}")
+    chats["d2"].ask(f"附议 {num}")
+    chats["reviewer"].ask(f"立案 {num} 总务处")
+    assert any(f"建议措施：{measures}" in t for t in pushes(bot, ppl["zongwu"]))
+    chats["zongwu"].ask(f"答复 {num} 已办结：已划出一个临时停车区，共五十个车位。")
+    assert load(bot, num).replies[-1].text == "已划出一个临时停车区，共五十个车位。"
+
+
+def test_decline_reason_is_kept_as_typed(bot, cast):
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    chats["reviewer"].ask(f"不立案 {num} 理由：属于三号楼一个科室的事项，转科室处理。")
+    assert load(bot, num).decline_reason == "属于三号楼一个科室的事项，转科室处理。"
 
 
 def test_accept_with_chinese_punctuation_and_suggested_department(bot, cast):

@@ -192,7 +192,7 @@ def test_congress_cycle_end_to_end(bot, chat_with, client):
     assert summary["提案"] == 36 and summary["立案提案"] == 35
     assert summary["按时答复率"] == "85.7%" and summary["满意率（满意+基本满意）"] == "93.3%"
     public = list(wb["公开清单"].iter_rows(values_only=True))
-    assert len(public) == 36 and public[1][0] == nums[0] and public[1][7] == "0号已落实"
+    assert len(public) == 36 and public[1][0] == nums[0] and public[1][7] == "第0号已落实"
     assert not any("代表" in str(v) for row in public for v in row if v)
     assert len(list(wb["明细"].iter_rows(values_only=True))) == 41
     assert "按时答复率：85.7%" in reviewer.ask("提案统计")

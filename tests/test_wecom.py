@@ -336,6 +336,27 @@ def test_string_msgid_is_opaque(wclient, wbot):
         assert s.scalar(select(InboundMessage.dedupe_key)) == "CAIQg/PKxgYY2sC9tpuAgAMg9/zKaw=="
 
 
+def test_the_typed_words_travel_beside_the_normal_form(wclient, wbot):
+    """What free text is kept from: as written, without our @-mention; the router still sees the normal form."""
+    assert post_app(wclient, text_xml("u9", "提案　先写一个说明，三号见！")).status_code == 200
+    group = aibot_text("u9", "@工会小助手 先写一个说明，三号见！", chat_id="wrGROUP")
+    assert post_aibot(wclient, group).status_code == 200
+    with wbot.db.Session() as s:
+        app_row, aibot_row = s.scalars(select(InboundMessage).order_by(InboundMessage.id))
+    assert (app_row.envelope["text"], app_row.envelope["typed"]) == (
+        "提案 先写1个说明,3号见!",
+        "提案　先写一个说明，三号见！",
+    )
+    assert (aibot_row.envelope["text"], aibot_row.envelope["typed"]) == (
+        "先写1个说明,3号见!",
+        "先写一个说明，三号见！",
+    )
+    key = next(iter(wecom.MENU_TEXT))
+    menu = wecom.app_message({"FromUserName": "u9", "MsgType": "event", "Event": "click", "EventKey": key},
+                             ("工会小助手",), wbot.clock.now())  # fmt: skip
+    assert menu is not None and menu.typed == wecom.MENU_TEXT[key]
+
+
 def test_key_encoding_round_trip():
     action = {"do": "signup", "activity": 12, "note": "中文"}
     key = wecom.encode_key(3, action)

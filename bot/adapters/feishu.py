@@ -45,9 +45,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bot.context import Context
 from bot.message import ChatType, IncomingMessage, Text
-from bot.normalize import normalize
+from bot.normalize import normalize, typed_words
 from models.member import link_identity, member_for_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
 
@@ -290,7 +289,8 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
         # A bot menu item: its event_key is what the member would have typed (e.g. 活动, 我的信息, 帮助).
         operator = event.get("operator") if isinstance(event.get("operator"), dict) else {}
         user = _open_id(operator.get("operator_id"))
-        text = normalize(str(event.get("event_key", "")), (bot.settings.BOT_NAME,))
+        key, names = str(event.get("event_key", "")), (bot.settings.BOT_NAME,)
+        text = normalize(key, names)
         if user and text:
             bot.handle(
                 IncomingMessage(
@@ -300,6 +300,7 @@ def dispatch_event(bot, payload: dict[str, Any]) -> dict[str, Any]:
                     chat_id=user,
                     user_id=user,
                     text=text,
+                    typed=typed_words(key, names),
                     received_at=bot.clock.now(),
                     raw={"event_type": etype},
                 )
@@ -386,11 +387,11 @@ def message_event(bot, event: dict[str, Any], header: dict[str, Any]) -> Incomin
             for m in mentions
         ]
         raw["unsupported"] = raw_text is None
-        return IncomingMessage(**base, text=raw_text or "", raw=raw, event=MENTION_CHECK)
+        return IncomingMessage(**base, text=raw_text or "", raw=raw, event=MENTION_CHECK)  # text as typed
     if raw_text is None:
         return IncomingMessage(**base, raw=raw, event="unsupported")
-    text = _strip_mentions(raw_text, mentions, me)
-    return IncomingMessage(**base, text=normalize(text, (bot.settings.BOT_NAME,)), raw=raw)
+    text, names = _strip_mentions(raw_text, mentions, me), (bot.settings.BOT_NAME,)
+    return IncomingMessage(**base, text=normalize(text, names), typed=typed_words(text, names), raw=raw)
 
 
 def _content_text(mtype: str, content: Any) -> str | None:
@@ -448,14 +449,16 @@ def _mention_check(ctx) -> None:
             )
         )
         if row is not None:  # colleagues talking among themselves: keep the dedupe key, not their words
-            row.envelope = {**row.envelope, "text": "", "raw": {}}
+            row.envelope = {**row.envelope, "text": "", "typed": "", "raw": {}}
         return
     if msg.raw.get("unsupported"):
-        ctx.msg = replace(msg, mentioned=True, event="unsupported")
+        real = replace(msg, mentioned=True, event="unsupported")
     else:
-        text = normalize(_strip_mentions(msg.text, mentions, me), (ctx.settings.BOT_NAME,))
-        ctx.msg = replace(msg, mentioned=True, event=None, text=text)
-    ctx.bot._dispatch(ctx)  # the core's routing (dialog, trigger words), now with the real message
+        said, names = _strip_mentions(msg.text, mentions, me), (ctx.settings.BOT_NAME,)
+        real = replace(
+            msg, mentioned=True, event=None, text=normalize(said, names), typed=typed_words(said, names)
+        )
+    ctx.bot.dispatch(ctx, real)  # the core's routing (dialog, trigger words), now with the real message
 
 
 _PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
@@ -616,38 +619,18 @@ def current_card(bot, outbox_id: Any, user: str) -> tuple[dict[str, Any] | None,
         )
         if inbound is None or inbound.status != "done" or not inbound.handler:
             return stored, False
-        try:
-            replies = _replay(bot, s, IncomingMessage.from_envelope(inbound.envelope), inbound.handler)
-        except DBAPIError:
-            raise
-        except Exception as exc:  # the click itself succeeded; only its picture falls back
-            log.warning("feishu: could not re-render a clicked card (%s)", type(exc).__name__)
-            replies = []
-        finally:
-            s.rollback()
+        envelope, handler = inbound.envelope, inbound.handler
+    try:
+        replies = bot.rehearse(IncomingMessage.from_envelope(envelope), handler)
+    except DBAPIError:
+        raise
+    except Exception as exc:  # the click itself succeeded; only its picture falls back
+        log.warning("feishu: could not re-render a clicked card (%s)", type(exc).__name__)
+        replies = []
     fresh = replies[int(index)].to_payload() if int(index) < len(replies) else {}
     if fresh.get("type") == "card" and fresh.get("title") == stored.get("title"):
         return fresh, True
     return stored, False
-
-
-def _replay(bot, s, msg: IncomingMessage, handler: str) -> list[Any]:
-    """Run `msg` through the handler that answered it before (a route or a button action); its replies."""
-    member = member_for_identity(s, msg.platform, msg.user_id)
-    if member is None or not member.active:
-        return []
-    ctx = Context(bot=bot, session=s, msg=msg, member=member)
-    if msg.action is not None:
-        func = bot.router.actions.get(str(msg.action.get("do", "")))
-        if func is None or handler != f"action:{msg.action.get('do')}":
-            return []
-    else:
-        match = next((m for m in bot.router.matches(msg.text) if m.route.name == handler), None)
-        if match is None:
-            return []  # dialog steps, events and fallbacks are not re-run
-        ctx.args, func = match.args, match.route.func
-    func(ctx)
-    return ctx.replies
 
 
 def _outbox_id(bot, key: str) -> int | None:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot import outbox
 from bot.message import ChatType, IncomingMessage
-from bot.normalize import normalize
+from bot.normalize import normalize, typed_words
 from bot.outbox import SendResult
 from models.member import Group, Member, link_identity
 from models.messaging import OutboxMessage, SandboxMessage
@@ -74,6 +74,7 @@ def incoming(
         chat_id=chat_id if group else user_id,
         user_id=user_id,
         text=normalize(text, names),
+        typed=typed_words(text, names),
         mentioned=group,
         action=action,
         received_at=bot.clock.now(),

@@ -38,7 +38,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.message import Card, ChatType, IncomingMessage, payload_to_outgoing
-from bot.normalize import normalize
+from bot.normalize import normalize, typed_words
 from models.member import member_for_identity
 from models.messaging import Chat, OutboxMessage
 
@@ -264,7 +264,11 @@ def app_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime)
         msg_id = str(data.get("MsgId") or "") or "t:" + _dedupe(user, created, str(data.get("Content") or ""))
         content = str(data.get("Content") or "")
         return IncomingMessage(
-            message_id=msg_id, text=normalize(content, bot_names), raw={"channel": "app"}, **base
+            message_id=msg_id,
+            text=normalize(content, bot_names),
+            typed=typed_words(content, bot_names),
+            raw={"channel": "app"},
+            **base,
         )
     if kind != "event":
         return None  # image, voice, video, location, link: acknowledged, not understood yet
@@ -280,6 +284,7 @@ def app_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime)
         return IncomingMessage(
             message_id="c:" + _dedupe(user, created, event, key),
             text=normalize(MENU_TEXT[key], bot_names),
+            typed=MENU_TEXT[key],
             raw={"channel": "app", "menu": key},
             **base,
         )
@@ -416,7 +421,9 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
     )
     if kind == "text":
         content = str(_obj(data.get("text")).get("content") or "")
-        return IncomingMessage(text=normalize(content, bot_names), **base)
+        return IncomingMessage(
+            text=normalize(content, bot_names), typed=typed_words(content, bot_names), **base
+        )
     if kind == "mixed":
         items = _obj(data.get("mixed")).get("msg_item")
         parts = [
@@ -424,7 +431,10 @@ def aibot_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetim
             for i in (items if isinstance(items, list) else [])
             if isinstance(i, dict) and i.get("msgtype") == "text"
         ]
-        return IncomingMessage(text=normalize(" ".join(parts), bot_names), **base)
+        content = " ".join(parts)
+        return IncomingMessage(
+            text=normalize(content, bot_names), typed=typed_words(content, bot_names), **base
+        )
     if kind == "event":
         etype = event.get("eventtype")
         if etype == "enter_chat":
