@@ -23,7 +23,7 @@ from bot.clock import Clock
 from bot.context import Context, active_dialog
 from bot.message import IncomingMessage, Outgoing, Text
 from bot.observability import HANDLER_SECONDS, MESSAGES
-from bot.router import Router, is_cancel
+from bot.router import Match, Router, is_cancel
 from config import Settings
 from models.base import Database
 from models.member import Member, PlatformIdentity, member_for_identity
@@ -210,13 +210,18 @@ class Bot:
                 "您是想办哪一件事？\n" + "\n".join(lines) + "\n请说得具体一点，例如“报名 3”或“我的报名”。"
             )
             return
-        route = top.route
+        self.run_route(ctx, top)
+
+    def run_route(self, ctx: Context, match: Match) -> None:
+        """Run a matched route with the core's checks (bound member, private-only routes); also for a handler that
+        finds the message was meant for another route."""
+        route = match.route
         ctx.handler_name = route.name
-        ctx.args, ctx.cut = top.args, top.cut
+        ctx.args, ctx.cut = match.args, match.cut
         if ctx.member is None and not route.public:
-            router.events["unbound"](ctx)
+            self.router.events["unbound"](ctx)
             return
-        if msg.is_group and not route.group_ok:
+        if ctx.msg.is_group and not route.group_ok:
             ctx.reply("这件事涉及个人信息，请私聊我办理（点我的头像发消息即可）。")
             return
         route.func(ctx)

@@ -707,8 +707,7 @@ def _not_about_activities(ctx: Context, mine: list[Activity]) -> bool:
     rivals = [m for m in router.matches(ctx.text) if m.route.func is not cancel]
     if not rivals:
         return False
-    ctx.handler_name, ctx.args, ctx.cut = rivals[0].route.name, rivals[0].args, rivals[0].cut
-    rivals[0].route.func(ctx)
+    ctx.bot.run_route(ctx, rivals[0])
     return True
 
 

@@ -568,3 +568,4 @@ def test_an_activity_that_has_started_refuses_sign_up_and_cancel(bot, chat_with)
         assert "“健步走”已经开始或结束了，不能再报名" in out and "秋游" in out  # with what is still open
         assert "已经开始了，不能再取消" in early.ask(f"取消报名 {aid}")
     assert signups(bot, aid) == [("甲", "confirmed", 0)]
+

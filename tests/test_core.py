@@ -389,3 +389,25 @@ def test_config_errors_name_the_variable():
     prod = load_settings({"APP_ENV": "production", "SECRET_KEY": "x" * 40, "DATA_KEY": "a" * 43 + "="})
     assert prod.SANDBOX_ENABLED is False and not prod.wecom_enabled and not prod.feishu_enabled
     assert load_settings({}).SANDBOX_ENABLED is True
+
+
+def test_run_route_keeps_the_core_checks(bot):
+    """A handler that hands a message to another route (“去不了” for a meeting) goes through Bot.run_route, which
+    keeps private-only routes out of group chats and strangers out of member routes."""
+    from bot.context import Context
+    from models import Member
+
+    member = add_member(bot, "甲")
+    match = next(m for m in bot.router.matches("我的会议") if not m.route.group_ok)
+    in_group = sandbox.incoming(bot, user_id="u1", chat_id=sandbox.group_chat_id(1), text="我的会议")
+    private = sandbox.incoming(bot, user_id="u1", chat_id="u1", text="我的会议")
+    with bot.db.transaction() as s:
+        ctx = Context(bot=bot, session=s, msg=in_group, member=s.get(Member, member.id))
+        bot.run_route(ctx, match)
+        stranger = Context(bot=bot, session=s, msg=private, member=None)
+        bot.run_route(stranger, match)
+        own = Context(bot=bot, session=s, msg=private, member=s.get(Member, member.id))
+        bot.run_route(own, match)
+    assert "请私聊我办理" in ctx.replies[0].text and ctx.handler_name == match.route.name
+    assert "工号" in stranger.replies[0].text  # asked to bind first
+    assert "请私聊" not in own.replies[0].text and "工号" not in own.replies[0].text
