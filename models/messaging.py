@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -66,6 +66,10 @@ class OutboxMessage(Base):
     """One outgoing message. Delivered by the delivery loop; the idempotency key makes enqueueing safe to repeat."""
 
     __tablename__ = "outbox_message"
+    __table_args__ = (
+        # the per-recipient rate windows count what a target was sent in the last minute, once per send
+        Index("ix_outbox_message_target_sent", "target_id", "sent_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     platform: Mapped[str] = mapped_column(String(16), index=True)
