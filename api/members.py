@@ -468,7 +468,8 @@ def import_members():
     except _Rollback:
         pass
     body = report_json(report)
-    log.info("api: token %s imported %s: %s", g.api_token.name, upload.filename, body["summary"])
+    # not the file's name: it may name people
+    log.info("api: token %s imported a roster: %s", g.api_token.name, body["summary"])
     if refused:
         resp = jsonify(
             error={

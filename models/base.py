@@ -43,9 +43,13 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite gets WAL, a busy timeout and IMMEDIATE transactions so concurrent writers queue instead of failing."""
+    """SQLite gets WAL, a busy timeout and IMMEDIATE transactions so concurrent writers queue instead of failing.
+
+    Both hide statement parameters from errors: a failed insert would otherwise log a member's name or phone."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -73,7 +77,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
 
 
 class WriterTurns:

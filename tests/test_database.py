@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from models.base import Database, WriterTurns
+from tests.conftest import POSTGRES_URL
 
 
 def test_writer_turns_are_first_come_first_served():
@@ -55,3 +58,17 @@ def test_sessions_and_connections_give_their_turn_back(tmp_path):
     t.join(timeout=10)
     assert done.is_set()  # nobody kept a turn
     db.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_database_errors_do_not_carry_personal_data(kind, tmp_path):
+    """A failed statement's error (logged by Flask, the worker, the handler's crash log) names no parameters."""
+    if kind == "postgres" and not POSTGRES_URL:
+        pytest.skip("needs TEST_POSTGRES_URL")
+    db = Database(f"sqlite:///{tmp_path / 'e.db'}" if kind == "sqlite" else POSTGRES_URL)
+    try:
+        with pytest.raises(DBAPIError) as err, db.transaction() as s:
+            s.execute(text("INSERT INTO no_such_table (phone) VALUES (:phone)"), {"phone": "13912345678"})
+        assert "13912345678" not in str(err.value) and "no_such_table" in str(err.value)
+    finally:
+        db.dispose()
