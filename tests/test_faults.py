@@ -137,7 +137,8 @@ def test_kill_9_worker_mid_fanout_every_message_delivered(database, platform, tm
         )
         log = tmp_path / "worker.log"
         procs = [start_worker(env, log) for _ in range(workers)]
-        assert fake.holding.wait(timeout=120), f"workers delivered nothing; log:\n{log.read_text()[-2000:]}"
+        held = fake.holding.wait(timeout=max(120, FANOUT / 15))
+        assert held, f"workers did not reach a third of the fan-out; log:\n{log.read_text()[-2000:]}"
         time.sleep(0.2)  # let every worker reach its held call (they are blocked on it, not working)
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)
