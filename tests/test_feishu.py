@@ -176,6 +176,29 @@ def test_challenge_with_token_only_app(tmp_path):
     app.extensions["db"].dispose()
 
 
+def test_challenge_with_encrypt_key_only_app(tmp_path):
+    """Feishu sends the challenge encrypted and unsigned; decrypting it with the Encrypt Key is the proof."""
+    app = make_app(
+        f"sqlite:///{tmp_path / 'k.db'}",
+        FEISHU_APP_ID=APP_ID,
+        FEISHU_APP_SECRET=APP_SECRET,
+        FEISHU_ENCRYPT_KEY=ENCRYPT_KEY,
+    )
+    c = app.test_client()
+    inner = json.dumps({"challenge": "k-1", "token": "any", "type": "url_verification"})
+    ok = c.post("/feishu/events", json={"encrypt": encrypt(ENCRYPT_KEY, inner)})
+    assert ok.status_code == 200 and ok.get_json() == {"challenge": "k-1"}
+    wrong_key = c.post("/feishu/events", json={"encrypt": encrypt("another key", inner)})
+    assert wrong_key.status_code == 401
+    plain = c.post("/feishu/events", json={"challenge": "k-2", "type": "url_verification"})
+    assert plain.status_code == 401  # neither encrypted nor carrying a token: no proof
+    # events still need the signature: an encrypted event without headers is refused
+    ev = {"encrypt": encrypt(ENCRYPT_KEY, json.dumps(text_message("ou_a", "帮助")))}
+    assert c.post("/feishu/events", json=ev).status_code == 401
+    assert post(c, text_message("ou_a", "帮助")).status_code == 200
+    app.extensions["db"].dispose()
+
+
 def test_not_registered_without_credentials(client):
     assert client.post("/feishu/events", json={"type": "url_verification"}).status_code == 404
 
