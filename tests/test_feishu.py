@@ -619,6 +619,40 @@ def test_unreachable_user_and_chat(fbot, fake):
         assert fbot.notify_member(s, s.get(Member, m.id), Text("x"), "n1") is False
 
 
+def test_roster_user_id_and_union_id_are_sent_with_their_id_type(fbot, fake):
+    """A roster's 飞书账号 may be a user_id: Feishu refuses it as an open_id (the fake checks like Feishu)."""
+    m = add_member(fbot, name="周九", employee_no="30006")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "e33ggbyz")
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("你好"), "uid1")
+    _enqueue(fbot, Text("联合"), target="on_8ed6aa67", key="uid2")
+    _enqueue(fbot, Text("开放"), target="ou_84aad35d", key="uid3")
+    outbox.drain(fbot, platform="feishu")
+    got = {d["receive_id"]: d["receive_id_type"] for d in fake.delivered}
+    assert got == {"e33ggbyz": "user_id", "on_8ed6aa67": "union_id", "ou_84aad35d": "open_id"}
+    with fbot.db.Session() as s:
+        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.platform == "feishu")).all()
+        assert {r.status for r in rows} == {"sent"}
+
+
+def test_fake_refuses_an_id_of_another_type(fake):
+    assert feishu_api.receive_id_type("user", "e33ggbyz") == "user_id"
+    import requests
+
+    auth = {"app_id": APP_ID, "app_secret": APP_SECRET}
+    token = requests.post(
+        fake.url + "/open-apis/auth/v3/tenant_access_token/internal", json=auth, timeout=5
+    ).json()["tenant_access_token"]
+    r = requests.post(
+        fake.url + "/open-apis/im/v1/messages",
+        params={"receive_id_type": "open_id"},
+        json={"receive_id": "e33ggbyz", "msg_type": "text", "content": '{"text":"x"}'},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert r.json()["code"] == 99992402 and not fake.delivered
+
+
 def test_reply_falls_back_to_create_when_recalled(fbot, fake, monkeypatch):
     _enqueue(
         fbot, Text("回复"), target="oc_g", kind="chat", key="rc1", context={"in_reply_to": "om_recalled"}
