@@ -619,6 +619,31 @@ def test_unreachable_user_and_chat(fbot, fake):
         assert fbot.notify_member(s, s.get(Member, m.id), Text("x"), "n1") is False
 
 
+def test_unreachable_mark_is_lifted_by_a_private_message(fbot, fclient, fake):
+    m = add_member(fbot, name="孙八", employee_no="30005")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "ou_back")
+    fake.unreachable.add("ou_back")
+    _enqueue(fbot, Text("你好"), target="ou_back", key="b1")
+    outbox.drain(fbot, platform="feishu")
+    fake.unreachable.discard("ou_back")  # e.g. back inside the app's availability range
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知1"), "bn1") is False
+    at_bot = [mention("@_user_1", BOT_OPEN_ID, "工会小助手")]
+    group = text_message("ou_back", "@_user_1 帮助", chat_type="group", chat_id="oc_g1", mentions=at_bot)
+    assert post(fclient, group).status_code == 200
+    fbot.process_pending()  # in case the mention check was deferred to the worker
+    with fbot.db.Session() as s:
+        assert s.scalar(select(InboundMessage.status).where(InboundMessage.chat_id == "oc_g1")) == "done"
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知2"), "bn2") is False
+    assert post(fclient, text_message("ou_back", "我的信息")).status_code == 200
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知3"), "bn3") is True
+    outbox.drain(fbot, platform="feishu")
+    assert "通知3" in fake.texts("ou_back")
+
+
 def test_roster_user_id_and_union_id_are_sent_with_their_id_type(fbot, fake):
     """A roster's 飞书账号 may be a user_id: Feishu refuses it as an open_id (the fake checks like Feishu)."""
     m = add_member(fbot, name="周九", employee_no="30006")

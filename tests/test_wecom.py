@@ -505,6 +505,28 @@ def test_invaliduser_marks_identity_unreachable(wbot, fake):
     assert fake.count("/cgi-bin/message/send") == 1
 
 
+def test_unreachable_mark_is_lifted_by_a_private_message(wclient, wbot, fake):
+    """invaliduser marked the member; once they write to the app again, notify_member reaches them again."""
+    member = add_member(wbot, name="赵六", employee_no="20003")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "back")
+    fake.invalid_users.add("back")
+    enqueue(wbot, "back", Text("hi"), "k1")
+    deliver(wbot)
+    fake.invalid_users.discard("back")  # e.g. the member is inside the app's visible range again
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知1"), "n1") is False
+    # a group @ through the AI bot does not prove the app can write to them privately
+    assert post_aibot(wclient, aibot_text("back", "@工会小助手 帮助", chat_id="wr-g1")).status_code == 200
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知2"), "n2") is False
+    assert post_app(wclient, text_xml("back", "我的信息")).status_code == 200
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知3"), "n3") is True
+    deliver(wbot)
+    assert "通知3" in texts_to(fake, "back")
+
+
 UNTRUSTED = (
     "not allow to access from your ip, hint: [1787373915609110759172198], from ip: 203.0.113.7, "
     "more info at https://open.work.weixin.qq.com/devtool/query?e=60020"
@@ -582,12 +604,16 @@ def test_a_batch_that_outlives_its_lease_sends_nothing_twice(wbot, fake):
 
 def test_twenty_per_group_webhook_per_minute(wbot, fake):
     with wbot.db.transaction() as s:
-        s.add(Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy")))
+        s.add(
+            Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy"))
+        )
     for i in range(22):
         enqueue(wbot, "wrBUSY", Text(f"通知{i}"), f"g{i}", kind="chat")
     deliver(wbot)
     assert fake.count("/cgi-bin/webhook/send") == 20
-    assert [e for s, e in statuses(wbot) if s == "pending"] == ["群消息推送每分钟20条的上限已到，稍后发送"] * 2
+    assert [e for s, e in statuses(wbot) if s == "pending"] == [
+        "群消息推送每分钟20条的上限已到，稍后发送"
+    ] * 2
     wbot.clock.offset = timedelta(seconds=61)
     deliver(wbot)
     sent = [b["text"]["content"] for b in fake.sent("/cgi-bin/webhook/send")]
@@ -631,7 +657,9 @@ def test_thirty_per_member_per_minute(wbot, fake):
     with wbot.db.Session() as s:
         waiting = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
     # held back by our own limit: no attempt used (so no dead letter however long the queue), no failure counted
-    assert [(r.attempts, r.last_error) for r in waiting] == [(0, "已达到每位成员每分钟30条的上限，稍后发送")] * 2
+    assert [(r.attempts, r.last_error) for r in waiting] == [
+        (0, "已达到每位成员每分钟30条的上限，稍后发送")
+    ] * 2
     assert DELIVERY_FAILURES.labels("wecom", "rate_wait")._value.get() == failures
     wbot.clock.offset = timedelta(seconds=61)
     deliver(wbot)
@@ -737,7 +765,9 @@ def test_aibot_cards_through_response_url_only_in_single_chats(wbot, fake):
         enqueue(wbot, target, card, f"reply:wecom:aibot:M{i}:0", kind=kind, context=ctx)
     deliver(wbot)
     single, group = fake.sent("/cgi-bin/aibot/response")
-    assert single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    assert (
+        single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    )
     assert group == {"msgtype": "markdown", "markdown": {"content": "活动 7\n周六\n【报名】"}}
 
 
@@ -792,7 +822,9 @@ def test_aibot_group_card_goes_back_passively_and_a_click_updates_it(wclient, wb
 
     # Clicks on cards we cannot find (or ids beyond the id column) are acknowledged without an update.
     for i, task in enumerate(("ub_999999_0", "ub_99999999999999999999_1", "someone-elses")):
-        query, body = aibot_request(aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}")))
+        query, body = aibot_request(
+            aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}"))
+        )
         resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
         assert resp.status_code == 200 and resp.get_data() == b""
 
