@@ -41,8 +41,6 @@ def _client():
         raise click.ClickException(
             "企业微信自建应用未配置：请设置 WECOM_CORP_ID、WECOM_AGENT_ID、WECOM_SECRET、WECOM_TOKEN、WECOM_AES_KEY"
         )
-    if not s.WECOM_AGENT_ID.isdigit():
-        raise click.ClickException("WECOM_AGENT_ID 必须是应用的 AgentId（数字）")
     return WeComClient(s, b.db, b.clock), s
 
 

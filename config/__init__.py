@@ -21,6 +21,18 @@ DATABASE_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psyco
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+# (what, settings any one of which turns it on, settings it then needs). Feishu's Verification Token and Encrypt
+# Key are optional (the long connection needs neither) but mean nothing without the app's ID and secret.
+_WECOM_APP = ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY")
+_WECOM_AIBOT = ("WECOM_AIBOT_TOKEN", "WECOM_AIBOT_AES_KEY")
+_FEISHU_APP = ("FEISHU_APP_ID", "FEISHU_APP_SECRET")
+PLATFORM_GROUPS = (
+    ("the WeCom app", _WECOM_APP, _WECOM_APP),
+    ("the WeCom AI bot", _WECOM_AIBOT, _WECOM_AIBOT),
+    ("Feishu", (*_FEISHU_APP, "FEISHU_VERIFICATION_TOKEN", "FEISHU_ENCRYPT_KEY"), _FEISHU_APP),
+)
+
+
 class ConfigError(click.ClickException):
     """A message that names the bad variable. A ClickException, so `flask ...` prints one line and exits 1."""
 
@@ -121,6 +133,30 @@ class Settings(BaseSettings):
             raise ValueError("EncodingAESKey must be 43 characters")
         return v
 
+    @field_validator("WECOM_AGENT_ID")
+    @classmethod
+    def _agent_id(cls, v: str) -> str:
+        v = v.strip()
+        if v and not (v.isascii() and v.isdigit()):
+            raise ValueError("must be the app's AgentId, a whole number such as 1000002")
+        return v
+
+    @model_validator(mode="after")
+    def _platform_groups(self) -> Settings:
+        """A half-filled platform would count as off (or fail at the first send): name what is missing."""
+        problems = []
+        for label, switches, needs in PLATFORM_GROUPS:
+            given = [n for n in switches if getattr(self, n)]
+            missing = [n for n in needs if not getattr(self, n)]
+            if given and missing:
+                verb = "is" if len(given) == 1 else "are"
+                problems.append(
+                    f"{', '.join(missing)}: required for {label} because {', '.join(given)} {verb} set"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         """Each message starts with the variable's name (model-level errors carry no field of their own)."""
@@ -144,15 +180,15 @@ class Settings(BaseSettings):
 
     @property
     def wecom_enabled(self) -> bool:
-        return bool(self.WECOM_CORP_ID and self.WECOM_SECRET and self.WECOM_TOKEN and self.WECOM_AES_KEY)
+        return all(getattr(self, n) for n in _WECOM_APP)
 
     @property
     def wecom_aibot_enabled(self) -> bool:
-        return bool(self.WECOM_AIBOT_TOKEN and self.WECOM_AIBOT_AES_KEY)
+        return all(getattr(self, n) for n in _WECOM_AIBOT)
 
     @property
     def feishu_enabled(self) -> bool:
-        return bool(self.FEISHU_APP_ID and self.FEISHU_APP_SECRET)
+        return all(getattr(self, n) for n in _FEISHU_APP)
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

@@ -46,12 +46,14 @@ VECTOR_A = dict(
     WECOM_TOKEN="hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
     WECOM_AES_KEY="6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
     WECOM_CORP_ID="ww1436e0e65a779aee",
+    WECOM_AGENT_ID="1000002",
     WECOM_SECRET="s",
 )
 VECTOR_B = dict(
     WECOM_TOKEN="QDG6eK",
     WECOM_AES_KEY="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
     WECOM_CORP_ID="wx5823bf96d3bd56c7",
+    WECOM_AGENT_ID="218",
     WECOM_SECRET="s",
 )
 A_GET = dict(
