@@ -279,7 +279,10 @@ class WeComClient:
 
         A read first: the alert is rare, and a write transaction per sent message would halve delivery."""
         with self.db.Session() as s:
-            if s.scalar(select(WecomAlert.id).where(WecomAlert.kind == ALERT_IP_NOT_TRUSTED).limit(1)) is None:
+            if (
+                s.scalar(select(WecomAlert.id).where(WecomAlert.kind == ALERT_IP_NOT_TRUSTED).limit(1))
+                is None
+            ):
                 return
         with self.db.transaction() as s:
             if clear_alert(s, ALERT_IP_NOT_TRUSTED):
@@ -397,7 +400,9 @@ class WeComSender:
                 )
                 .values(lease_until=now + LEASE)
             ).rowcount
-            status = None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+            status = (
+                None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+            )
         if renewed:
             return None
         if status == "sent":
@@ -433,7 +438,11 @@ class WeComSender:
             wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
+                    False,
+                    "已达到每位成员每分钟30条的上限，稍后发送",
+                    retry_after=wait,
+                    code=RATE_WAIT,
+                    held=True,
                 )
         msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
@@ -477,7 +486,11 @@ class WeComSender:
             wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
+                    False,
+                    "群消息推送每分钟20条的上限已到，稍后发送",
+                    retry_after=wait,
+                    code=RATE_WAIT,
+                    held=True,
                 )
             data = self.client.post_url(
                 webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
@@ -502,10 +515,17 @@ class WeComSender:
         5 s; no other channel reaches that chat, so the loop never sends it (see wecom.take_replies)."""
         if self.bot.clock.now() - row.created_at < PASSIVE_WAIT:
             return SendResult(
-                False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait", held=True
+                False,
+                "等待回调被动回复",
+                retry_after=PASSIVE_WAIT.total_seconds(),
+                code="passive_wait",
+                held=True,
             )
         return SendResult(
-            False, "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）", permanent=True, code="passive_missed"
+            False,
+            "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）",
+            permanent=True,
+            code="passive_missed",
         )
 
     def _fresh(self, ctx: dict[str, Any]) -> bool:
