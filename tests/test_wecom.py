@@ -16,7 +16,7 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot import outbox
 from bot.adapters import wecom
-from bot.adapters.wecom_api import cut_bytes, failure_code, scrub
+from bot.adapters.wecom_api import CARD_HINT, button_labels, cut_bytes, failure_code, scrub
 from bot.message import Button, Card, Text
 from bot.observability import DELIVERY_FAILURES
 from models.member import PlatformIdentity, link_identity
@@ -677,16 +677,49 @@ def test_card_rendered_as_template_card_and_long_text_cut(wbot, fake):
     enqueue(wbot, "u1", card, "card")
     enqueue(wbot, "u1", Text("长" * 3000), "long")
     deliver(wbot)
-    card_body, text_body = fake.sent()
+    full, card_body, text_body = fake.sent()
+    # the title does not fit the card: the whole text goes first, then the card with the buttons
+    assert full["msgtype"] == "text" and full["text"]["content"] == "\n".join([card.title, *card.lines])
     tc = card_body["template_card"]
     assert card_body["msgtype"] == "template_card" and tc["card_type"] == "button_interaction"
     assert card_body["agentid"] == int(AGENT_ID)
     assert len(tc["button_list"]) == 6 and len({b["key"] for b in tc["button_list"]}) == 6
     assert wecom.decode_key(tc["button_list"][2]["key"]) == {"do": "signup", "activity": 2}
     assert len(tc["main_title"]["title"]) <= 26 and tc["main_title"]["title"].endswith("…")
-    assert tc["sub_title_text"] == "时间：周六\n地点：礼堂" and tc["task_id"].startswith("ub_")
+    assert tc["sub_title_text"] == CARD_HINT and tc["task_id"].startswith("ub_")
+    short = Card("活动", ["时间：周六", "地点：礼堂"], [Button("报名", {"do": "signup", "activity": 1})])
+    enqueue(wbot, "u1", short, "short")
+    deliver(wbot)
+    (fits,) = fake.sent()[3:]
+    assert (
+        fits["template_card"]["sub_title_text"] == "时间：周六\n地点：礼堂"
+    )  # a card that fits: one message
     content = text_body["text"]["content"]
     assert len(content.encode()) <= 2048 and content.endswith("…")
+
+
+def test_a_failed_card_after_its_text_is_retried_without_the_text(wbot, fake):
+    card = Card(
+        "请核对您的提案", ["现状和理由：" + "停车难。" * 40], [Button("确认提交", {"do": "proposal_confirm"})]
+    )
+    enqueue(wbot, "u1", card, "pc")
+    fake.fail_next_of("template_card", 45009, "api freq out of limit")
+    assert deliver(wbot) == 0
+    assert [b["msgtype"] for b in fake.sent()] == ["text"]
+    wbot.clock.offset = timedelta(seconds=61)
+    assert deliver(wbot) == 1
+    assert [b["msgtype"] for b in fake.sent()] == ["text", "template_card"]  # the text once
+
+
+def test_labels_cut_alike_keep_the_id_and_respond_to_the_same_action():
+    same = [Button(f"报名 职工健康讲座第{i}场", {"do": "signup", "activity": 10 + i}) for i in range(3)]
+    assert button_labels(same) == ["报名【10】职工健…", "报名【11】职工健…", "报名【12】职工健…"]
+    plain = [Button("确认", {"do": "a"}), Button("确认", {"do": "b"})]
+    assert button_labels(plain) == ["【1】确认", "【2】确认"]
+    assert button_labels([Button("确认提交", {"do": "x"}), Button("取消", {"do": "y"})]) == [
+        "确认提交",
+        "取消",
+    ]
 
 
 def test_group_chat_via_webhook_and_appchat(wbot, fake):
