@@ -384,3 +384,27 @@ def test_long_proposal_preview_arrives_in_full_with_its_buttons(wapp, fake):
     confirm = tc["button_list"][0]
     phone.click(confirm["key"], tc["task_id"])
     assert any("编号" in render(b) for b in phone.inbox())
+
+
+def test_ai_bot_group_gets_the_compact_card_and_the_full_list(wapp, fake):
+    """In a group the card goes back passively (response_url cannot carry cards there): the compact card with
+    the buttons, and the whole list through response_url, never cut at the card's 112 characters."""
+    bot = wapp.extensions["bot"]
+    add_member(bot, name="李四", employee_no="10087")
+    ids = [make_activity(bot, f"职工健康讲座第{i}场") for i in range(8)]
+    phone = Phone(wapp, fake, "lisi")
+    phone.ask("你好")
+    assert "绑定成功" in phone.ask("10087 李四")
+    payload = aibot_text(
+        "lisi", "@工会小助手 活动", chat_id="wrWARD3", msgid="L1", response_url=fake.response_url("L1")
+    )
+    query, body = aibot_request(payload)
+    resp = wapp.test_client().post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    card = decrypt_aibot_reply(resp, query)["template_card"]
+    assert card["sub_title_text"] == CARD_HINT
+    labels = [b["text"] for b in card["button_list"]]
+    assert len(labels) == len(set(labels))
+    outbox.drain(bot, platform="wecom")
+    (answer,) = [c["json"] for c in fake.calls if c["path"] == "/cgi-bin/aibot/response"]
+    for i, aid in enumerate(ids):
+        assert f"【{aid}】职工健康讲座第{i}场" in answer["markdown"]["content"]
