@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     WECOM_API_BASE: str = "https://qyapi.weixin.qq.com"
     WECOM_AIBOT_TOKEN: str = ""
     WECOM_AIBOT_AES_KEY: str = ""
+    WECOM_API_CALLS_PER_MINUTE: int = 9000  # WeCom's cap: 10,000 a minute per company and API
+    WECOM_API_CALLS_PER_HOUR: int = 140_000  # and 150,000 an hour
 
     FEISHU_APP_ID: str = ""
     FEISHU_APP_SECRET: str = ""
@@ -119,7 +121,12 @@ class Settings(BaseSettings):
                 raise ValueError("must be a url-safe base64 Fernet key (32 bytes)")
         return v
 
-    @field_validator("HARDSHIP_FOLLOW_UP_DAYS", "HARDSHIP_RETENTION_YEARS")
+    @field_validator(
+        "HARDSHIP_FOLLOW_UP_DAYS",
+        "HARDSHIP_RETENTION_YEARS",
+        "WECOM_API_CALLS_PER_MINUTE",
+        "WECOM_API_CALLS_PER_HOUR",
+    )
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

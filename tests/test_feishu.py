@@ -1070,7 +1070,7 @@ def test_the_sdk_still_calls_the_long_connection_hook():
 def test_app_limits_50_a_second_and_1000_a_minute(fbot, fake):
     import time_machine
 
-    from models.feishu import take_slot
+    from models.rate import take_slot
 
     sender = fbot.senders["feishu"]
     assert prefetch_bot_open_id(fbot)

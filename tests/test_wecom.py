@@ -492,6 +492,31 @@ def test_rate_limit_45009_retried_later_and_delivered_once(wbot, fake):
     assert texts_to(fake, "u1") == ["hello"]
 
 
+def test_app_wide_cap_per_api_holds_rows_without_spending_attempts(tmp_path, fake):
+    """WeCom caps each API per company (10,000 a minute): all workers together stay under the configured cap."""
+    import time_machine
+
+    app = make_app(f"sqlite:///{tmp_path / 'cap.db'}", **settings_for(fake), WECOM_API_CALLS_PER_MINUTE=3)
+    bot = app.extensions["bot"]
+    try:
+        start = 2_000_000_020.0  # 40 s into a minute window (epoch // 60)
+        with time_machine.travel(start, tick=False):
+            for i in range(5):  # five members: the per-member limit never applies
+                enqueue(bot, f"m{i}", Text("通知"), f"cap{i}")
+            assert deliver(bot) == 3
+            assert len(fake.sent()) == 3
+            with bot.db.Session() as s:
+                held = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+            assert [r.attempts for r in held] == [0, 0]  # held, not failed
+            assert {r.next_attempt_at.timestamp() for r in held} == {start + 20}  # the next minute
+            assert deliver(bot) == 0 and len(fake.sent()) == 3
+        with time_machine.travel(start + 20, tick=False):
+            assert deliver(bot) == 2
+        assert sorted(b["touser"] for b in fake.sent()) == [f"m{i}" for i in range(5)]
+    finally:
+        app.extensions["db"].dispose()
+
+
 def test_invaliduser_marks_identity_unreachable(wbot, fake):
     member = add_member(wbot, name="赵六", employee_no="20003")
     with wbot.db.transaction() as s:

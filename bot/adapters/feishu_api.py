@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
 from bot.outbox import SendResult
-from models.feishu import FeishuState, get_state, put_state, take_slot
+from models.feishu import FeishuState, get_state, put_state
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
+from models.rate import take_slot
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@
   are merged into that one use; cards only into single chats), group chats through the chat's webhook
   (消息推送) or `appchat/send`. The enter_chat welcome is never sent from here (passive reply only).
 - Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
-  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
+  rows); per API (message/send, appchat/send) `WECOM_API_CALLS_PER_MINUTE` / `_PER_HOUR` for the whole app,
+  counted in `models.rate` windows shared by every worker; 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
 - 60020 (server IP not trusted): an alert with the IP to trust is shown on the console dashboard; the rows
   wait (no attempt spent, so they never die of it) until a successful call clears the alert and sends them.
 - Failed results carry the WeCom errcode (or "timeout", "http_502", ...) as `code` for the metrics.
@@ -39,6 +40,7 @@ from bot.message import Button, Card, Text, payload_to_outgoing
 from bot.outbox import LEASE, SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
+from models.rate import take_slot
 from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, WecomAlert, clear_alert, raise_alert
 
 log = logging.getLogger(__name__)
@@ -511,6 +513,9 @@ class WeComSender:
         )
 
     def _message_send(self, row: OutboxMessage, users: list[str], msg: dict[str, Any]) -> SendResult:
+        held = self._app_wait("message/send")
+        if held is not None:
+            return held
         data = self.client.post("/cgi-bin/message/send", msg)
         code = int(data.get("errcode") or 0)
         invalid = set(str(data.get("invaliduser") or "").split("|")) & set(users)
@@ -572,6 +577,9 @@ class WeComSender:
                 permanent=True,
                 code="not_configured",
             )
+        held = self._app_wait("appchat/send")
+        if held is not None:
+            return held
         data = self.client.post(
             "/cgi-bin/appchat/send",
             {"chatid": row.target_id, "msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}},
@@ -658,6 +666,36 @@ class WeComSender:
         return result
 
     # shared ----------------------------------------------------------------------------------------------
+    def _app_wait(self, api: str) -> SendResult | None:
+        """Take a slot in this API's company-wide windows (WeCom caps each API per company: 10,000 calls a
+        minute, 150,000 an hour), shared by every worker through the database; None: call now. Over a limit,
+        the row is held (no attempt spent) until the window ends, and the refused try takes no slot."""
+        now = self.bot.clock.now().timestamp()
+        limits = (
+            ("m", self.settings.WECOM_API_CALLS_PER_MINUTE, 60),
+            ("h", self.settings.WECOM_API_CALLS_PER_HOUR, 3600),
+        )
+        with self.db.transaction() as s:
+            slots = s.begin_nested()
+            over = [
+                size - now % size
+                for name, limit, size in limits
+                if take_slot(s, f"wecom:{api}:{name}", int(now // size)) > limit
+            ]
+            if over:
+                slots.rollback()
+            else:
+                slots.commit()
+        if not over:
+            return None
+        return SendResult(
+            False,
+            "企业微信每分钟/每小时调用上限将到，稍后发送",
+            retry_after=max(max(over), 0.5),
+            code=RATE_WAIT,
+            held=True,
+        )
+
     def _rate_wait(self, row: OutboxMessage, limit: int) -> float:
         """Seconds to wait so this target stays under `limit` messages per minute (0: send now)."""
         now = self.bot.clock.now()
