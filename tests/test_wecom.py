@@ -831,6 +831,25 @@ def test_aibot_cards_through_response_url_only_in_single_chats(wbot, fake):
     assert group == {"msgtype": "markdown", "markdown": {"content": "活动 7\n周六\n【报名】"}}
 
 
+def test_aibot_card_too_long_for_a_card_goes_through_response_url_in_full(wbot, fake):
+    """response_url is good for one message: a card whose text does not fit goes as the full text, not cut."""
+    lines = [f"【{i}】职工健康讲座第{i}场 · 12月{i}日 14:00（剩10）" for i in range(1, 9)]
+    card = Card(
+        "可报名的活动",
+        lines,
+        [Button(f"报名 职工健康讲座第{i}场", {"do": "signup", "activity": i}) for i in (1, 2)],
+    )
+    ctx = {
+        "in_reply_to": "aibot:L1",
+        "response_url": fake.response_url("rcL"),
+        "received": wbot.clock.now().isoformat(),
+    }
+    enqueue(wbot, "lilei", card, "reply:wecom:aibot:L1:0", context=ctx)
+    deliver(wbot)
+    (body,) = fake.sent("/cgi-bin/aibot/response")
+    assert body["msgtype"] == "markdown" and all(line in body["markdown"]["content"] for line in lines)
+
+
 def aibot_click(user: str, key: str, task: str, msgid: str, response_url: str, chat_id: str = "wrG") -> dict:
     return {
         "msgid": msgid,
