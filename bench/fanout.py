@@ -15,7 +15,7 @@ After each enqueue the real delivery loop (`bot.outbox.deliver_due`, as `flask w
 with the real WeCom sender (`bot.adapters.wecom_api.WeComSender`) to the fake WeCom server of the tests
 (`tests/fake_wecom.py`, on a loopback port; WECOM_API_BASE points at it). Printed: time to enqueue, rows, the
 message/send calls and recipients COUNTED AT THE FAKE SERVER, delivery time and rate, that rate against the
-sender's configured limits (30 messages per member per minute; no app-wide cap in the sender) and WeCom's own
+sender's configured limits (30 messages per member per minute; WECOM_API_CALLS_PER_MINUTE app-wide) and WeCom's own
 per-API cap (10,000 calls a minute per company), and peak memory (ru_maxrss; tracemalloc peak with --trace).
 
 The personal run delivers `--deliver` rows (default 1,000; the time for all of them is extrapolated and marked so):
@@ -44,6 +44,7 @@ from app import create_app  # noqa: E402
 from bot import outbox  # noqa: E402
 from bot.adapters import wecom_api  # noqa: E402
 from bot.clock import Clock  # noqa: E402
+from config import Settings  # noqa: E402
 from handlers.greetings import run_greetings  # noqa: E402
 from models.greeting import Festival, GreetingConfig, GreetingRun, delivery_report, ensure_seeded  # noqa: E402
 from models.member import Branch, Group, Member, PlatformIdentity  # noqa: E402
@@ -53,6 +54,7 @@ from tests.wecom_helpers import settings_for  # noqa: E402
 
 SH = ZoneInfo("Asia/Shanghai")
 SEND_PATH = "/cgi-bin/message/send"
+SENDER_CAP = Settings.model_fields["WECOM_API_CALLS_PER_MINUTE"].default
 WECOM_CALLS_PER_MINUTE = 10_000  # WeCom: per company and API (../shared/platforms/wecom.md, 访问频率限制)
 
 
@@ -101,7 +103,11 @@ def seed(db, n: int) -> None:
 
 def outbox_rows(db, prefix: str, status: str | None = None) -> int:
     with db.Session() as s:
-        q = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.idempotency_key.like(prefix + "%"))
+        q = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.idempotency_key.like(prefix + "%"))
+        )
         if status:
             q = q.where(OutboxMessage.status == status)
         return s.scalar(q)
@@ -149,7 +155,7 @@ def report(d: dict, members: int) -> None:
         print(f"   {members:,} members greeted in {d['secs']:.1f}s")
     print(
         f"   limits: sender {wecom_api.PER_MEMBER_PER_MINUTE}/member/min (each member gets 1 message here: never "
-        f"binding); app-wide cap in the sender: none; WeCom's cap {WECOM_CALLS_PER_MINUTE:,} calls/min per API "
+        f"binding); app-wide cap in the sender: {SENDER_CAP:,} calls/min (WECOM_API_CALLS_PER_MINUTE); WeCom's cap {WECOM_CALLS_PER_MINUTE:,} calls/min per API "
         f"-> {per_min / WECOM_CALLS_PER_MINUTE:.0%} of it"
         + ("  ** OVER: WeCom would answer 45009 **" if per_min > WECOM_CALLS_PER_MINUTE else "")
     )

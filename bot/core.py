@@ -136,6 +136,19 @@ class Bot:
         return HandleResult(failed=True, inbound_id=inbound_id, replies=replies)
 
     def _run(self, s: Session, msg: IncomingMessage, inbound_id: int) -> HandleResult:
+        if not msg.is_group:
+            # A private message, click or event from an account marked unreachable (WeCom invaliduser, Feishu
+            # 230013) proves the app reaches it again; a group message does not (a group bot hears people the
+            # app cannot write to), so only private traffic lifts the mark.
+            s.execute(
+                update(PlatformIdentity)
+                .where(
+                    PlatformIdentity.platform == msg.platform,
+                    PlatformIdentity.platform_user_id == msg.user_id,
+                    PlatformIdentity.unreachable.is_(True),
+                )
+                .values(unreachable=False)
+            )
         member = member_for_identity(s, msg.platform, msg.user_id)
         if member is not None and not member.active:
             member = None

@@ -41,8 +41,6 @@ def _client():
         raise click.ClickException(
             "企业微信自建应用未配置：请设置 WECOM_CORP_ID、WECOM_AGENT_ID、WECOM_SECRET、WECOM_TOKEN、WECOM_AES_KEY"
         )
-    if not s.WECOM_AGENT_ID.isdigit():
-        raise click.ClickException("WECOM_AGENT_ID 必须是应用的 AgentId（数字）")
     return WeComClient(s, b.db, b.clock), s
 
 
@@ -119,7 +117,9 @@ def _check_group(s, group_id: int | None) -> None:
     from models.member import Group
 
     if group_id is not None and (not 0 < group_id < 2**31 or s.get(Group, group_id) is None):
-        raise click.ClickException(f"没有ID为 {group_id} 的工会小组。可以不填 --group-id，之后在控制台“企业微信群”页按名称选择小组")
+        raise click.ClickException(
+            f"没有ID为 {group_id} 的工会小组。可以不填 --group-id，之后在控制台“企业微信群”页按名称选择小组"
+        )
 
 
 @wecom_cli.command("webhook")
@@ -176,7 +176,9 @@ def _appchat_call(client, method: str, path: str, **kwargs) -> dict:
     if code == 60020:
         raise click.ClickException(ip_alert_text(untrusted_ip(str(data.get("errmsg", "")))))
     if code:
-        raise click.ClickException(scrub(f"企业微信返回错误 {code}: {data.get('errmsg', '')}。{APPCHAT_HINT}"))
+        raise click.ClickException(
+            scrub(f"企业微信返回错误 {code}: {data.get('errmsg', '')}。{APPCHAT_HINT}")
+        )
     return data
 
 
@@ -213,19 +215,28 @@ def appchat_add(chat_id: str, title: str, group_id: int | None) -> None:
     if not chat_id or len(chat_id) > 128 or not chat_id.isprintable():
         raise click.ClickException("请给出群聊ID（chatid，128个字符以内）")
     client, _ = _client()
-    info = _appchat_call(client, "GET", "/cgi-bin/appchat/get", params={"chatid": chat_id}).get("chat_info") or {}
+    info = (
+        _appchat_call(client, "GET", "/cgi-bin/appchat/get", params={"chatid": chat_id}).get("chat_info")
+        or {}
+    )
     _register_chat(chat_id, title or str(info.get("name") or ""), group_id)
     members = len(info.get("userlist") or [])
-    click.echo(f"已登记应用群聊 {chat_id}（{title or info.get('name') or '未命名'}，{members}人），群发通知会通过应用发到这个群。")
+    click.echo(
+        f"已登记应用群聊 {chat_id}（{title or info.get('name') or '未命名'}，{members}人），群发通知会通过应用发到这个群。"
+    )
 
 
 @appchat.command("create")
 @click.argument("name")
-@click.option("--member", "members", multiple=True, required=True, help="成员的企业微信账号（至少2人，可重复此选项）")
+@click.option(
+    "--member", "members", multiple=True, required=True, help="成员的企业微信账号（至少2人，可重复此选项）"
+)
 @click.option("--owner", default="", help="群主的企业微信账号（须是成员之一；不填由企业微信指定）")
 @click.option("--chat-id", default="", help="自定义群聊ID（最多32个字母或数字；不填由企业微信生成）")
 @click.option("--group-id", type=int, default=None, help="对应的工会小组ID")
-def appchat_create(name: str, members: tuple[str, ...], owner: str, chat_id: str, group_id: int | None) -> None:
+def appchat_create(
+    name: str, members: tuple[str, ...], owner: str, chat_id: str, group_id: int | None
+) -> None:
     """Create a group chat through appchat/create and register it for broadcasts."""
     import re
 
@@ -247,7 +258,9 @@ def appchat_create(name: str, members: tuple[str, ...], owner: str, chat_id: str
     created = _appchat_call(client, "POST", "/cgi-bin/appchat/create", payload=payload)
     new_id = str(created.get("chatid") or chat_id)
     _register_chat(new_id, name.strip(), group_id)
-    click.echo(f"已创建群聊“{name.strip()}”（{len(users)}人），群聊ID {new_id}。群发通知会通过应用发到这个群。")
+    click.echo(
+        f"已创建群聊“{name.strip()}”（{len(users)}人），群聊ID {new_id}。群发通知会通过应用发到这个群。"
+    )
 
 
 commands = [wecom_cli]

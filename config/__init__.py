@@ -21,6 +21,18 @@ DATABASE_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psyco
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+# (what, settings any one of which turns it on, settings it then needs). Feishu's Verification Token and Encrypt
+# Key are optional (the long connection needs neither) but mean nothing without the app's ID and secret.
+_WECOM_APP = ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY")
+_WECOM_AIBOT = ("WECOM_AIBOT_TOKEN", "WECOM_AIBOT_AES_KEY")
+_FEISHU_APP = ("FEISHU_APP_ID", "FEISHU_APP_SECRET")
+PLATFORM_GROUPS = (
+    ("the WeCom app", _WECOM_APP, _WECOM_APP),
+    ("the WeCom AI bot", _WECOM_AIBOT, _WECOM_AIBOT),
+    ("Feishu", (*_FEISHU_APP, "FEISHU_VERIFICATION_TOKEN", "FEISHU_ENCRYPT_KEY"), _FEISHU_APP),
+)
+
+
 class ConfigError(click.ClickException):
     """A message that names the bad variable. A ClickException, so `flask ...` prints one line and exits 1."""
 
@@ -52,6 +64,8 @@ class Settings(BaseSettings):
     WECOM_API_BASE: str = "https://qyapi.weixin.qq.com"
     WECOM_AIBOT_TOKEN: str = ""
     WECOM_AIBOT_AES_KEY: str = ""
+    WECOM_API_CALLS_PER_MINUTE: int = 9000  # WeCom's cap: 10,000 a minute per company and API
+    WECOM_API_CALLS_PER_HOUR: int = 140_000  # and 150,000 an hour
 
     FEISHU_APP_ID: str = ""
     FEISHU_APP_SECRET: str = ""
@@ -107,7 +121,12 @@ class Settings(BaseSettings):
                 raise ValueError("must be a url-safe base64 Fernet key (32 bytes)")
         return v
 
-    @field_validator("HARDSHIP_FOLLOW_UP_DAYS", "HARDSHIP_RETENTION_YEARS")
+    @field_validator(
+        "HARDSHIP_FOLLOW_UP_DAYS",
+        "HARDSHIP_RETENTION_YEARS",
+        "WECOM_API_CALLS_PER_MINUTE",
+        "WECOM_API_CALLS_PER_HOUR",
+    )
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:
@@ -120,6 +139,30 @@ class Settings(BaseSettings):
         if v and len(v) != 43:
             raise ValueError("EncodingAESKey must be 43 characters")
         return v
+
+    @field_validator("WECOM_AGENT_ID")
+    @classmethod
+    def _agent_id(cls, v: str) -> str:
+        v = v.strip()
+        if v and not (v.isascii() and v.isdigit()):
+            raise ValueError("must be the app's AgentId, a whole number such as 1000002")
+        return v
+
+    @model_validator(mode="after")
+    def _platform_groups(self) -> Settings:
+        """A half-filled platform would count as off (or fail at the first send): name what is missing."""
+        problems = []
+        for label, switches, needs in PLATFORM_GROUPS:
+            given = [n for n in switches if getattr(self, n)]
+            missing = [n for n in needs if not getattr(self, n)]
+            if given and missing:
+                verb = "is" if len(given) == 1 else "are"
+                problems.append(
+                    f"{', '.join(missing)}: required for {label} because {', '.join(given)} {verb} set"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
@@ -144,15 +187,15 @@ class Settings(BaseSettings):
 
     @property
     def wecom_enabled(self) -> bool:
-        return bool(self.WECOM_CORP_ID and self.WECOM_SECRET and self.WECOM_TOKEN and self.WECOM_AES_KEY)
+        return all(getattr(self, n) for n in _WECOM_APP)
 
     @property
     def wecom_aibot_enabled(self) -> bool:
-        return bool(self.WECOM_AIBOT_TOKEN and self.WECOM_AIBOT_AES_KEY)
+        return all(getattr(self, n) for n in _WECOM_AIBOT)
 
     @property
     def feishu_enabled(self) -> bool:
-        return bool(self.FEISHU_APP_ID and self.FEISHU_APP_SECRET)
+        return all(getattr(self, n) for n in _FEISHU_APP)
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

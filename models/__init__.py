@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 typed models. Importing this package registers every table on Base.metadata."""
 
 # Importing a feature's module registers its tables.
-from models import care, feishu, greeting, meeting, proposal, wecom  # noqa: F401
+from models import care, feishu, greeting, meeting, proposal, rate, wecom  # noqa: F401
 from models.activity import Activity, Signup  # noqa: F401
 from models.base import Base, Database, UTCDateTime, utcnow
 from models.member import Branch, Group, Member, MemberRole, PlatformIdentity

@@ -1,10 +1,11 @@
-"""Feishu adapter state shared by every worker through the database: tokens, the bot's open_id, send rates."""
+"""Feishu adapter state shared by every worker through the database: the tenant token and the bot's open_id
+(send rates: `models.rate`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, case
+from sqlalchemy import String, Text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -22,15 +23,6 @@ class FeishuState(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class FeishuRate(Base):
-    """A fixed-window send counter per scope (the app per second / minute, one user or chat per second)."""
-
-    __tablename__ = "feishu_rate"
-    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
-    win: Mapped[int] = mapped_column(Integer)  # window number = epoch seconds // window size
-    count: Mapped[int] = mapped_column(Integer, default=0)
-
-
 def get_state(s: Session, key: str) -> FeishuState | None:
     return s.get(FeishuState, key)
 
@@ -43,14 +35,3 @@ def put_state(s: Session, key: str, value: str, expires_at: datetime | None, now
             index_elements=["key"], set_={"value": value, "expires_at": expires_at, "updated_at": now}
         )
     )
-
-
-def take_slot(s: Session, scope: str, win: int) -> int:
-    """Count one send in `scope`'s window `win` atomically; returns the count including this one."""
-    ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(FeishuRate)
-    stmt = ins.values(scope=scope[:160], win=win, count=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["scope"],
-        set_={"win": win, "count": case((FeishuRate.win == win, FeishuRate.count + 1), else_=1)},
-    ).returning(FeishuRate.count)
-    return int(s.execute(stmt).scalar_one())

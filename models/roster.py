@@ -28,7 +28,7 @@ Rules:
 - 退休: 是/否, Y/N, 1/0, true/false. 性别: 男/女. 手机: digits kept; a mobile number must have 11 digits
   (a +86 prefix is dropped); anything else that is not a mobile (a landline like 0571-87654321) is kept as is.
 - 角色: labels (分会主席、小组长 …) or codes (branch_chair …) separated by 、 , ， / ／ ; or spaces.
-- 企业微信账号 / 飞书账号: the WeCom userid / Feishu open_id; linked to the member so the bot recognises them
+- 企业微信账号 / 飞书账号: the WeCom userid / Feishu open_id, union_id or user_id; linked to the member so the bot recognises them
   without the binding dialog. An account linked to another member is an error; a member's previous account
   on the same platform is replaced by the roster's.
 

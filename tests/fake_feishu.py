@@ -4,6 +4,8 @@
 `fake.url`. It records every call, delivers each `uuid` at most once (like Feishu, within the hour), and can be
 scripted: `expire_tokens()` (next call answers 99991663), `rate_limit(n, reset)` (HTTP 429 / 99991400 with
 `x-ogw-ratelimit-reset`), `unreachable` (receive ids answered 230013 / 230002), `down` (bot info fails).
+A receive_id that is not of its receive_id_type (open_id `ou_`, union_id `on_`, chat_id `oc_`, user_id none of
+these) gets 99992402, as Feishu refuses it.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ class FakeFeishu:
             receive_id, kind = f"reply:{parent}", "reply"
         else:
             receive_id, kind = body.get("receive_id", ""), req.args.get("receive_id_type", "")
+            if not id_matches(kind, receive_id):
+                return 400, {"code": 99992402, "msg": "field validation failed: receive_id"}, {}
             if receive_id in self.unreachable:
                 code = 230002 if kind == "chat_id" else 230013
                 return 400, {"code": code, "msg": "Bot can NOT be out of the chat / no availability"}, {}
@@ -156,6 +160,16 @@ class FakeFeishu:
             }
         )
         return 200, {"code": 0, "msg": "success", "data": {"message_id": message_id}}, {}
+
+
+ID_PREFIXES = {"open_id": "ou_", "union_id": "on_", "chat_id": "oc_"}
+
+
+def id_matches(kind: str, receive_id: str) -> bool:
+    """Like Feishu: an open_id, union_id or chat_id has its prefix; a user_id (the tenant's own id) has none."""
+    if kind in ID_PREFIXES:
+        return receive_id.startswith(ID_PREFIXES[kind])
+    return kind == "user_id" and bool(receive_id) and not receive_id.startswith(tuple(ID_PREFIXES.values()))
 
 
 def card_text(card: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 It hands out tokens, checks them, records every call (`calls`, `sent(path)`), and can be scripted:
 `fail_next(path, errcode, **extra)` answers the next call on `path` with that error (e.g. 45009, 60020),
 `expire_tokens(code)` makes every token handed out so far answer `code` (42001 or 40014),
+`fail_next_of(msgtype, errcode)` only the next message/send of that msgtype,
 `fail_http_next(path, status)` answers the next call on `path` with a bare HTTP error (e.g. 502),
 `invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once,
 `appchats` holds the groups created through `appchat/create` (chatid -> chat_info) for `appchat/get`.
@@ -50,6 +51,10 @@ class FakeWeCom:
 
     def fail_next(self, path: str, errcode: int, errmsg: str = "scripted", **extra: Any) -> None:
         self.scripted[path].append({"errcode": errcode, "errmsg": errmsg, **extra})
+
+    def fail_next_of(self, msgtype: str, errcode: int, errmsg: str = "scripted") -> None:
+        """Answer the next message/send of this msgtype ("text", "template_card") with `errcode`."""
+        self.scripted[f"message/send:{msgtype}"].append({"errcode": errcode, "errmsg": errmsg})
 
     def fail_http_next(self, path: str, status: int) -> None:
         self.http_errors[path].append(status)
@@ -122,6 +127,8 @@ class FakeWeCom:
             if self.scripted[path]:
                 return self.scripted[path].popleft()
             if path == "/cgi-bin/message/send":
+                if self.scripted[f"message/send:{data.get('msgtype')}"]:
+                    return self.scripted[f"message/send:{data.get('msgtype')}"].popleft()
                 users = set(str(data.get("touser", "")).split("|"))
                 bad = users & self.invalid_users
                 if bad and bad == users:
@@ -153,7 +160,10 @@ class FakeWeCom:
                     return {"errcode": 86215, "errmsg": "chatid already exists"}
                 owner = data.get("owner") or users[0]
                 self.appchats[chatid] = {
-                    "chatid": chatid, "name": data.get("name", ""), "owner": owner, "userlist": users
+                    "chatid": chatid,
+                    "name": data.get("name", ""),
+                    "owner": owner,
+                    "userlist": users,
                 }
                 return {"errcode": 0, "errmsg": "ok", "chatid": chatid}
             if path == "/cgi-bin/appchat/get":

@@ -15,7 +15,11 @@ from config import ConfigError, load_settings
 
 ROOT = config.ROOT
 PROJECT_ENV_FILE = config.ENV_FILE  # before the fixture below points it at a test file
-GOOD_PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "DATA_KEY": Fernet.generate_key().decode()}
+GOOD_PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "s" * 40,
+    "DATA_KEY": Fernet.generate_key().decode(),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +41,8 @@ def _clean_environment(monkeypatch, tmp_path):
         ("SANDBOX_ENABLED", "maybe", "boolean"),
         ("DATA_KEY", "short", "Fernet key"),
         ("WECOM_AES_KEY", "abc", "43 characters"),
+        ("WECOM_AGENT_ID", "abc", "a whole number"),
+        ("WECOM_AGENT_ID", "１０００００２", "a whole number"),  # full-width digits: int() would take them
         ("OUTBOX_MAX_ATTEMPTS", "many", "integer"),
     ],
 )
@@ -71,6 +77,40 @@ def test_production_rules_name_every_broken_variable_once():
     settings = load_settings(GOOD_PRODUCTION)
     assert settings.SANDBOX_ENABLED is False  # off by default in production
     assert load_settings({"APP_ENV": "development"}).SANDBOX_ENABLED is True
+
+
+WECOM_APP = {
+    "WECOM_CORP_ID": "wwcorp",
+    "WECOM_AGENT_ID": "1000002",
+    "WECOM_SECRET": "s",
+    "WECOM_TOKEN": "t",
+    "WECOM_AES_KEY": "a" * 43,
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"WECOM_CORP_ID": "wwcorp"}, "WECOM_AGENT_ID, WECOM_SECRET, WECOM_TOKEN, WECOM_AES_KEY"),
+        ({**WECOM_APP, "WECOM_AGENT_ID": ""}, "WECOM_AGENT_ID"),
+        ({"WECOM_AIBOT_TOKEN": "t"}, "WECOM_AIBOT_AES_KEY"),
+        ({"FEISHU_APP_ID": "cli_x"}, "FEISHU_APP_SECRET"),
+        ({"FEISHU_ENCRYPT_KEY": "k"}, "FEISHU_APP_ID, FEISHU_APP_SECRET"),
+    ],
+)
+def test_a_half_filled_platform_names_what_is_missing(given, missing):
+    with pytest.raises(ConfigError) as info:
+        load_settings(given)
+    message = info.value.message
+    assert message.startswith(f"invalid configuration: {missing}: required for ") and "\n" not in message
+
+
+def test_complete_platform_groups_are_enabled():
+    settings = load_settings({**WECOM_APP, "FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": "s"})
+    assert settings.wecom_enabled and settings.feishu_enabled and not settings.wecom_aibot_enabled
+    aibot_only = load_settings({"WECOM_AIBOT_TOKEN": "t", "WECOM_AIBOT_AES_KEY": "a" * 43})
+    assert aibot_only.wecom_aibot_enabled and not aibot_only.wecom_enabled  # the AI bot works on its own
+    assert load_settings({**WECOM_APP, "WECOM_AGENT_ID": " 1000002 "}).WECOM_AGENT_ID == "1000002"
 
 
 def test_dotenv_is_read_from_the_project_folder_not_the_current_directory(monkeypatch, tmp_path):

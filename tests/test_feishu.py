@@ -176,6 +176,29 @@ def test_challenge_with_token_only_app(tmp_path):
     app.extensions["db"].dispose()
 
 
+def test_challenge_with_encrypt_key_only_app(tmp_path):
+    """Feishu sends the challenge encrypted and unsigned; decrypting it with the Encrypt Key is the proof."""
+    app = make_app(
+        f"sqlite:///{tmp_path / 'k.db'}",
+        FEISHU_APP_ID=APP_ID,
+        FEISHU_APP_SECRET=APP_SECRET,
+        FEISHU_ENCRYPT_KEY=ENCRYPT_KEY,
+    )
+    c = app.test_client()
+    inner = json.dumps({"challenge": "k-1", "token": "any", "type": "url_verification"})
+    ok = c.post("/feishu/events", json={"encrypt": encrypt(ENCRYPT_KEY, inner)})
+    assert ok.status_code == 200 and ok.get_json() == {"challenge": "k-1"}
+    wrong_key = c.post("/feishu/events", json={"encrypt": encrypt("another key", inner)})
+    assert wrong_key.status_code == 401
+    plain = c.post("/feishu/events", json={"challenge": "k-2", "type": "url_verification"})
+    assert plain.status_code == 401  # neither encrypted nor carrying a token: no proof
+    # events still need the signature: an encrypted event without headers is refused
+    ev = {"encrypt": encrypt(ENCRYPT_KEY, json.dumps(text_message("ou_a", "帮助")))}
+    assert c.post("/feishu/events", json=ev).status_code == 401
+    assert post(c, text_message("ou_a", "帮助")).status_code == 200
+    app.extensions["db"].dispose()
+
+
 def test_not_registered_without_credentials(client):
     assert client.post("/feishu/events", json={"type": "url_verification"}).status_code == 404
 
@@ -596,6 +619,65 @@ def test_unreachable_user_and_chat(fbot, fake):
         assert fbot.notify_member(s, s.get(Member, m.id), Text("x"), "n1") is False
 
 
+def test_unreachable_mark_is_lifted_by_a_private_message(fbot, fclient, fake):
+    m = add_member(fbot, name="孙八", employee_no="30005")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "ou_back")
+    fake.unreachable.add("ou_back")
+    _enqueue(fbot, Text("你好"), target="ou_back", key="b1")
+    outbox.drain(fbot, platform="feishu")
+    fake.unreachable.discard("ou_back")  # e.g. back inside the app's availability range
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知1"), "bn1") is False
+    at_bot = [mention("@_user_1", BOT_OPEN_ID, "工会小助手")]
+    group = text_message("ou_back", "@_user_1 帮助", chat_type="group", chat_id="oc_g1", mentions=at_bot)
+    assert post(fclient, group).status_code == 200
+    fbot.process_pending()  # in case the mention check was deferred to the worker
+    with fbot.db.Session() as s:
+        assert s.scalar(select(InboundMessage.status).where(InboundMessage.chat_id == "oc_g1")) == "done"
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知2"), "bn2") is False
+    assert post(fclient, text_message("ou_back", "我的信息")).status_code == 200
+    with fbot.db.transaction() as s:
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("通知3"), "bn3") is True
+    outbox.drain(fbot, platform="feishu")
+    assert "通知3" in fake.texts("ou_back")
+
+
+def test_roster_user_id_and_union_id_are_sent_with_their_id_type(fbot, fake):
+    """A roster's 飞书账号 may be a user_id: Feishu refuses it as an open_id (the fake checks like Feishu)."""
+    m = add_member(fbot, name="周九", employee_no="30006")
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "feishu", "e33ggbyz")
+        assert fbot.notify_member(s, s.get(Member, m.id), Text("你好"), "uid1")
+    _enqueue(fbot, Text("联合"), target="on_8ed6aa67", key="uid2")
+    _enqueue(fbot, Text("开放"), target="ou_84aad35d", key="uid3")
+    outbox.drain(fbot, platform="feishu")
+    got = {d["receive_id"]: d["receive_id_type"] for d in fake.delivered}
+    assert got == {"e33ggbyz": "user_id", "on_8ed6aa67": "union_id", "ou_84aad35d": "open_id"}
+    with fbot.db.Session() as s:
+        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.platform == "feishu")).all()
+        assert {r.status for r in rows} == {"sent"}
+
+
+def test_fake_refuses_an_id_of_another_type(fake):
+    assert feishu_api.receive_id_type("user", "e33ggbyz") == "user_id"
+    import requests
+
+    auth = {"app_id": APP_ID, "app_secret": APP_SECRET}
+    token = requests.post(
+        fake.url + "/open-apis/auth/v3/tenant_access_token/internal", json=auth, timeout=5
+    ).json()["tenant_access_token"]
+    r = requests.post(
+        fake.url + "/open-apis/im/v1/messages",
+        params={"receive_id_type": "open_id"},
+        json={"receive_id": "e33ggbyz", "msg_type": "text", "content": '{"text":"x"}'},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert r.json()["code"] == 99992402 and not fake.delivered
+
+
 def test_reply_falls_back_to_create_when_recalled(fbot, fake, monkeypatch):
     _enqueue(
         fbot, Text("回复"), target="oc_g", kind="chat", key="rc1", context={"in_reply_to": "om_recalled"}
@@ -988,7 +1070,7 @@ def test_the_sdk_still_calls_the_long_connection_hook():
 def test_app_limits_50_a_second_and_1000_a_minute(fbot, fake):
     import time_machine
 
-    from models.feishu import take_slot
+    from models.rate import take_slot
 
     sender = fbot.senders["feishu"]
     assert prefetch_bot_open_id(fbot)

@@ -16,7 +16,7 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot import outbox
 from bot.adapters import wecom
-from bot.adapters.wecom_api import cut_bytes, failure_code, scrub
+from bot.adapters.wecom_api import CARD_HINT, button_labels, cut_bytes, failure_code, scrub
 from bot.message import Button, Card, Text
 from bot.observability import DELIVERY_FAILURES
 from models.member import PlatformIdentity, link_identity
@@ -46,12 +46,14 @@ VECTOR_A = dict(
     WECOM_TOKEN="hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
     WECOM_AES_KEY="6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
     WECOM_CORP_ID="ww1436e0e65a779aee",
+    WECOM_AGENT_ID="1000002",
     WECOM_SECRET="s",
 )
 VECTOR_B = dict(
     WECOM_TOKEN="QDG6eK",
     WECOM_AES_KEY="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
     WECOM_CORP_ID="wx5823bf96d3bd56c7",
+    WECOM_AGENT_ID="218",
     WECOM_SECRET="s",
 )
 A_GET = dict(
@@ -490,6 +492,31 @@ def test_rate_limit_45009_retried_later_and_delivered_once(wbot, fake):
     assert texts_to(fake, "u1") == ["hello"]
 
 
+def test_app_wide_cap_per_api_holds_rows_without_spending_attempts(tmp_path, fake):
+    """WeCom caps each API per company (10,000 a minute): all workers together stay under the configured cap."""
+    import time_machine
+
+    app = make_app(f"sqlite:///{tmp_path / 'cap.db'}", **settings_for(fake), WECOM_API_CALLS_PER_MINUTE=3)
+    bot = app.extensions["bot"]
+    try:
+        start = 2_000_000_020.0  # 40 s into a minute window (epoch // 60)
+        with time_machine.travel(start, tick=False):
+            for i in range(5):  # five members: the per-member limit never applies
+                enqueue(bot, f"m{i}", Text("通知"), f"cap{i}")
+            assert deliver(bot) == 3
+            assert len(fake.sent()) == 3
+            with bot.db.Session() as s:
+                held = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+            assert [r.attempts for r in held] == [0, 0]  # held, not failed
+            assert {r.next_attempt_at.timestamp() for r in held} == {start + 20}  # the next minute
+            assert deliver(bot) == 0 and len(fake.sent()) == 3
+        with time_machine.travel(start + 20, tick=False):
+            assert deliver(bot) == 2
+        assert sorted(b["touser"] for b in fake.sent()) == [f"m{i}" for i in range(5)]
+    finally:
+        app.extensions["db"].dispose()
+
+
 def test_invaliduser_marks_identity_unreachable(wbot, fake):
     member = add_member(wbot, name="赵六", employee_no="20003")
     with wbot.db.transaction() as s:
@@ -503,6 +530,28 @@ def test_invaliduser_marks_identity_unreachable(wbot, fake):
             select(PlatformIdentity.unreachable).where(PlatformIdentity.platform_user_id == "gone")
         )
     assert fake.count("/cgi-bin/message/send") == 1
+
+
+def test_unreachable_mark_is_lifted_by_a_private_message(wclient, wbot, fake):
+    """invaliduser marked the member; once they write to the app again, notify_member reaches them again."""
+    member = add_member(wbot, name="赵六", employee_no="20003")
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(member), member.id), "wecom", "back")
+    fake.invalid_users.add("back")
+    enqueue(wbot, "back", Text("hi"), "k1")
+    deliver(wbot)
+    fake.invalid_users.discard("back")  # e.g. the member is inside the app's visible range again
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知1"), "n1") is False
+    # a group @ through the AI bot does not prove the app can write to them privately
+    assert post_aibot(wclient, aibot_text("back", "@工会小助手 帮助", chat_id="wr-g1")).status_code == 200
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知2"), "n2") is False
+    assert post_app(wclient, text_xml("back", "我的信息")).status_code == 200
+    with wbot.db.transaction() as s:
+        assert wbot.notify_member(s, s.get(type(member), member.id), Text("通知3"), "n3") is True
+    deliver(wbot)
+    assert "通知3" in texts_to(fake, "back")
 
 
 UNTRUSTED = (
@@ -582,12 +631,16 @@ def test_a_batch_that_outlives_its_lease_sends_nothing_twice(wbot, fake):
 
 def test_twenty_per_group_webhook_per_minute(wbot, fake):
     with wbot.db.transaction() as s:
-        s.add(Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy")))
+        s.add(
+            Chat(platform="wecom", chat_id="wrBUSY", title="忙碌的群", webhook_url=fake.webhook_url("busy"))
+        )
     for i in range(22):
         enqueue(wbot, "wrBUSY", Text(f"通知{i}"), f"g{i}", kind="chat")
     deliver(wbot)
     assert fake.count("/cgi-bin/webhook/send") == 20
-    assert [e for s, e in statuses(wbot) if s == "pending"] == ["群消息推送每分钟20条的上限已到，稍后发送"] * 2
+    assert [e for s, e in statuses(wbot) if s == "pending"] == [
+        "群消息推送每分钟20条的上限已到，稍后发送"
+    ] * 2
     wbot.clock.offset = timedelta(seconds=61)
     deliver(wbot)
     sent = [b["text"]["content"] for b in fake.sent("/cgi-bin/webhook/send")]
@@ -631,7 +684,9 @@ def test_thirty_per_member_per_minute(wbot, fake):
     with wbot.db.Session() as s:
         waiting = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
     # held back by our own limit: no attempt used (so no dead letter however long the queue), no failure counted
-    assert [(r.attempts, r.last_error) for r in waiting] == [(0, "已达到每位成员每分钟30条的上限，稍后发送")] * 2
+    assert [(r.attempts, r.last_error) for r in waiting] == [
+        (0, "已达到每位成员每分钟30条的上限，稍后发送")
+    ] * 2
     assert DELIVERY_FAILURES.labels("wecom", "rate_wait")._value.get() == failures
     wbot.clock.offset = timedelta(seconds=61)
     deliver(wbot)
@@ -647,16 +702,49 @@ def test_card_rendered_as_template_card_and_long_text_cut(wbot, fake):
     enqueue(wbot, "u1", card, "card")
     enqueue(wbot, "u1", Text("长" * 3000), "long")
     deliver(wbot)
-    card_body, text_body = fake.sent()
+    full, card_body, text_body = fake.sent()
+    # the title does not fit the card: the whole text goes first, then the card with the buttons
+    assert full["msgtype"] == "text" and full["text"]["content"] == "\n".join([card.title, *card.lines])
     tc = card_body["template_card"]
     assert card_body["msgtype"] == "template_card" and tc["card_type"] == "button_interaction"
     assert card_body["agentid"] == int(AGENT_ID)
     assert len(tc["button_list"]) == 6 and len({b["key"] for b in tc["button_list"]}) == 6
     assert wecom.decode_key(tc["button_list"][2]["key"]) == {"do": "signup", "activity": 2}
     assert len(tc["main_title"]["title"]) <= 26 and tc["main_title"]["title"].endswith("…")
-    assert tc["sub_title_text"] == "时间：周六\n地点：礼堂" and tc["task_id"].startswith("ub_")
+    assert tc["sub_title_text"] == CARD_HINT and tc["task_id"].startswith("ub_")
+    short = Card("活动", ["时间：周六", "地点：礼堂"], [Button("报名", {"do": "signup", "activity": 1})])
+    enqueue(wbot, "u1", short, "short")
+    deliver(wbot)
+    (fits,) = fake.sent()[3:]
+    assert (
+        fits["template_card"]["sub_title_text"] == "时间：周六\n地点：礼堂"
+    )  # a card that fits: one message
     content = text_body["text"]["content"]
     assert len(content.encode()) <= 2048 and content.endswith("…")
+
+
+def test_a_failed_card_after_its_text_is_retried_without_the_text(wbot, fake):
+    card = Card(
+        "请核对您的提案", ["现状和理由：" + "停车难。" * 40], [Button("确认提交", {"do": "proposal_confirm"})]
+    )
+    enqueue(wbot, "u1", card, "pc")
+    fake.fail_next_of("template_card", 45009, "api freq out of limit")
+    assert deliver(wbot) == 0
+    assert [b["msgtype"] for b in fake.sent()] == ["text"]
+    wbot.clock.offset = timedelta(seconds=61)
+    assert deliver(wbot) == 1
+    assert [b["msgtype"] for b in fake.sent()] == ["text", "template_card"]  # the text once
+
+
+def test_labels_cut_alike_keep_the_id_and_respond_to_the_same_action():
+    same = [Button(f"报名 职工健康讲座第{i}场", {"do": "signup", "activity": 10 + i}) for i in range(3)]
+    assert button_labels(same) == ["报名【10】职工健…", "报名【11】职工健…", "报名【12】职工健…"]
+    plain = [Button("确认", {"do": "a"}), Button("确认", {"do": "b"})]
+    assert button_labels(plain) == ["【1】确认", "【2】确认"]
+    assert button_labels([Button("确认提交", {"do": "x"}), Button("取消", {"do": "y"})]) == [
+        "确认提交",
+        "取消",
+    ]
 
 
 def test_group_chat_via_webhook_and_appchat(wbot, fake):
@@ -737,8 +825,29 @@ def test_aibot_cards_through_response_url_only_in_single_chats(wbot, fake):
         enqueue(wbot, target, card, f"reply:wecom:aibot:M{i}:0", kind=kind, context=ctx)
     deliver(wbot)
     single, group = fake.sent("/cgi-bin/aibot/response")
-    assert single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    assert (
+        single["msgtype"] == "template_card" and single["template_card"]["button_list"][0]["text"] == "报名"
+    )
     assert group == {"msgtype": "markdown", "markdown": {"content": "活动 7\n周六\n【报名】"}}
+
+
+def test_aibot_card_too_long_for_a_card_goes_through_response_url_in_full(wbot, fake):
+    """response_url is good for one message: a card whose text does not fit goes as the full text, not cut."""
+    lines = [f"【{i}】职工健康讲座第{i}场 · 12月{i}日 14:00（剩10）" for i in range(1, 9)]
+    card = Card(
+        "可报名的活动",
+        lines,
+        [Button(f"报名 职工健康讲座第{i}场", {"do": "signup", "activity": i}) for i in (1, 2)],
+    )
+    ctx = {
+        "in_reply_to": "aibot:L1",
+        "response_url": fake.response_url("rcL"),
+        "received": wbot.clock.now().isoformat(),
+    }
+    enqueue(wbot, "lilei", card, "reply:wecom:aibot:L1:0", context=ctx)
+    deliver(wbot)
+    (body,) = fake.sent("/cgi-bin/aibot/response")
+    assert body["msgtype"] == "markdown" and all(line in body["markdown"]["content"] for line in lines)
 
 
 def aibot_click(user: str, key: str, task: str, msgid: str, response_url: str, chat_id: str = "wrG") -> dict:
@@ -792,7 +901,9 @@ def test_aibot_group_card_goes_back_passively_and_a_click_updates_it(wclient, wb
 
     # Clicks on cards we cannot find (or ids beyond the id column) are acknowledged without an update.
     for i, task in enumerate(("ub_999999_0", "ub_99999999999999999999_1", "someone-elses")):
-        query, body = aibot_request(aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}")))
+        query, body = aibot_request(
+            aibot_click("lilei", keys[first], task, f"CLICK-X{i}", fake.response_url(f"x{i}"))
+        )
         resp = wclient.post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
         assert resp.status_code == 200 and resp.get_data() == b""
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from bot import outbox
 from bot.adapters import wecom
+from bot.adapters.wecom_api import CARD_HINT
 from bot.message import Text
 from models.messaging import Chat
 from models.wecom import active_alerts
@@ -187,7 +188,9 @@ def test_group_chat_through_the_ai_bot(wapp, fake):
     }
     update = deliver_to_group(click)
     assert update["response_type"] == "update_template_card" and update["userids"] == ["lisi"]
-    flipped = {wecom.decode_key(b["key"])["activity"]: b["text"] for b in update["template_card"]["button_list"]}
+    flipped = {
+        wecom.decode_key(b["key"])["activity"]: b["text"] for b in update["template_card"]["button_list"]
+    }
     assert flipped == {aid: buttons[aid]["text"], hoops: "已报名"}
     outbox.drain(bot, platform="wecom")
 
@@ -300,7 +303,12 @@ def test_cli_registers_or_creates_app_group_chats_for_broadcasts(wapp, fake):
     ]
 
     # Register a group the app created earlier: checked with appchat/get, its name taken from WeCom.
-    fake.appchats["wrOLD42"] = {"chatid": "wrOLD42", "name": "老群", "owner": "a", "userlist": ["a", "b", "c"]}
+    fake.appchats["wrOLD42"] = {
+        "chatid": "wrOLD42",
+        "name": "老群",
+        "owner": "a",
+        "userlist": ["a", "b", "c"],
+    }
     added = run("add", "wrOLD42")
     assert added.exit_code == 0 and "老群" in added.output and "3人" in added.output
     with bot.db.Session() as s:
@@ -319,3 +327,84 @@ def test_cli_registers_or_creates_app_group_chats_for_broadcasts(wapp, fake):
     assert fake.count("/cgi-bin/appchat/create") == 1
     with bot.db.Session() as s:
         assert set(s.scalars(select(Chat.chat_id))) == {chat_id, "wrOLD42"}
+
+
+def test_eight_activities_arrive_in_full_with_distinct_buttons(wapp, fake):
+    """The list does not fit a card (112 characters): the full text first, then the card with the buttons,
+    whose labels stay apart once cut to 10 characters (all would read 报名 职工健康讲…)."""
+    bot = wapp.extensions["bot"]
+    add_member(bot, name="张三", employee_no="10086")
+    ids = [make_activity(bot, f"职工健康讲座第{i}场") for i in range(8)]
+    phone = Phone(wapp, fake, "zhangsan")
+    phone.ask("你好")
+    assert "绑定成功" in phone.ask("10086 张三")
+
+    phone.send("活动")
+    full, card = phone.inbox()
+    assert full["msgtype"] == "text" and card["msgtype"] == "template_card"
+    for i, aid in enumerate(ids):
+        assert f"【{aid}】职工健康讲座第{i}场" in full["text"]["content"]
+    tc = card["template_card"]
+    labels = [b["text"] for b in tc["button_list"]]
+    assert len(labels) == len(set(labels)) >= 5 and all(len(x) <= 10 for x in labels)
+    for b in tc["button_list"]:
+        assert f"【{wecom.decode_key(b['key'])['activity']}】" in b["text"]  # the id the text list shows
+    assert tc["sub_title_text"] == CARD_HINT and "第" not in tc.get("sub_title_text", "")
+
+    # The buttons still work: the click signs up for the activity it names, and nothing is sent twice.
+    button = tc["button_list"][3]
+    flip = phone.click(button["key"], tc["task_id"])
+    assert flip["Button"]["ReplaceName"] == "已报名"
+    (reply,) = phone.inbox()
+    assert "报名成功" in render(reply) and "职工健康讲座第3场" in render(reply)
+
+
+def test_long_proposal_preview_arrives_in_full_with_its_buttons(wapp, fake):
+    from tests.test_proposals import make_congress
+
+    bot = wapp.extensions["bot"]
+    make_congress(bot, n=1)
+    add_member(bot, name="张代表", employee_no="10086", is_delegate=True)
+    add_member(bot, name="李代表", employee_no="10087", is_delegate=True)
+    phone = Phone(wapp, fake, "zhangdaibiao")
+    phone.ask("你好")
+    assert "绑定成功" in phone.ask("10086 张代表")
+    situation = "北门停车位太少，夜班职工下班后找不到车位，只能停在院外路边，" * 3 + "存在安全隐患。"
+    measures = "在北门空地划设50个职工车位，并安排保安夜间巡查，" * 2 + "同时开放地下车库给夜班职工。"
+    for text in ("我要提案", "3", "增设职工停车位", situation, measures, "跳过"):
+        phone.ask(text)
+    phone.send("李代表")
+    full, card = phone.inbox()
+    assert "请核对" in full["text"]["content"]
+    assert situation in full["text"]["content"] and measures in full["text"]["content"]
+    assert "回复“确认”提交" in full["text"]["content"]  # the last line, never cut
+    tc = card["template_card"]
+    assert [b["text"] for b in tc["button_list"]] == ["确认提交", "修改", "取消"]
+    assert tc["main_title"]["title"].startswith("请核对")
+    confirm = tc["button_list"][0]
+    phone.click(confirm["key"], tc["task_id"])
+    assert any("编号" in render(b) for b in phone.inbox())
+
+
+def test_ai_bot_group_gets_the_compact_card_and_the_full_list(wapp, fake):
+    """In a group the card goes back passively (response_url cannot carry cards there): the compact card with
+    the buttons, and the whole list through response_url, never cut at the card's 112 characters."""
+    bot = wapp.extensions["bot"]
+    add_member(bot, name="李四", employee_no="10087")
+    ids = [make_activity(bot, f"职工健康讲座第{i}场") for i in range(8)]
+    phone = Phone(wapp, fake, "lisi")
+    phone.ask("你好")
+    assert "绑定成功" in phone.ask("10087 李四")
+    payload = aibot_text(
+        "lisi", "@工会小助手 活动", chat_id="wrWARD3", msgid="L1", response_url=fake.response_url("L1")
+    )
+    query, body = aibot_request(payload)
+    resp = wapp.test_client().post(f"/wecom/aibot?{query}", data=body, content_type="application/json")
+    card = decrypt_aibot_reply(resp, query)["template_card"]
+    assert card["sub_title_text"] == CARD_HINT
+    labels = [b["text"] for b in card["button_list"]]
+    assert len(labels) == len(set(labels))
+    outbox.drain(bot, platform="wecom")
+    (answer,) = [c["json"] for c in fake.calls if c["path"] == "/cgi-bin/aibot/response"]
+    for i, aid in enumerate(ids):
+        assert f"【{aid}】职工健康讲座第{i}场" in answer["markdown"]["content"]

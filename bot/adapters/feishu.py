@@ -9,7 +9,8 @@ HTTP checks, all before the database is touched (`verify_request`):
   (`"[" * 60000` would otherwise raise RecursionError) or an undecryptable `encrypt` body → 400;
 - with an Encrypt Key: `X-Lark-Signature` = sha256(timestamp + nonce + encrypt_key + raw body), lowercase hex,
   compared in constant time; missing headers, a forged signature or a timestamp more than `MAX_SKEW` (8 hours,
-  see there) away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned;
+  see there) away from our clock → 401. The url_verification challenge is the one request Feishu sends unsigned:
+  it is accepted when it decrypts with the Encrypt Key (proof enough) or carries the Verification Token;
 - the Verification Token (challenge, and every event when set) → 401 on mismatch;
 - neither an Encrypt Key nor a Verification Token configured → 403 (we never accept unauthenticated events).
 
@@ -182,7 +183,8 @@ def verify_request(settings, headers, body: bytes, now_ts: float) -> dict[str, A
             raise Rejected(401, "missing signature headers")
         _check_signature(key, ts, nonce, sig, body, now_ts)
         signed = True
-    if "encrypt" in outer:
+    decrypted = "encrypt" in outer
+    if decrypted:
         if not key:
             raise Rejected(400, "encrypted body but no FEISHU_ENCRYPT_KEY configured")
         if not isinstance(outer["encrypt"], str):
@@ -197,9 +199,11 @@ def verify_request(settings, headers, body: bytes, now_ts: float) -> dict[str, A
     else:
         payload = outer
     if payload.get("type") == "url_verification":
-        # The one request Feishu sends without signature headers: the token proves it (§1.1 of feishu.md).
-        if not token and not signed:
-            raise Rejected(401, "url_verification needs FEISHU_VERIFICATION_TOKEN")
+        # The one request Feishu sends without signature headers (§1.1 of feishu.md). With an Encrypt Key it
+        # comes encrypted, and decrypting to a url_verification object proves the sender has the key; a plain
+        # one is proved only by the token (checked below when set).
+        if not (token or signed or decrypted):
+            raise Rejected(401, "url_verification needs FEISHU_VERIFICATION_TOKEN or an encrypted challenge")
         _check_token(settings, payload)
         return payload
     if key and not signed:

@@ -6,6 +6,7 @@
   `uuid` = a hash of the outbox row's idempotency key, so a retried send is delivered at most once.
 - Rate limits: a DB-backed fixed-window count per scope (app 50/s and 1000/min, one user or chat 5/s) answers
   `retry_after` before calling Feishu; HTTP 429 / 99991400 / IM throttling codes wait `x-ogw-ratelimit-reset`.
+- Users are addressed by open_id (`ou_…`), union_id (`on_…`) or else user_id (a roster's 飞书账号), chats by chat_id.
 - A user or chat the bot can no longer reach (230013, 230002, 232009, 99992361) is marked unreachable
   (`PlatformIdentity.unreachable` / `Chat.unreachable`) and the row is dead at once (permanent).
 """
@@ -27,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
 from bot.outbox import SendResult
-from models.feishu import FeishuState, get_state, put_state, take_slot
+from models.feishu import FeishuState, get_state, put_state
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
+from models.rate import take_slot
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ BOT_ID_KEY = "bot_open_id"
 EXPIRED_TOKEN = 99991663
 RATE_CODES = {99991400, 230020, 11232, 11233, 11247}
 UNREACHABLE = {230002, 230013, 232009, 99992361}  # bot not in chat, user outside the app's range, ...
-PERMANENT = {230001, 230022, 230025, 230028, 230099}  # bad request, sensitive, too long, DLP, bad card
+# bad request, sensitive, too long, DLP, bad card, an id that is not of its receive_id_type
+PERMANENT = {230001, 230022, 230025, 230028, 230099, 99992402}
 REPLY_GONE = {230011, 231003}  # the message replied to was recalled or deleted: send a new one instead
 LIMITS = (("app:s", 50, 1), ("app:m", 1000, 60))  # (scope, count, window seconds)
 PER_TARGET = 5  # per second, to one user or one group
@@ -308,6 +311,16 @@ def safe_text(text: str) -> str:
     return text.replace("<at", "＜at").replace("</at>", "＜/at＞")
 
 
+def receive_id_type(target_kind: str, target_id: str) -> str:
+    """Feishu checks the id against the named type. Events give open_ids (`ou_`), but a roster's 飞书账号 may hold
+    a user_id (the tenant-wide employee id, no fixed prefix) or a union_id (`on_`)."""
+    if target_kind == "chat":
+        return "chat_id"
+    if target_id.startswith("ou_"):
+        return "open_id"
+    return "union_id" if target_id.startswith("on_") else "user_id"
+
+
 # --- the sender -----------------------------------------------------------------------------------------------
 class FeishuSender:
     def __init__(self, bot, http: requests.Session | None = None):
@@ -335,11 +348,10 @@ class FeishuSender:
                 res = self.api.call("POST", f"/open-apis/im/v1/messages/{reply_to}/reply", body=body)
                 if res.code not in REPLY_GONE:
                     return self._result(row, res)
-            kind = "chat_id" if row.target_kind == "chat" else "open_id"
             res = self.api.call(
                 "POST",
                 "/open-apis/im/v1/messages",
-                params={"receive_id_type": kind},
+                params={"receive_id_type": receive_id_type(row.target_kind, row.target_id)},
                 body={**body, "receive_id": row.target_id},
             )
         except FeishuUnavailable as exc:

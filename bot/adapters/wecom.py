@@ -37,7 +37,8 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.message import Card, ChatType, IncomingMessage, payload_to_outgoing
+from bot import outbox
+from bot.message import Card, ChatType, IncomingMessage, Text, payload_to_outgoing
 from bot.normalize import normalize, typed_words
 from models.member import member_for_identity
 from models.messaging import Chat, OutboxMessage
@@ -507,11 +508,11 @@ def _has_card(payload: dict[str, Any]) -> bool:
 
 def welcome_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
     """The enter_chat welcome as the passive reply: a template card when it is one card, else text."""
-    from bot.adapters.wecom_api import TEXT_BYTES, card_json, cut_bytes
+    from bot.adapters.wecom_api import TEXT_BYTES, card_fits, card_json, cut_bytes
 
     taken = take_replies(bot, msg.message_id, lambda p: True)
     outs = [(rid, payload_to_outgoing(p)) for rid, p in taken]
-    if len(outs) == 1 and isinstance(outs[0][1], Card):
+    if len(outs) == 1 and isinstance(outs[0][1], Card) and card_fits(outs[0][1]):  # else the full text
         card = card_json(outs[0][1], task_id(outs[0][0], 0))
         if card is not None:
             return {"msgtype": "template_card", "template_card": card}
@@ -521,15 +522,51 @@ def welcome_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
 
 def card_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
     """A card answering a message goes back passively: response_url cannot carry cards into group chats.
-    Texts stay in the outbox and go out through response_url."""
+    Texts stay in the outbox and go out through response_url; so does the full text of a card too long for
+    the card (queued before the card is taken: a crash in between repeats the text, never loses it)."""
     from bot.adapters.wecom_api import card_json
 
+    _queue_card_text(bot, msg.message_id)
     taken = take_replies(bot, msg.message_id, _has_card, limit=1)
     if not taken:
         return None
     rid, payload = taken[0]
     card = card_json(payload_to_outgoing(payload), task_id(rid, 0))
     return {"msgtype": "template_card", "template_card": card}
+
+
+def _queue_card_text(bot, message_id: str) -> None:
+    """The first card among this message's replies, when its text does not fit the card, gets that text queued
+    beside it as a reply of its own (idempotent by key), to go out through response_url."""
+    from bot.adapters.wecom_api import card_fits, card_text
+
+    prefix = f"reply:{PLATFORM}:{message_id}:"
+    with bot.db.transaction() as s:
+        rows = s.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.platform == PLATFORM,
+                OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
+                OutboxMessage.status == "pending",
+            )
+            .order_by(OutboxMessage.id)
+        )
+        row = next((r for r in rows if _has_card(r.payload)), None)
+        out = payload_to_outgoing(row.payload) if row is not None else None
+        if row is None or not isinstance(out, Card) or card_fits(out):
+            return
+        outbox.enqueue(
+            s,
+            platform=PLATFORM,
+            target_kind=row.target_kind,
+            target_id=row.target_id,
+            message=Text(card_text(out)),
+            key=f"{row.idempotency_key}:text",
+            member_id=row.member_id,
+            context=dict(row.context or {}),
+            sensitive=row.sensitive,
+            now=bot.clock.now(),
+        )
 
 
 def card_update_reply(bot, msg: IncomingMessage, result) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@
   are merged into that one use; cards only into single chats), group chats through the chat's webhook
   (消息推送) or `appchat/send`. The enter_chat welcome is never sent from here (passive reply only).
 - Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
-  rows), 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
+  rows); per API (message/send, appchat/send) `WECOM_API_CALLS_PER_MINUTE` / `_PER_HOUR` for the whole app,
+  counted in `models.rate` windows shared by every worker; 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
 - 60020 (server IP not trusted): an alert with the IP to trust is shown on the console dashboard; the rows
   wait (no attempt spent, so they never die of it) until a successful call clears the alert and sends them.
 - Failed results carry the WeCom errcode (or "timeout", "http_502", ...) as `code` for the metrics.
@@ -35,10 +36,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.adapters.wecom import PLATFORM, encode_key, task_id
-from bot.message import Card, Text, payload_to_outgoing
+from bot.message import Button, Card, Text, payload_to_outgoing
 from bot.outbox import LEASE, SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
+from models.rate import take_slot
 from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, WecomAlert, clear_alert, raise_alert
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ MARKDOWN_BYTES = 4096
 TITLE_CHARS = 26
 SUBTITLE_CHARS = 112
 BUTTON_CHARS = 10
+TEXT_SENT = "wecom_text_sent"  # outbox context: the text of a card that does not fit went out already
+CARD_HINT = "详细内容已另发一条消息，请点下方按钮办理。"  # the compact card of a card whose text does not fit
 IP_NOT_TRUSTED = (
     "企业微信拒绝了本服务器的IP（错误60020）。请管理员登录企业微信管理后台 → 应用管理 → 本应用 → "
     "“企业可信IP”，加入本服务器的出口IP后消息会自动补发。"
@@ -279,7 +283,10 @@ class WeComClient:
 
         A read first: the alert is rare, and a write transaction per sent message would halve delivery."""
         with self.db.Session() as s:
-            if s.scalar(select(WecomAlert.id).where(WecomAlert.kind == ALERT_IP_NOT_TRUSTED).limit(1)) is None:
+            if (
+                s.scalar(select(WecomAlert.id).where(WecomAlert.kind == ALERT_IP_NOT_TRUSTED).limit(1))
+                is None
+            ):
                 return
         with self.db.transaction() as s:
             if clear_alert(s, ALERT_IP_NOT_TRUSTED):
@@ -304,26 +311,72 @@ class WeComClient:
             return {"errcode": 0}
 
 
+def card_fits(card: Card) -> bool:
+    """Whether the card's title and lines show in full on a template card (WeCom cuts what is longer)."""
+    return len(card.title) <= TITLE_CHARS and len("\n".join(card.lines)) <= SUBTITLE_CHARS
+
+
+def card_text(card: Card) -> str:
+    """A card that does not fit, as the text message sent beside its compact card (the buttons are on the card)."""
+    return cut_bytes("\n".join([card.title, *card.lines]), TEXT_BYTES)
+
+
+def _ref(action: dict[str, Any]) -> Any:
+    """The id a button acts on (activity 5, proposal 12 ...), to tell apart labels that cutting made alike."""
+    return next(
+        (v for k, v in action.items() if k != "do" and isinstance(v, int) and not isinstance(v, bool)), None
+    )
+
+
+def button_labels(buttons: list[Button]) -> list[str]:
+    """Labels cut to BUTTON_CHARS and kept distinct: where cutting makes two alike ("报名 第0场职工健…" nine
+    times), the id goes before the title ("报名【5】第0场…", the 【5】 of the card's lines), else the number."""
+    labels = [cut_chars(b.label, BUTTON_CHARS) for b in buttons]
+    if len(set(labels)) == len(labels):
+        return labels
+    out = []
+    for i, (b, label) in enumerate(zip(buttons, labels, strict=True), 1):
+        if labels.count(label) > 1:
+            verb, _, rest = b.label.partition(" ")
+            if not rest:
+                verb, rest = "", b.label
+            ref = _ref(b.action)
+            label = cut_chars(f"{verb}【{ref if ref is not None else i}】{rest}", BUTTON_CHARS)
+        out.append(label)
+    if len(set(out)) < len(out):  # the same id twice: number them
+        out = [cut_chars(f"{i}.{label}", BUTTON_CHARS) for i, label in enumerate(out, 1)]
+    return out
+
+
 def card_json(card: Card, task_id: str) -> dict[str, Any] | None:
-    """A `button_interaction` template card, or None when the card has no usable buttons."""
-    buttons = []
+    """A `button_interaction` template card, or None when the card has no usable buttons.
+
+    A card whose text does not fit (`card_fits`) becomes a compact card, title + CARD_HINT + buttons: its full
+    text goes out as a message of its own (`card_text`), never cut at the card's 112 characters."""
+    kept = []
     for i, b in enumerate(card.buttons[:6]):
         key = encode_key(i, b.action)
         if key is None:
             log.warning("wecom: button %r dropped, its action does not fit in 1024 bytes", b.label)
             continue
-        style = {"primary": 1, "default": 2, "danger": 3}.get(b.style, 1)
-        buttons.append({"text": cut_chars(b.label, BUTTON_CHARS), "style": style, "key": key})
-    if not buttons:
+        kept.append((b, key))
+    if not kept:
         return None
+    labels = button_labels([b for b, _ in kept])
+    buttons = [
+        {"text": label, "style": {"primary": 1, "default": 2, "danger": 3}.get(b.style, 1), "key": key}
+        for (b, key), label in zip(kept, labels, strict=True)
+    ]
     body: dict[str, Any] = {
         "card_type": "button_interaction",
         "main_title": {"title": cut_chars(card.title, TITLE_CHARS)},
         "task_id": task_id,
         "button_list": buttons,
     }
-    if card.lines:
-        body["sub_title_text"] = cut_chars("\n".join(card.lines), SUBTITLE_CHARS)
+    if not card_fits(card):
+        body["sub_title_text"] = CARD_HINT
+    elif card.lines:
+        body["sub_title_text"] = "\n".join(card.lines)
     return body
 
 
@@ -397,7 +450,9 @@ class WeComSender:
                 )
                 .values(lease_until=now + LEASE)
             ).rowcount
-            status = None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+            status = (
+                None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
+            )
         if renewed:
             return None
         if status == "sent":
@@ -433,16 +488,34 @@ class WeComSender:
             wait = self._rate_wait(row, PER_MEMBER_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "已达到每位成员每分钟30条的上限，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
+                    False,
+                    "已达到每位成员每分钟30条的上限，稍后发送",
+                    retry_after=wait,
+                    code=RATE_WAIT,
+                    held=True,
                 )
-        msg: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
+        base: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
         card = card_json(out, task_id(row.id, row.attempts)) if isinstance(out, Card) else None
+        if card is not None and not card_fits(out) and not (row.context or {}).get(TEXT_SENT):
+            # The full text first, then the compact card with the buttons; a retry sends only what is missing.
+            first = self._message_send(
+                row, users, {**base, "msgtype": "text", "text": {"content": card_text(out)}}
+            )
+            if not first.ok:
+                return first
+            self._note_text_sent(row)
         if card is not None:
-            msg.update(msgtype="template_card", template_card=card)
-        else:
-            text = out.as_text() if isinstance(out, Card) else out.text
-            msg.update(msgtype="text", text={"content": cut_bytes(text, TEXT_BYTES)})
+            return self._message_send(row, users, {**base, "msgtype": "template_card", "template_card": card})
+        text = out.as_text() if isinstance(out, Card) else out.text
+        return self._message_send(
+            row, users, {**base, "msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
+        )
+
+    def _message_send(self, row: OutboxMessage, users: list[str], msg: dict[str, Any]) -> SendResult:
+        held = self._app_wait("message/send")
+        if held is not None:
+            return held
         data = self.client.post("/cgi-bin/message/send", msg)
         code = int(data.get("errcode") or 0)
         invalid = set(str(data.get("invaliduser") or "").split("|")) & set(users)
@@ -458,6 +531,16 @@ class WeComSender:
                 code=str(code) if code else "invaliduser",
             )
         return self._from_code(code, scrub(str(data.get("errmsg", ""))), row)
+
+    def _note_text_sent(self, row: OutboxMessage) -> None:
+        """Remember on the row that its card's text went out, so a retry of the card does not repeat it."""
+        row.context = {**(row.context or {}), TEXT_SENT: True}
+        with self.db.transaction() as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.attempts == row.attempts)
+                .values(context=row.context)
+            )
 
     def _mark_unreachable(self, user_ids: set[str]) -> None:
         with self.db.transaction() as s:
@@ -477,7 +560,11 @@ class WeComSender:
             wait = self._rate_wait(row, PER_WEBHOOK_PER_MINUTE)
             if wait:
                 return SendResult(
-                    False, "群消息推送每分钟20条的上限已到，稍后发送", retry_after=wait, code=RATE_WAIT, held=True
+                    False,
+                    "群消息推送每分钟20条的上限已到，稍后发送",
+                    retry_after=wait,
+                    code=RATE_WAIT,
+                    held=True,
                 )
             data = self.client.post_url(
                 webhook, {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
@@ -490,6 +577,9 @@ class WeComSender:
                 permanent=True,
                 code="not_configured",
             )
+        held = self._app_wait("appchat/send")
+        if held is not None:
+            return held
         data = self.client.post(
             "/cgi-bin/appchat/send",
             {"chatid": row.target_id, "msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}},
@@ -502,10 +592,17 @@ class WeComSender:
         5 s; no other channel reaches that chat, so the loop never sends it (see wecom.take_replies)."""
         if self.bot.clock.now() - row.created_at < PASSIVE_WAIT:
             return SendResult(
-                False, "等待回调被动回复", retry_after=PASSIVE_WAIT.total_seconds(), code="passive_wait", held=True
+                False,
+                "等待回调被动回复",
+                retry_after=PASSIVE_WAIT.total_seconds(),
+                code="passive_wait",
+                held=True,
             )
         return SendResult(
-            False, "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）", permanent=True, code="passive_missed"
+            False,
+            "进入会话的欢迎语只能随回调被动回复，已错过（不影响使用）",
+            permanent=True,
+            code="passive_missed",
         )
 
     def _fresh(self, ctx: dict[str, Any]) -> bool:
@@ -535,11 +632,12 @@ class WeComSender:
                     )
                 )
         out = payload_to_outgoing(row.payload)
-        # response_url carries template cards into single chats only; a group gets the card as text.
+        # response_url is good for one message and carries template cards into single chats only: a group, or a
+        # card whose text does not fit the card (`card_fits`), gets the full text as markdown.
         single = row.target_kind != "chat"
         card = (
             card_json(out, task_id(row.id, row.attempts))
-            if isinstance(out, Card) and not siblings and single
+            if isinstance(out, Card) and card_fits(out) and not siblings and single
             else None
         )
         if card is not None:
@@ -568,6 +666,36 @@ class WeComSender:
         return result
 
     # shared ----------------------------------------------------------------------------------------------
+    def _app_wait(self, api: str) -> SendResult | None:
+        """Take a slot in this API's company-wide windows (WeCom caps each API per company: 10,000 calls a
+        minute, 150,000 an hour), shared by every worker through the database; None: call now. Over a limit,
+        the row is held (no attempt spent) until the window ends, and the refused try takes no slot."""
+        now = self.bot.clock.now().timestamp()
+        limits = (
+            ("m", self.settings.WECOM_API_CALLS_PER_MINUTE, 60),
+            ("h", self.settings.WECOM_API_CALLS_PER_HOUR, 3600),
+        )
+        with self.db.transaction() as s:
+            slots = s.begin_nested()
+            over = [
+                size - now % size
+                for name, limit, size in limits
+                if take_slot(s, f"wecom:{api}:{name}", int(now // size)) > limit
+            ]
+            if over:
+                slots.rollback()
+            else:
+                slots.commit()
+        if not over:
+            return None
+        return SendResult(
+            False,
+            "企业微信每分钟/每小时调用上限将到，稍后发送",
+            retry_after=max(max(over), 0.5),
+            code=RATE_WAIT,
+            held=True,
+        )
+
     def _rate_wait(self, row: OutboxMessage, limit: int) -> float:
         """Seconds to wait so this target stays under `limit` messages per minute (0: send now)."""
         now = self.bot.clock.now()

@@ -1,0 +1,33 @@
+"""Fixed-window send counters shared by every worker through the database (Feishu's and WeCom's app-wide
+limits, Feishu's per-recipient one)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, String, case
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base
+
+
+class SendRate(Base):
+    """A send counter per scope ("app:m", "wecom:message/send:m", "to:user:ou_…") for its current window.
+
+    The table keeps the name it got when only Feishu used it, so that sharing it needs no migration."""
+
+    __tablename__ = "feishu_rate"
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    win: Mapped[int] = mapped_column(Integer)  # window number = epoch seconds // window size
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def take_slot(s: Session, scope: str, win: int) -> int:
+    """Count one send in `scope`'s window `win` atomically; returns the count including this one."""
+    ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(SendRate)
+    stmt = ins.values(scope=scope[:160], win=win, count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["scope"],
+        set_={"win": win, "count": case((SendRate.win == win, SendRate.count + 1), else_=1)},
+    ).returning(SendRate.count)
+    return int(s.execute(stmt).scalar_one())
