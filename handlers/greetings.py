@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import calendar as cal
 from bot.context import Context
 from handlers import router
+from models.activity import safe_cell
 from models.greeting import (
     Festival,
     GreetingConfig,
@@ -286,7 +287,9 @@ class Queue:
             return
         table = OutboxMessage.__table__
         ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.idempotency_key)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+            table.c.idempotency_key
+        )
         # Core "insertmanyvalues" on the session's connection (same transaction). RETURNING gives the rows really
         # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used). Counts are per
         # recipient: a WeCom batch row counts its ids.
@@ -468,18 +471,17 @@ def birthday_list_xlsx(s: Session, year: int, month: int, branch_id: int | None 
     ws.title = f"{month}月生日"
     ws.append(["分会", "小组", "姓名", "工号", "生日（公历）", "历法", "逢十", "不要祝福"])
     for m, d in month_birthdays(s, first, last, branch_id):
-        ws.append(
-            [
-                m.branch.name if m.branch else "",
-                m.group.name if m.group else "",
-                m.name,
-                m.employee_no,
-                d.isoformat(),
-                "农历" if cal.lunar_birth(m) else "公历",
-                "是" if cal.is_milestone(cal.age_on(m, d)) else "",
-                "是" if m.greeting_opt_out else "",
-            ]
-        )
+        row = [
+            m.branch.name if m.branch else "",
+            m.group.name if m.group else "",
+            m.name,
+            m.employee_no,
+            d.isoformat(),
+            "农历" if cal.lunar_birth(m) else "公历",
+            "是" if cal.is_milestone(cal.age_on(m, d)) else "",
+            "是" if m.greeting_opt_out else "",
+        ]
+        ws.append([safe_cell(v) for v in row])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

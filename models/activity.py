@@ -488,21 +488,8 @@ def export_xlsx(s: Session, activity: Activity, clock, members: set[int] | None 
     ws = wb.active
     ws.title = "报名名单"
     questions = activity.questions or []
-    ws.append(
-        [
-            "序号",
-            "姓名",
-            "工号",
-            "分会",
-            "小组",
-            "携带家属",
-            *[q["label"] for q in questions],
-            "报名时间",
-            "状态",
-            "代报人",
-            "签到时间",
-        ]
-    )
+    header = ["序号", "姓名", "工号", "分会", "小组", "携带家属", *[q["label"] for q in questions]]
+    ws.append([safe_cell(v) for v in [*header, "报名时间", "状态", "代报人", "签到时间"]])
     rows = signups_of(s, activity.id, ("confirmed", "waitlisted", "cancelled"))
     n = 0
     for row in rows:

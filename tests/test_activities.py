@@ -429,6 +429,20 @@ def test_export_xlsx(bot, chat_with):
     )
 
 
+def test_export_header_cannot_run_as_formula(bot):
+    """A question label such as =HYPERLINK(...) is written as text in the header row too."""
+    qs = [{"key": "q", "label": '=HYPERLINK("http://x","点我")', "options": ["是", "否"]}]
+    aid = make_activity(bot, questions=qs)
+    m = add_member(bot, "甲")
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        sign_up(s, a, s.get(Member, m.id), NOW, answers={"q": "是"})
+        data = export_xlsx(s, a, bot.clock)
+    ws = load_workbook(io.BytesIO(data)).active
+    assert ws.cell(1, 7).value == '\'=HYPERLINK("http://x","点我")'
+    assert [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"] == []
+
+
 def test_unique_index_blocks_second_active_signup(bot):
     """The database itself refuses a second active sign-up; a cancelled one does not count."""
     aid = make_activity(bot, capacity=5)
@@ -568,4 +582,3 @@ def test_an_activity_that_has_started_refuses_sign_up_and_cancel(bot, chat_with)
         assert "“健步走”已经开始或结束了，不能再报名" in out and "秋游" in out  # with what is still open
         assert "已经开始了，不能再取消" in early.ask(f"取消报名 {aid}")
     assert signups(bot, aid) == [("甲", "confirmed", 0)]
-

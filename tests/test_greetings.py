@@ -614,3 +614,18 @@ def test_monthly_birthday_list_for_clerks_and_xlsx(bot):
     assert rows_[0][:3] == ("分会", "小组", "姓名")
     assert {r[2] for r in rows_[1:]} == {"八月甲", "八月乙"}
     assert [r[6] for r in rows_[1:] if r[2] == "八月乙"] == ["是"]  # milestone flag for the clerk's gift
+
+
+def test_birthday_list_xlsx_cells_cannot_run_as_formulas(bot):
+    import io
+
+    from openpyxl import load_workbook
+
+    from handlers.greetings import birthday_list_xlsx
+
+    person(bot, "=1+1", birthday=date(1990, 8, 3), branch="@分会", group="-小组")
+    with bot.db.Session() as s:
+        data = birthday_list_xlsx(s, 2026, 8)
+    ws = load_workbook(io.BytesIO(data)).active
+    assert [c.value for c in ws[2]][:3] == ["'@分会", "'-小组", "'=1+1"]
+    assert [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"] == []
