@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.context import Context, active_dialog
 from bot.message import Button, Card, Text
-from bot.normalize import find_date, normalize, parse_date
+from bot.normalize import cn_to_int, find_date, normalize, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
@@ -128,6 +129,29 @@ def parse_id(text: str) -> int | None:
     return int(m[1]) if m else None
 
 
+# 第2个 / 第二个 is a position in a list; 2 / 2号 / 编号2 an activity's number. Normalising turns 第二个 into 2个,
+# so the position is read from the message as typed. 第三届运动会 (no 个) is a title, not a position.
+_ORDINAL = re.compile(r"第\s*([零〇一二两三四五六七八九十\d]{1,3})\s*(?:个|$)")
+
+
+def ordinal(ctx: Context) -> int | None:
+    m = _ORDINAL.search(unicodedata.normalize("NFKC", ctx.msg.typed))
+    return cn_to_int(m[1]) if m else None
+
+
+def by_position(ctx: Context, shown: list[Activity]) -> list[Activity] | None:
+    """The readings of “第N个” (None: the message has none): the Nth of `shown` (the list the member is shown
+    for this word, in its order) and activity number N. One reading is taken; two are asked about."""
+    n = ordinal(ctx)
+    if n is None:
+        return None
+    readings = [shown[n - 1]] if 1 <= n <= len(shown) else []
+    by_id = ctx.session.get(Activity, n)
+    if by_id is not None and by_id not in readings:
+        readings.append(by_id)
+    return readings
+
+
 def _day_of(ctx: Context, text: str, pool: list[Activity]) -> tuple[date | None, str]:
     """The date a message names (周六, 下周三, 12月5日) and the text without it. A date that is part of a title
     (3.8 in “3.8节插花”) is not a date."""
@@ -149,6 +173,9 @@ def resolve(ctx: Context, text: str, pool: list[Activity]) -> tuple[Activity | N
     matches come back as candidates to ask about, never as a guess.
     """
     day, rest = _day_of(ctx, text, pool)
+    readings = by_position(ctx, pool) if day is None else None
+    if readings is not None:
+        return (readings[0], []) if len(readings) == 1 else (None, readings)
     n = parse_id(rest)
     if n is not None:
         a = ctx.session.get(Activity, n)
@@ -320,6 +347,9 @@ _PICK_BUTTONS = {"报名": "signup", "活动": "activity", "取消报名": "canc
 def _choose(ctx: Context, verb: str, candidates: list[Activity], companions: int = 0, head: str = "") -> None:
     """Several activities fit: a numbered question (reply 1, 2 …, or tap), never a guess."""
     shown = candidates[:8]
+    n = ordinal(ctx)
+    if not head and n is not None and len(candidates) == 2:
+        head = f"您说的“第{n}个”是列表里的第{n}个（【{candidates[0].id}】），还是编号 {n} 的活动？"
     lines = [f"{i}. 【{a.id}】{a.title}（{_when(ctx, a)}）" for i, a in enumerate(shown, 1)]
     lines.append(f"请回复序号 1–{len(shown)}" if len(shown) > 1 else "是这个吗？请回复 1")
     lines[-1] += f"，或发送“{verb} 编号”，例如“{verb} {shown[0].id}”。"
@@ -678,6 +708,12 @@ def cancel(ctx: Context) -> None:
         return
     acts = [a for _, a in mine]
     day, rest = _day_of(ctx, ctx.text, acts)
+    readings = by_position(ctx, acts) if day is None else None
+    if readings is not None:  # 取消第2个: a place given up is lost, so the reading is always confirmed
+        readings = [a for a in readings if a in acts]
+        head = "" if readings else f"您报名了 {len(acts)} 个活动，您想取消哪一个的报名？"
+        _choose(ctx, "取消报名", readings or acts, head=head)
+        return
     n = parse_id(rest)
     if n is not None:
         target = next((a for a in acts if a.id == n), None)

@@ -582,3 +582,22 @@ def test_an_activity_that_has_started_refuses_sign_up_and_cancel(bot, chat_with)
         assert "“健步走”已经开始或结束了，不能再报名" in out and "秋游" in out  # with what is still open
         assert "已经开始了，不能再取消" in early.ask(f"取消报名 {aid}")
     assert signups(bot, aid) == [("甲", "confirmed", 0)]
+
+
+def test_ordinal_is_a_position_and_asks_when_the_number_reads_otherwise(bot, chat_with):
+    """活动 lists 【2】【1】【3】 (by start time): 第二个 is not activity 2; with two readings the bot asks."""
+    first = make_activity(bot, title="羽毛球赛", starts_at=NOW + timedelta(days=5))
+    second = make_activity(bot, title="乒乓球赛", starts_at=NOW + timedelta(days=3))
+    third = make_activity(bot, title="健康讲座", starts_at=NOW + timedelta(days=7))
+    c = chat_with(add_member(bot, "甲"))
+    listing = c.ask("活动")
+    assert listing.index(f"【{second}】") < listing.index(f"【{first}】") < listing.index(f"【{third}】")
+    out = c.ask("报名第二个")
+    assert "“第2个”是列表里的第2个" in out and "报名成功" not in out
+    assert signups(bot, first) == signups(bot, second) == []
+    assert "报名成功" in c.ask("1") and "羽毛球赛" in c.ask("我的报名")  # the listed second one
+    assert signups(bot, first) == [("甲", "confirmed", 0)] and signups(bot, second) == []
+    assert "报名成功" in c.ask("报名第三个")  # position 3 is also number 3: nothing to ask
+    assert signups(bot, third) == [("甲", "confirmed", 0)]
+    out = c.ask("取消第一个")  # giving a place up is always confirmed
+    assert "回复 1" in out and signups(bot, first) == [("甲", "confirmed", 0)]
