@@ -29,6 +29,7 @@ from models.activity import (
     cancel_activity,
     cancel_signup,
     check_in,
+    check_signup,
     in_audience,
     open_activities,
     sign_up,
@@ -543,8 +544,6 @@ def _do_signup(ctx: Context, a: Activity, companions: int, answers: dict[str, An
         _already(ctx, a, existing)
         return
     if answers is None and a.questions:
-        from models.activity import check_signup
-
         refused = check_signup(a, member, companions, now)
         if refused:
             ctx.reply(refusal(ctx, a, refused))
@@ -592,13 +591,13 @@ def _already(ctx: Context, a: Activity, existing: Signup) -> None:
 # questions ---------------------------------------------------------------------------------------------
 
 
-def _question_text(a: Activity, idx: int) -> str:
+def _question_text(a: Activity, idx: int, for_whom: str = "", leave: str = "发送“取消”放弃报名") -> str:
     q = a.questions[idx]
-    head = f"“{a.title}”报名问题 {idx + 1}/{len(a.questions)}：{q['label']}"
+    head = f"“{a.title}”报名问题{for_whom} {idx + 1}/{len(a.questions)}：{q['label']}"
     if q.get("options"):
         opts = "\n".join(f"{i}. {o}" for i, o in enumerate(q["options"], 1))
-        return f"{head}\n{opts}\n请回复序号或选项（发送“取消”放弃报名）。"
-    return f"{head}\n请直接回复（发送“取消”放弃报名）。"
+        return f"{head}\n{opts}\n请回复序号或选项（{leave}）。"
+    return f"{head}\n请直接回复（{leave}）。"
 
 
 def _ask_questions(ctx: Context, a: Activity, companions: int) -> None:
@@ -629,6 +628,22 @@ def _ask_questions(ctx: Context, a: Activity, companions: int) -> None:
     )
 
 
+def _answer(ctx: Context, q: dict[str, Any]) -> str | None:
+    """The answer to question `q`: one of its options (by number or wording; None when none fits) or free text
+    as typed ("" when empty)."""
+    answer = ctx.text.strip()
+    if not q.get("options"):
+        return ctx.words
+    # options are kept as typed: an answer is matched against their normal form
+    forms = {o: normalize(o) for o in q["options"]}
+    if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
+        return q["options"][int(answer) - 1]
+    hits = [o for o, f in forms.items() if f == answer] or [
+        o for o, f in forms.items() if answer and (answer in f or f in answer)
+    ]
+    return hits[0] if len(hits) == 1 else None
+
+
 @router.dialog("activity_signup")
 def signup_dialog(ctx: Context) -> None:
     assert ctx.dialog is not None
@@ -640,24 +655,10 @@ def signup_dialog(ctx: Context) -> None:
         return
     idx = int(data["idx"])
     q = a.questions[idx]
-    answer = ctx.text.strip()
-    if q.get("options"):
-        choice = None
-        # options are kept as typed: an answer is matched against their normal form
-        forms = {o: normalize(o) for o in q["options"]}
-        if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
-            choice = q["options"][int(answer) - 1]
-        else:
-            hits = [o for o, f in forms.items() if f == answer] or [
-                o for o, f in forms.items() if answer and (answer in f or f in answer)
-            ]
-            choice = hits[0] if len(hits) == 1 else None
-        if choice is None:
-            ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
-            return
-        answer = choice
-    else:
-        answer = ctx.words  # a free answer, as typed
+    answer = _answer(ctx, q)
+    if answer is None:
+        ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
+        return
     if not answer:
         ctx.reply(_question_text(a, idx))
         return
@@ -1000,7 +1001,8 @@ def proxy_signup(ctx: Context) -> None:
     else:
         scope_q = select(Member).where(Member.active.is_(True), Member.group_id == m.group_id)
     now = ctx.clock.now()
-    lines = []
+    lines: list[str] = []
+    people: list[Member] = []
     for tok in tokens[:30]:
         found = list(ctx.session.scalars(scope_q.where((Member.name == tok) | (Member.employee_no == tok))))
         if not found and len(tok) == 2 and tok[0] in "老小":  # 老刘 / 小王: the only one with that surname
@@ -1017,7 +1019,37 @@ def proxy_signup(ctx: Context) -> None:
             lines.append(f"? {tok}：有 {len(found)} 位同名（工号 {nos}），请改用工号代报")
             continue
         who = found[0]
-        res = sign_up(ctx.session, a, who, now, signed_by=m, require_answers=False)
+        refused = check_signup(a, who, 0, now)
+        if active_signup(ctx.session, a.id, who.id) is not None:
+            lines.append(f"· {who.name}：已经报过名了")
+        elif refused:
+            lines.append(f"✗ {who.name}：" + refusal(ctx, a, refused).split("\n")[0])
+        elif who not in people:
+            people.append(who)
+    if a.questions and people:
+        # The leader answers for each colleague, as the member would: nobody is signed up blank.
+        data = {
+            "activity": a.id,
+            "people": [p.id for p in people],
+            "lines": lines,
+            "answers": {},
+            "p": 0,
+            "q": 0,
+        }
+        ctx.start_dialog("activity_proxy", "question", data)
+        head = f"代报名“{a.title}”：\n" + "\n".join(lines) + "\n" if lines else ""
+        ctx.reply(head + _proxy_question(a, people[0], 0, 0))
+        return
+    _proxy_finish(ctx, a, people, {}, lines)
+
+
+def _proxy_finish(
+    ctx: Context, a: Activity, people: list[Member], answers: dict[str, dict[str, Any]], lines: list[str]
+) -> None:
+    m = ctx.member
+    assert m is not None
+    for who in people:
+        res = sign_up(ctx.session, a, who, ctx.clock.now(), signed_by=m, answers=answers.get(str(who.id)))
         if res.outcome == "confirmed":
             lines.append(f"✓ {who.name}：已报名")
         elif res.outcome == "waitlisted":
@@ -1029,9 +1061,44 @@ def proxy_signup(ctx: Context) -> None:
             continue
         if res.signup is not None and res.ok:
             notify_added(ctx.bot, ctx.session, a, res.signup, m.name)
-
     ctx.session.refresh(a)
     ctx.reply(f"代报名“{a.title}”：\n" + "\n".join(lines) + f"\n{_count_line(a)}")
+
+
+def _proxy_question(a: Activity, who: Member, p: int, idx: int) -> str:
+    same = "；与上一位相同请回复“同上”" if p > 0 else ""
+    return _question_text(a, idx, f"（代{who.name}填写）", f"发送“取消”放弃这次代报名{same}")
+
+
+@router.dialog("activity_proxy")
+def proxy_dialog(ctx: Context) -> None:
+    """代报名 for an activity with questions: the leader answers them for each colleague, then all are signed up."""
+    assert ctx.dialog is not None
+    data = dict(ctx.dialog.data)
+    a = ctx.session.get(Activity, data["activity"])
+    people = [ctx.session.get(Member, i) for i in data["people"]]
+    if a is None or a.status != "open" or None in people:
+        ctx.end_dialog()
+        ctx.reply("这个活动已取消或不存在了，代报名没有完成。发送“活动”看看其他活动。")
+        return
+    p, idx = int(data["p"]), int(data["q"])
+    q, who = a.questions[idx], people[p]
+    answers = {k: dict(v) for k, v in data["answers"].items()}
+    if p > 0 and ctx.text.strip() == "同上":
+        answer: str | None = answers[str(people[p - 1].id)][q["key"]]
+    else:
+        answer = _answer(ctx, q)
+    if not answer:
+        ctx.reply(("没看懂您的选择。\n" if answer is None else "") + _proxy_question(a, who, p, idx))
+        return
+    answers.setdefault(str(who.id), {})[q["key"]] = answer
+    if idx + 1 < len(a.questions) or p + 1 < len(people):
+        p, idx = (p, idx + 1) if idx + 1 < len(a.questions) else (p + 1, 0)
+        ctx.advance("question", answers=answers, p=p, q=idx)
+        ctx.reply(_proxy_question(a, people[p], p, idx))
+        return
+    ctx.end_dialog()
+    _proxy_finish(ctx, a, people, answers, list(data["lines"]))
 
 
 @router.handler("签到", menu=None)

@@ -601,3 +601,45 @@ def test_ordinal_is_a_position_and_asks_when_the_number_reads_otherwise(bot, cha
     assert signups(bot, third) == [("甲", "confirmed", 0)]
     out = c.ask("取消第一个")  # giving a place up is always confirmed
     assert "回复 1" in out and signups(bot, first) == [("甲", "confirmed", 0)]
+
+
+def test_proxy_signup_asks_the_questions_for_each_colleague(bot, chat_with):
+    qs = [
+        {"key": "item", "label": "项目", "options": ["单打", "双打"]},
+        {"key": "size", "label": "尺码", "options": ["M", "L"]},
+    ]
+    aid = make_activity(bot, questions=qs, capacity=10)
+    leader = add_member(bot, "组长", roles=("group_leader",))
+    add_member(bot, "刘桂英")
+    add_member(bot, "王秀珍")
+    add_member(bot, "外人", group="外科小组", branch="外科分会")
+    c = chat_with(leader)
+    out = c.ask(f"代报名 {aid} 刘桂英 王秀珍 外人")
+    assert "✗ 外人" in out and "代刘桂英填写" in out and "项目" in out
+    assert signups(bot, aid) == []  # nobody is signed up with blank answers
+    assert "没看懂" in c.ask("三打")
+    assert "尺码" in c.ask("1")
+    out = c.ask("L")
+    assert "代王秀珍填写" in out and "同上" in out
+    c.ask("同上")
+    out = c.ask("M")
+    assert "✓ 刘桂英：已报名" in out and "✓ 王秀珍：已报名" in out and "✗ 外人" in out
+    with bot.db.Session() as s:
+        got = {r.member.name: r.answers for r in s.scalars(select(Signup))}
+    assert got == {"刘桂英": {"item": "单打", "size": "L"}, "王秀珍": {"item": "单打", "size": "M"}}
+    # leaving the questions signs nobody up
+    add_member(bot, "张桂兰")
+    c.ask(f"代报名 {aid} 张桂兰")
+    assert c.ask("取消") == LEFT_DIALOG
+    assert len(signups(bot, aid)) == 2
+
+
+def test_export_marks_answers_nobody_gave(bot):
+    """A sign-up added without the questions (the console's manual add) says so in the export."""
+    aid = make_activity(bot, questions=[{"key": "size", "label": "尺码", "options": ["M", "L"]}])
+    clerk, m = add_member(bot, "干事", roles=("clerk",)), add_member(bot, "甲")
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        sign_up(s, a, s.get(Member, m.id), NOW, signed_by=s.get(Member, clerk.id), require_answers=False)
+        data = export_xlsx(s, a, bot.clock)
+    assert load_workbook(io.BytesIO(data)).active.cell(2, 7).value == "代报名，未填写"
