@@ -517,6 +517,7 @@ def _confirm(ctx: Context) -> None:
         congress=congress,
         secret=ctx.settings.SECRET_KEY,
         now=now,
+        tz=ctx.clock.tz,
     )
     ctx.end_dialog()
     if p.anonymous:
@@ -1503,7 +1504,7 @@ def stats(ctx: Context) -> None:
     if not ctx.can("proposals.report"):
         ctx.reply("提案统计只对提案委员会和工会办公室开放。查看自己的提案请发送“我的提案”。")
         return
-    r = report(ctx.session, ctx.clock.today())
+    r = report(ctx.session, ctx.clock.today(), tz=ctx.clock.tz)
     lines = [
         f"提案 {r['totals']['proposal']} 件，建议 {r['totals']['suggestion']} 件",
         "按状态：" + "，".join(f"{k} {v}" for k, v in r["by_status"].items()),

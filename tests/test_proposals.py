@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -120,7 +121,7 @@ def add(bot, name, **kw):
 def _new(s, member, kind="proposal", congress=None, anonymous=False, now=None):
     return submit(
         s, member=member, kind=kind, category="其他", title="t", situation="s", measures="m",
-        congress=congress, anonymous=anonymous, secret="k", now=now,
+        congress=congress, anonymous=anonymous, secret="k", now=now, tz=ZoneInfo("Asia/Shanghai"),
     )  # fmt: skip
 
 
@@ -457,8 +458,8 @@ def test_anonymous_suggestion_hides_the_sender_everywhere(bot, cast):
     from models.proposal import export_xlsx, report
 
     with bot.db.Session() as s:
-        r = report(s, bot.clock.today())
-        blob = export_xlsx(s, bot.clock.today())
+        r = report(s, bot.clock.today(), tz=bot.clock.tz)
+        blob = export_xlsx(s, bot.clock.today(), tz=bot.clock.tz)
     assert "钱会员" not in repr(r)
     import io
 
