@@ -656,6 +656,8 @@ def signup_dialog(ctx: Context) -> None:
     idx = int(data["idx"])
     q = a.questions[idx]
     answer = _answer(ctx, q)
+    if (answer is None or not q.get("options")) and ctx.hand_on(_question_text(a, idx)):
+        return  # 我的报名 typed mid-way: answered, and the question stays open
     if answer is None:
         ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
         return
@@ -1088,6 +1090,8 @@ def proxy_dialog(ctx: Context) -> None:
         answer: str | None = answers[str(people[p - 1].id)][q["key"]]
     else:
         answer = _answer(ctx, q)
+        if (answer is None or not q.get("options")) and ctx.hand_on(_proxy_question(a, who, p, idx)):
+            return
     if not answer:
         ctx.reply(("没看懂您的选择。\n" if answer is None else "") + _proxy_question(a, who, p, idx))
         return
@@ -1426,6 +1430,8 @@ def create_start(ctx: Context) -> None:
 def create_step(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
     step, text = ctx.dialog.step, ctx.text.strip()
+    if step in ("title", "place", "description") and ctx.hand_on(_prompt(step, ctx)):
+        return  # free text: a bare command word (我的报名) is not a title
     error = _CREATE_STEPS[step](ctx, text)
     if ctx.dialog is None:  # published
         return

@@ -643,3 +643,18 @@ def test_export_marks_answers_nobody_gave(bot):
         sign_up(s, a, s.get(Member, m.id), NOW, signed_by=s.get(Member, clerk.id), require_answers=False)
         data = export_xlsx(s, a, bot.clock)
     assert load_workbook(io.BytesIO(data)).active.cell(2, 7).value == "代报名，未填写"
+
+
+def test_a_command_during_the_questions_is_answered_and_the_question_stays(bot, chat_with):
+    qs = [{"key": "size", "label": "尺码", "options": ["M", "L"]}]
+    aid = make_activity(bot, questions=qs)
+    c = chat_with(add_member(bot, "甲"))
+    c.ask(f"报名 {aid}")
+    out = c.ask("我的报名")
+    assert (
+        "没看懂" not in out
+        and "您还没有报名任何活动" in out
+        and "刚才的问题还等着您回答" in out
+        and "尺码" in out
+    )
+    assert "报名成功" in c.ask("L")

@@ -663,3 +663,21 @@ def test_open_congress_without_cosigners(bot, chat_with):
     assert p.kind == "proposal" and p.status == "under_review"
     assert [e.to_status for e in p.events] == ["submitted", "under_review"]
     assert any(num in t for t in pushes(bot, reviewer))
+
+
+def test_a_command_at_the_cosigner_step_is_answered_and_the_step_stays(bot, cast):
+    _, chats = cast
+    chat = chats["proposer"]
+    for answer in (
+        "我要提案",
+        "3",
+        "增设职工停车位",
+        "北门停车位太少，夜班职工下班后找不到车位。",
+        "划设车位",
+        "总务处",
+    ):
+        chat.ask(answer)
+    out = chat.ask("我的提案")
+    assert "没有找到“我的提案”" not in out and "刚才的问题还等着您回答" in out and "附议人" in out
+    assert "确认" in chat.ask("李代表，王代表")  # still in the dialog: the preview
+    assert "编号" in chat.ask("确认")
