@@ -22,8 +22,9 @@ audience. Inactive members (left the union) get nothing; retirees are included.
 Festival delivery: `private` = a message to each member of the audience; `group` = one post in each group chat
 whose union group (or, for a chat tied only to a branch, whose branch) has a member of the audience — every chat
 for an everyone-festival, and a chat tied to no group or branch gets only everyone-festivals; `both` = the two.
-With `batch_private`, identical festival text is batched only where the platform takes a list of recipients
-(WeCom message/send, 1,000 ids a call); elsewhere (Feishu, sandbox) every member gets their own row.
+With `batch_private` (on by default), identical festival text (a template without {name}: the built-in 元旦, 春节,
+劳动节, 端午, 中秋 and 国庆 texts) is batched only where the platform takes a list of recipients (WeCom
+message/send, 1,000 ids a call); elsewhere (Feishu, sandbox) every member gets their own row.
 六一 (audience "parents") goes to members whose roster says 有子女 = 是; when nobody's roster entry says either
 way, nothing is sent and the run's note tells the console why (never everyone by default).
 """
