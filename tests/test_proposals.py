@@ -681,3 +681,23 @@ def test_a_command_at_the_cosigner_step_is_answered_and_the_step_stays(bot, cast
     assert "没有找到“我的提案”" not in out and "刚才的问题还等着您回答" in out and "附议人" in out
     assert "确认" in chat.ask("李代表，王代表")  # still in the dialog: the preview
     assert "编号" in chat.ask("确认")
+
+
+def test_schedule_preview_lists_proposal_chasing_as_the_job_sends_it(bot, cast):
+    from cli.schedule import preview_daily
+
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    today = bot.clock.today()
+    chats["reviewer"].ask(f"立案 {num} 总务处 期限 {(today + timedelta(days=10)).isoformat()}")
+    plan = [(w.date(), what, n) for w, k, what, n in preview_daily(bot, today, today + timedelta(days=30))]
+    plan = [(d, what, n) for d, what, n in plan if num in what]
+    offsets = sorted(((d - today).days, "主席" in what) for d, what, _ in plan)
+    assert offsets == [(7, False), (13, False), (16, False), (19, False), (22, False), (25, False), (25, True),
+                       (28, False)]  # fmt: skip
+    sent = []
+    for day in range(31):
+        before = len(pushes(bot, ppl["zongwu"])) + len(pushes(bot, ppl["chair"]))
+        chase_proposals(bot, bot.clock.at(today + timedelta(days=day), 8, 30))
+        sent += [day] * (len(pushes(bot, ppl["zongwu"])) + len(pushes(bot, ppl["chair"])) - before)
+    assert sent == [d for d, _ in offsets]
