@@ -6,6 +6,8 @@ delivery loop and the scheduler in background threads, so scheduled pushes reach
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import Any
 
@@ -81,18 +83,36 @@ def _register_optional(app: Flask) -> None:
     feishu.init_app(app, app.extensions["bot"])
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def warn_if_exposed(app: Flask, host: str) -> bool:
+    """The sandbox lets whoever reaches it act as any member: a log line when it listens beyond this machine."""
+    if not app.extensions["bot"].settings.SANDBOX_ENABLED or host in LOOPBACK:
+        return False
+    logging.getLogger("union_bot").warning(
+        "the sandbox is enabled and the server listens on %s: anyone who can reach it can act as any member "
+        "(listen on 127.0.0.1, or set SANDBOX_ENABLED=false)",
+        host,
+    )
+    return True
+
+
 def main() -> None:
-    """The development server (scripts/run.sh); a bad setting is one line on stderr, not a traceback."""
+    """The development server (scripts/run.sh); a bad setting is one line on stderr, not a traceback.
+    HOST (default 127.0.0.1) is where it listens."""
     from bot.background import DevRunner
 
     try:
         app = create_app()
     except ConfigError as exc:
         sys.exit(f"union-bot: {exc.message}")
+    host = os.environ.get("HOST", "127.0.0.1")
+    warn_if_exposed(app, host)
     runner = DevRunner(app)
     runner.start()
     try:
-        app.run(host="127.0.0.1", port=5000, debug=False)
+        app.run(host=host, port=5000, debug=False)
     finally:
         runner.stop()
 

@@ -312,7 +312,7 @@ def department_reply(proposal_id: int):
 def report_page():
     bot = _bot()
     with bot.db.Session() as s:
-        r = report(s, bot.clock.today(), _congress_id())
+        r = report(s, bot.clock.today(), _congress_id(), tz=bot.clock.tz)
         congresses = list(s.scalars(select(Congress).order_by(Congress.collect_start.desc())))
         return render_template(
             "proposals_admin/report.html", r=r, congresses=congresses, congress=_congress_id(), pct=_pct
@@ -328,7 +328,7 @@ def _pct(x: float | None) -> str:
 def export():
     bot = _bot()
     with bot.db.Session() as s:
-        blob = export_xlsx(s, bot.clock.today(), _congress_id())
+        blob = export_xlsx(s, bot.clock.today(), _congress_id(), tz=bot.clock.tz)
     return Response(
         blob,
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -60,7 +60,7 @@ class FestivalDef:
 
 FESTIVALS: tuple[FestivalDef, ...] = (
     FestivalDef(
-        "yuandan", "元旦", "solar:1-1", template="{name}，新年好！祝您新的一年身体健康、工作顺利、阖家幸福！"
+        "yuandan", "元旦", "solar:1-1", template="新年好！工会祝大家新的一年身体健康、工作顺利、阖家幸福！"
     ),
     FestivalDef(
         "chuxi",
@@ -73,7 +73,7 @@ FESTIVALS: tuple[FestivalDef, ...] = (
         "chunjie",
         "春节",
         "spring:0",
-        template="{name}，新春快乐！工会祝您和家人在新的一年里平安健康、万事如意！",
+        template="新春快乐！工会祝大家和家人在新的一年里平安健康、万事如意！",
     ),
     FestivalDef(
         "yuanxiao",
@@ -96,9 +96,7 @@ FESTIVALS: tuple[FestivalDef, ...] = (
         delivery="group",
         template="清明时节，缅怀先人。出行祭扫请注意安全，文明祭扫。",
     ),
-    FestivalDef(
-        "laodong", "劳动节", "solar:5-1", template="{name}，劳动节快乐！感谢您的辛勤付出，假期注意休息。"
-    ),
+    FestivalDef("laodong", "劳动节", "solar:5-1", template="劳动节快乐！感谢大家的辛勤付出，假期注意休息。"),
     FestivalDef(
         "qingnian",
         "青年节",
@@ -120,9 +118,7 @@ FESTIVALS: tuple[FestivalDef, ...] = (
         audience="parents",
         template="{name}，六一儿童节快乐！祝您的孩子健康快乐成长！",
     ),
-    FestivalDef(
-        "duanwu", "端午节", "lunar:5-5", template="{name}，端午安康！工会祝您和家人节日快乐、身体健康！"
-    ),
+    FestivalDef("duanwu", "端午节", "lunar:5-5", template="端午安康！工会祝大家和家人节日快乐、身体健康！"),
     FestivalDef(
         "jiandang", "建党节", "solar:7-1", delivery="group", template="热烈庆祝中国共产党成立纪念日！"
     ),
@@ -140,10 +136,8 @@ FESTIVALS: tuple[FestivalDef, ...] = (
         audience="teachers",
         template="{name}，教师节快乐！感谢您教书育人、传道授业！",
     ),
-    FestivalDef(
-        "zhongqiu", "中秋节", "lunar:8-15", template="{name}，中秋快乐！月圆人团圆，工会祝您阖家幸福！"
-    ),
-    FestivalDef("guoqing", "国庆节", "solar:10-1", template="{name}，国庆节快乐！假期愉快，出行注意安全。"),
+    FestivalDef("zhongqiu", "中秋节", "lunar:8-15", template="中秋快乐！月圆人团圆，工会祝大家阖家幸福！"),
+    FestivalDef("guoqing", "国庆节", "solar:10-1", template="国庆节快乐！工会祝大家假期愉快，出行注意安全。"),
     FestivalDef(
         "chongyang",
         "重阳节",

@@ -122,6 +122,19 @@ class Context:
         self.dialog.expires_at = self._expiry()
         self.dialog.updated_at = self.clock.now()
 
+    def hand_on(self, question: str) -> bool:
+        """A known command typed at a step that asked something else (我的报名 while choosing 尺码) is answered as
+        usual and the step stays open: `question` is asked again after the answer. False: not a command."""
+        if self.dialog is None or self.bot.router.command(self.msg.text) is None:
+            return False
+        name, step, data = self.dialog.name, self.dialog.step, dict(self.dialog.data)
+        self.end_dialog()
+        self.bot.dispatch(self)
+        if active_dialog(self.session, self.msg) is None:  # the command did not start a dialog of its own
+            self.start_dialog(name, step, data)
+            self.reply("刚才的问题还等着您回答（发送“取消”可退出）：\n" + question)
+        return True
+
     def end_dialog(self) -> None:
         self.session.execute(
             delete(Dialog).where(

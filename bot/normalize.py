@@ -225,7 +225,7 @@ _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 
 
 
 def parse_date(text: str, today: date) -> date | None:
-    """Dates as members write them: 今天, 明天, 后天, 周六, 下周三, 12月5日, 12-05, 2027-01-03."""
+    """Dates as members write them: 今天, 明天, 后天, 大后天, 周六, 下周三, 下下周一, 12月5日, 12-05, 2027-01-03."""
     return find_date(text, today).day
 
 
@@ -244,7 +244,8 @@ def find_date(text: str, today: date) -> FoundDate:
     """The date in a message and the text without it, so a date never reads as a number or a title word:
     报名12月5号的羽毛球 -> (12-05, "报名 的羽毛球", "12月5号")."""
     text = normalize(text)
-    for word, days in (("今天", 0), ("明天", 1), ("后天", 2)):
+    # 大后天 before the 后天 inside it
+    for word, days in (("今天", 0), ("明天", 1), ("大后天", 3), ("后天", 2)):
         if word in text:
             return _found(today + timedelta(days=days), text, text.index(word), word)
     m = _FULL_DATE.search(text)

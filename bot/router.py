@@ -145,6 +145,14 @@ class Router:
         found.sort(key=lambda m: m.score, reverse=True)
         return found
 
+    def command(self, text: str) -> Match | None:
+        """The route a message names and nothing else (我的报名, 我的提案): what a dialog step hands on when it
+        was asked something else. None when the message says more, or two routes tie."""
+        found = self.matches(text)
+        if not found or found[0].args or (len(found) > 1 and found[1].score == found[0].score):
+            return None
+        return found[0]
+
     def menu_lines(self) -> list[str]:
         return [f"· {r.menu}" for r in self.routes if r.menu]
 

@@ -69,7 +69,8 @@ def demo_cmd(if_empty: bool, count: int, seed: int) -> None:
             click.echo("已有会员数据，跳过示例数据。")
             return
         summary = seed_demo(s, members=count, seed=seed)
-        added = seed_proposals(s, bot().clock.now())  # a congress collecting now, departments with contacts
+        # a congress collecting now, departments with contacts
+        added = seed_proposals(s, bot().clock.now(), bot().clock.tz)
         seed_department_login(s, summary)
         activities = seed_activities(s, bot().clock.now(), bot().clock.tz)
         meetings = seed_meetings(s, bot())

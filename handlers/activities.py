@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.context import Context, active_dialog
 from bot.message import Button, Card, Text
-from bot.normalize import find_date, normalize, parse_date
+from bot.normalize import cn_to_int, find_date, normalize, parse_date
 from handlers import router
 from models.activity import (
     AUDIENCE_LABELS,
@@ -28,6 +29,7 @@ from models.activity import (
     cancel_activity,
     cancel_signup,
     check_in,
+    check_signup,
     in_audience,
     open_activities,
     sign_up,
@@ -128,6 +130,29 @@ def parse_id(text: str) -> int | None:
     return int(m[1]) if m else None
 
 
+# 第2个 / 第二个 is a position in a list; 2 / 2号 / 编号2 an activity's number. Normalising turns 第二个 into 2个,
+# so the position is read from the message as typed. 第三届运动会 (no 个) is a title, not a position.
+_ORDINAL = re.compile(r"第\s*([零〇一二两三四五六七八九十\d]{1,3})\s*(?:个|$)")
+
+
+def ordinal(ctx: Context) -> int | None:
+    m = _ORDINAL.search(unicodedata.normalize("NFKC", ctx.msg.typed))
+    return cn_to_int(m[1]) if m else None
+
+
+def by_position(ctx: Context, shown: list[Activity]) -> list[Activity] | None:
+    """The readings of “第N个” (None: the message has none): the Nth of `shown` (the list the member is shown
+    for this word, in its order) and activity number N. One reading is taken; two are asked about."""
+    n = ordinal(ctx)
+    if n is None:
+        return None
+    readings = [shown[n - 1]] if 1 <= n <= len(shown) else []
+    by_id = ctx.session.get(Activity, n)
+    if by_id is not None and by_id not in readings:
+        readings.append(by_id)
+    return readings
+
+
 def _day_of(ctx: Context, text: str, pool: list[Activity]) -> tuple[date | None, str]:
     """The date a message names (周六, 下周三, 12月5日) and the text without it. A date that is part of a title
     (3.8 in “3.8节插花”) is not a date."""
@@ -149,6 +174,9 @@ def resolve(ctx: Context, text: str, pool: list[Activity]) -> tuple[Activity | N
     matches come back as candidates to ask about, never as a guess.
     """
     day, rest = _day_of(ctx, text, pool)
+    readings = by_position(ctx, pool) if day is None else None
+    if readings is not None:
+        return (readings[0], []) if len(readings) == 1 else (None, readings)
     n = parse_id(rest)
     if n is not None:
         a = ctx.session.get(Activity, n)
@@ -320,6 +348,9 @@ _PICK_BUTTONS = {"报名": "signup", "活动": "activity", "取消报名": "canc
 def _choose(ctx: Context, verb: str, candidates: list[Activity], companions: int = 0, head: str = "") -> None:
     """Several activities fit: a numbered question (reply 1, 2 …, or tap), never a guess."""
     shown = candidates[:8]
+    n = ordinal(ctx)
+    if not head and n is not None and len(candidates) == 2:
+        head = f"您说的“第{n}个”是列表里的第{n}个（【{candidates[0].id}】），还是编号 {n} 的活动？"
     lines = [f"{i}. 【{a.id}】{a.title}（{_when(ctx, a)}）" for i, a in enumerate(shown, 1)]
     lines.append(f"请回复序号 1–{len(shown)}" if len(shown) > 1 else "是这个吗？请回复 1")
     lines[-1] += f"，或发送“{verb} 编号”，例如“{verb} {shown[0].id}”。"
@@ -513,8 +544,6 @@ def _do_signup(ctx: Context, a: Activity, companions: int, answers: dict[str, An
         _already(ctx, a, existing)
         return
     if answers is None and a.questions:
-        from models.activity import check_signup
-
         refused = check_signup(a, member, companions, now)
         if refused:
             ctx.reply(refusal(ctx, a, refused))
@@ -562,13 +591,13 @@ def _already(ctx: Context, a: Activity, existing: Signup) -> None:
 # questions ---------------------------------------------------------------------------------------------
 
 
-def _question_text(a: Activity, idx: int) -> str:
+def _question_text(a: Activity, idx: int, for_whom: str = "", leave: str = "发送“取消”放弃报名") -> str:
     q = a.questions[idx]
-    head = f"“{a.title}”报名问题 {idx + 1}/{len(a.questions)}：{q['label']}"
+    head = f"“{a.title}”报名问题{for_whom} {idx + 1}/{len(a.questions)}：{q['label']}"
     if q.get("options"):
         opts = "\n".join(f"{i}. {o}" for i, o in enumerate(q["options"], 1))
-        return f"{head}\n{opts}\n请回复序号或选项（发送“取消”放弃报名）。"
-    return f"{head}\n请直接回复（发送“取消”放弃报名）。"
+        return f"{head}\n{opts}\n请回复序号或选项（{leave}）。"
+    return f"{head}\n请直接回复（{leave}）。"
 
 
 def _ask_questions(ctx: Context, a: Activity, companions: int) -> None:
@@ -599,6 +628,22 @@ def _ask_questions(ctx: Context, a: Activity, companions: int) -> None:
     )
 
 
+def _answer(ctx: Context, q: dict[str, Any]) -> str | None:
+    """The answer to question `q`: one of its options (by number or wording; None when none fits) or free text
+    as typed ("" when empty)."""
+    answer = ctx.text.strip()
+    if not q.get("options"):
+        return ctx.words
+    # options are kept as typed: an answer is matched against their normal form
+    forms = {o: normalize(o) for o in q["options"]}
+    if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
+        return q["options"][int(answer) - 1]
+    hits = [o for o, f in forms.items() if f == answer] or [
+        o for o, f in forms.items() if answer and (answer in f or f in answer)
+    ]
+    return hits[0] if len(hits) == 1 else None
+
+
 @router.dialog("activity_signup")
 def signup_dialog(ctx: Context) -> None:
     assert ctx.dialog is not None
@@ -610,24 +655,12 @@ def signup_dialog(ctx: Context) -> None:
         return
     idx = int(data["idx"])
     q = a.questions[idx]
-    answer = ctx.text.strip()
-    if q.get("options"):
-        choice = None
-        # options are kept as typed: an answer is matched against their normal form
-        forms = {o: normalize(o) for o in q["options"]}
-        if answer.isdigit() and 1 <= int(answer) <= len(q["options"]):
-            choice = q["options"][int(answer) - 1]
-        else:
-            hits = [o for o, f in forms.items() if f == answer] or [
-                o for o, f in forms.items() if answer and (answer in f or f in answer)
-            ]
-            choice = hits[0] if len(hits) == 1 else None
-        if choice is None:
-            ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
-            return
-        answer = choice
-    else:
-        answer = ctx.words  # a free answer, as typed
+    answer = _answer(ctx, q)
+    if (answer is None or not q.get("options")) and ctx.hand_on(_question_text(a, idx)):
+        return  # 我的报名 typed mid-way: answered, and the question stays open
+    if answer is None:
+        ctx.reply("没看懂您的选择。\n" + _question_text(a, idx))
+        return
     if not answer:
         ctx.reply(_question_text(a, idx))
         return
@@ -678,6 +711,12 @@ def cancel(ctx: Context) -> None:
         return
     acts = [a for _, a in mine]
     day, rest = _day_of(ctx, ctx.text, acts)
+    readings = by_position(ctx, acts) if day is None else None
+    if readings is not None:  # 取消第2个: a place given up is lost, so the reading is always confirmed
+        readings = [a for a in readings if a in acts]
+        head = "" if readings else f"您报名了 {len(acts)} 个活动，您想取消哪一个的报名？"
+        _choose(ctx, "取消报名", readings or acts, head=head)
+        return
     n = parse_id(rest)
     if n is not None:
         target = next((a for a in acts if a.id == n), None)
@@ -964,7 +1003,8 @@ def proxy_signup(ctx: Context) -> None:
     else:
         scope_q = select(Member).where(Member.active.is_(True), Member.group_id == m.group_id)
     now = ctx.clock.now()
-    lines = []
+    lines: list[str] = []
+    people: list[Member] = []
     for tok in tokens[:30]:
         found = list(ctx.session.scalars(scope_q.where((Member.name == tok) | (Member.employee_no == tok))))
         if not found and len(tok) == 2 and tok[0] in "老小":  # 老刘 / 小王: the only one with that surname
@@ -981,7 +1021,37 @@ def proxy_signup(ctx: Context) -> None:
             lines.append(f"? {tok}：有 {len(found)} 位同名（工号 {nos}），请改用工号代报")
             continue
         who = found[0]
-        res = sign_up(ctx.session, a, who, now, signed_by=m, require_answers=False)
+        refused = check_signup(a, who, 0, now)
+        if active_signup(ctx.session, a.id, who.id) is not None:
+            lines.append(f"· {who.name}：已经报过名了")
+        elif refused:
+            lines.append(f"✗ {who.name}：" + refusal(ctx, a, refused).split("\n")[0])
+        elif who not in people:
+            people.append(who)
+    if a.questions and people:
+        # The leader answers for each colleague, as the member would: nobody is signed up blank.
+        data = {
+            "activity": a.id,
+            "people": [p.id for p in people],
+            "lines": lines,
+            "answers": {},
+            "p": 0,
+            "q": 0,
+        }
+        ctx.start_dialog("activity_proxy", "question", data)
+        head = f"代报名“{a.title}”：\n" + "\n".join(lines) + "\n" if lines else ""
+        ctx.reply(head + _proxy_question(a, people[0], 0, 0))
+        return
+    _proxy_finish(ctx, a, people, {}, lines)
+
+
+def _proxy_finish(
+    ctx: Context, a: Activity, people: list[Member], answers: dict[str, dict[str, Any]], lines: list[str]
+) -> None:
+    m = ctx.member
+    assert m is not None
+    for who in people:
+        res = sign_up(ctx.session, a, who, ctx.clock.now(), signed_by=m, answers=answers.get(str(who.id)))
         if res.outcome == "confirmed":
             lines.append(f"✓ {who.name}：已报名")
         elif res.outcome == "waitlisted":
@@ -993,9 +1063,46 @@ def proxy_signup(ctx: Context) -> None:
             continue
         if res.signup is not None and res.ok:
             notify_added(ctx.bot, ctx.session, a, res.signup, m.name)
-
     ctx.session.refresh(a)
     ctx.reply(f"代报名“{a.title}”：\n" + "\n".join(lines) + f"\n{_count_line(a)}")
+
+
+def _proxy_question(a: Activity, who: Member, p: int, idx: int) -> str:
+    same = "；与上一位相同请回复“同上”" if p > 0 else ""
+    return _question_text(a, idx, f"（代{who.name}填写）", f"发送“取消”放弃这次代报名{same}")
+
+
+@router.dialog("activity_proxy")
+def proxy_dialog(ctx: Context) -> None:
+    """代报名 for an activity with questions: the leader answers them for each colleague, then all are signed up."""
+    assert ctx.dialog is not None
+    data = dict(ctx.dialog.data)
+    a = ctx.session.get(Activity, data["activity"])
+    people = [ctx.session.get(Member, i) for i in data["people"]]
+    if a is None or a.status != "open" or None in people:
+        ctx.end_dialog()
+        ctx.reply("这个活动已取消或不存在了，代报名没有完成。发送“活动”看看其他活动。")
+        return
+    p, idx = int(data["p"]), int(data["q"])
+    q, who = a.questions[idx], people[p]
+    answers = {k: dict(v) for k, v in data["answers"].items()}
+    if p > 0 and ctx.text.strip() == "同上":
+        answer: str | None = answers[str(people[p - 1].id)][q["key"]]
+    else:
+        answer = _answer(ctx, q)
+        if (answer is None or not q.get("options")) and ctx.hand_on(_proxy_question(a, who, p, idx)):
+            return
+    if not answer:
+        ctx.reply(("没看懂您的选择。\n" if answer is None else "") + _proxy_question(a, who, p, idx))
+        return
+    answers.setdefault(str(who.id), {})[q["key"]] = answer
+    if idx + 1 < len(a.questions) or p + 1 < len(people):
+        p, idx = (p, idx + 1) if idx + 1 < len(a.questions) else (p + 1, 0)
+        ctx.advance("question", answers=answers, p=p, q=idx)
+        ctx.reply(_proxy_question(a, people[p], p, idx))
+        return
+    ctx.end_dialog()
+    _proxy_finish(ctx, a, people, answers, list(data["lines"]))
 
 
 @router.handler("签到", menu=None)
@@ -1323,6 +1430,8 @@ def create_start(ctx: Context) -> None:
 def create_step(ctx: Context) -> None:
     assert ctx.dialog is not None and ctx.member is not None
     step, text = ctx.dialog.step, ctx.text.strip()
+    if step in ("title", "place", "description") and ctx.hand_on(_prompt(step, ctx)):
+        return  # free text: a bare command word (我的报名) is not a title
     error = _CREATE_STEPS[step](ctx, text)
     if ctx.dialog is None:  # published
         return

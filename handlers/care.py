@@ -1527,7 +1527,7 @@ def warmth_xlsx(bot, entries, year: int, exporter: str) -> bytes:
     ws.append([])
     ws.append(["分会", "小组", "姓名", "类别", "困难类型", "列入档案", "退休"])
     for e in entries:
-        ws.append([safe_cell(e.branch), safe_cell(e.group), safe_cell(e.name), e.reason, e.type or "",
+        ws.append([safe_cell(e.branch), safe_cell(e.group), safe_cell(e.name), e.reason, safe_cell(e.type or ""),
                    e.since.isoformat() if e.since else "", "是" if e.retired else ""])  # fmt: skip
     ws.append([])
     ws.append([safe_cell(f"导出人：{exporter}"), when])

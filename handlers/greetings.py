@@ -22,8 +22,9 @@ audience. Inactive members (left the union) get nothing; retirees are included.
 Festival delivery: `private` = a message to each member of the audience; `group` = one post in each group chat
 whose union group (or, for a chat tied only to a branch, whose branch) has a member of the audience — every chat
 for an everyone-festival, and a chat tied to no group or branch gets only everyone-festivals; `both` = the two.
-With `batch_private`, identical festival text is batched only where the platform takes a list of recipients
-(WeCom message/send, 1,000 ids a call); elsewhere (Feishu, sandbox) every member gets their own row.
+With `batch_private` (on by default), identical festival text (a template without {name}: the built-in 元旦, 春节,
+劳动节, 端午, 中秋 and 国庆 texts) is batched only where the platform takes a list of recipients (WeCom
+message/send, 1,000 ids a call); elsewhere (Feishu, sandbox) every member gets their own row.
 六一 (audience "parents") goes to members whose roster says 有子女 = 是; when nobody's roster entry says either
 way, nothing is sent and the run's note tells the console why (never everyone by default).
 """
@@ -46,6 +47,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import calendar as cal
 from bot.context import Context
 from handlers import router
+from models.activity import safe_cell
 from models.greeting import (
     Festival,
     GreetingConfig,
@@ -286,7 +288,9 @@ class Queue:
             return
         table = OutboxMessage.__table__
         ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.idempotency_key)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+            table.c.idempotency_key
+        )
         # Core "insertmanyvalues" on the session's connection (same transaction). RETURNING gives the rows really
         # inserted (psycopg reports rowcount -1 for executemany, so the rowcount cannot be used). Counts are per
         # recipient: a WeCom batch row counts its ids.
@@ -468,18 +472,17 @@ def birthday_list_xlsx(s: Session, year: int, month: int, branch_id: int | None 
     ws.title = f"{month}月生日"
     ws.append(["分会", "小组", "姓名", "工号", "生日（公历）", "历法", "逢十", "不要祝福"])
     for m, d in month_birthdays(s, first, last, branch_id):
-        ws.append(
-            [
-                m.branch.name if m.branch else "",
-                m.group.name if m.group else "",
-                m.name,
-                m.employee_no,
-                d.isoformat(),
-                "农历" if cal.lunar_birth(m) else "公历",
-                "是" if cal.is_milestone(cal.age_on(m, d)) else "",
-                "是" if m.greeting_opt_out else "",
-            ]
-        )
+        row = [
+            m.branch.name if m.branch else "",
+            m.group.name if m.group else "",
+            m.name,
+            m.employee_no,
+            d.isoformat(),
+            "农历" if cal.lunar_birth(m) else "公历",
+            "是" if cal.is_milestone(cal.age_on(m, d)) else "",
+            "是" if m.greeting_opt_out else "",
+        ]
+        ws.append([safe_cell(v) for v in row])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -601,7 +601,12 @@ def meeting_xlsx(bot: Bot, meeting: Meeting) -> bytes:
     ws.title = "回执"
     status = "（已取消）" if meeting.status == "cancelled" else ""
     ws.append(
-        [_cell(meeting.title + status), meeting.kind, _fmt(bot, meeting.starts_at), _cell(meeting.place)]
+        [
+            _cell(meeting.title + status),
+            _cell(meeting.kind),
+            _fmt(bot, meeting.starts_at),
+            _cell(meeting.place),
+        ]
     )
     ws.append(["姓名", "工号", "分会", "小组", "职工代表", "回执", "请假原因", "回复时间", "签到"])
     for inv in meeting.invites:

@@ -337,6 +337,8 @@ def dialog_step(ctx: Context) -> None:
     step = ctx.dialog.step
     text = ctx.text.strip()  # for choosing and matching
     words = ctx.words  # what is kept: the member's own words, as typed
+    if step in _QUESTIONS and ctx.hand_on(_QUESTIONS[step]):
+        return  # free text or names: a bare command word (我的提案) is not an answer
     if step == "category":
         cats = categories(ctx.session, ctx.clock.now())
         choice = None
@@ -346,6 +348,8 @@ def dialog_step(ctx: Context) -> None:
         else:
             hits = [c for c in cats if c in text or text in c] if text else []
             choice = hits[0] if len(hits) == 1 else None
+        if choice is None and ctx.hand_on(_category_question(ctx)):
+            return
         if choice is None:
             ctx.reply("没看懂选的是哪一类，请回复序号，例如：1\n" + _category_question(ctx))
             return
@@ -388,7 +392,7 @@ def dialog_step(ctx: Context) -> None:
             _confirm(ctx)
         elif text.startswith("修改") or text in ("改", "重写"):
             _ask_edit(ctx)
-        else:
+        elif not ctx.hand_on("请回复“确认”提交，“修改”更改内容，或“取消”放弃。"):
             ctx.reply("请回复“确认”提交，“修改”更改内容，或“取消”放弃。")
     elif step == "edit":
         n = re.search(r"\d", text)
@@ -517,6 +521,7 @@ def _confirm(ctx: Context) -> None:
         congress=congress,
         secret=ctx.settings.SECRET_KEY,
         now=now,
+        tz=ctx.clock.tz,
     )
     ctx.end_dialog()
     if p.anonymous:
@@ -1503,7 +1508,7 @@ def stats(ctx: Context) -> None:
     if not ctx.can("proposals.report"):
         ctx.reply("提案统计只对提案委员会和工会办公室开放。查看自己的提案请发送“我的提案”。")
         return
-    r = report(ctx.session, ctx.clock.today())
+    r = report(ctx.session, ctx.clock.today(), tz=ctx.clock.tz)
     lines = [
         f"提案 {r['totals']['proposal']} 件，建议 {r['totals']['suggestion']} 件",
         "按状态：" + "，".join(f"{k} {v}" for k, v in r["by_status"].items()),

@@ -480,6 +480,14 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+def _answer_cell(row: Signup, q: dict[str, Any]) -> str:
+    """An answer, or why there is none (a sign-up added in the console is not asked the questions)."""
+    value = (row.answers or {}).get(q["key"])
+    if value not in (None, ""):
+        return str(value)
+    return "代报名，未填写" if row.signed_by_id else "未填写"
+
+
 def export_xlsx(s: Session, activity: Activity, clock, members: set[int] | None = None) -> bytes:
     """The sign-up list as .xlsx bytes: 姓名, 工号, 分会, 小组, 携带家属, answers, 报名时间, 状态, 签到."""
     from openpyxl import Workbook
@@ -488,21 +496,8 @@ def export_xlsx(s: Session, activity: Activity, clock, members: set[int] | None 
     ws = wb.active
     ws.title = "报名名单"
     questions = activity.questions or []
-    ws.append(
-        [
-            "序号",
-            "姓名",
-            "工号",
-            "分会",
-            "小组",
-            "携带家属",
-            *[q["label"] for q in questions],
-            "报名时间",
-            "状态",
-            "代报人",
-            "签到时间",
-        ]
-    )
+    header = ["序号", "姓名", "工号", "分会", "小组", "携带家属", *[q["label"] for q in questions]]
+    ws.append([safe_cell(v) for v in [*header, "报名时间", "状态", "代报人", "签到时间"]])
     rows = signups_of(s, activity.id, ("confirmed", "waitlisted", "cancelled"))
     n = 0
     for row in rows:
@@ -519,7 +514,7 @@ def export_xlsx(s: Session, activity: Activity, clock, members: set[int] | None 
             m.branch.name if m.branch else "",
             m.group.name if m.group else "",
             row.companions,
-            *[str((row.answers or {}).get(q["key"], "")) for q in questions],
+            *[_answer_cell(row, q) for q in questions],
             local,
             STATUS_LABELS.get(row.status, row.status),
             row.signed_by.name if row.signed_by else "",

@@ -69,7 +69,7 @@ class GreetingConfig(Base):
     )  # a missed run is made up until then
     birthday_shift_to_workday: Mapped[bool] = mapped_column(Boolean, default=False)
     milestone_notice: Mapped[bool] = mapped_column(Boolean, default=True)
-    batch_private: Mapped[bool] = mapped_column(Boolean, default=False)  # identical festival text: batch rows
+    batch_private: Mapped[bool] = mapped_column(Boolean, default=True)  # identical festival text: batch rows
     meeting_reminder_minutes: Mapped[str] = mapped_column(String(64), default="1440,60")
     leader_note: Mapped[bool] = mapped_column(Boolean, default=False)  # morning list of today's birthdays
     leader_note_groups: Mapped[list[int]] = mapped_column(JSON, default=list)  # empty: every group

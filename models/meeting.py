@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, or_, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, func, or_, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from models.base import Base, UTCDateTime, utcnow
 from models.member import Member, MemberRole
@@ -91,9 +91,16 @@ def resolve_attendees(session: Session, spec: dict[str, Any]) -> list[Member]:
 
 
 def quorum(meeting: Meeting) -> tuple[int, int, int]:
-    """(confirmed delegates, invited delegates, needed): a congress needs MORE than two thirds of its delegates."""
-    delegates = [i for i in meeting.invites if i.member.is_delegate]
-    confirmed = sum(1 for i in delegates if i.rsvp == "attend")
-    total = len(delegates)
+    """(confirmed delegates, all active delegates, needed): a congress needs MORE than two thirds of its
+    delegates, so a delegate left off the invitation list still counts in the denominator."""
+    confirmed = sum(
+        1 for i in meeting.invites if i.member.is_delegate and i.member.active and i.rsvp == "attend"
+    )
+    session = object_session(meeting)
+    assert session is not None, "quorum needs a meeting loaded in a session"
+    total = session.scalar(
+        select(func.count(Member.id)).where(Member.is_delegate.is_(True), Member.active.is_(True))
+    )
+    total = int(total or 0)
     needed = total * 2 // 3 + 1 if total else 0
     return confirmed, total, needed

@@ -29,9 +29,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -93,7 +92,6 @@ AWAITING_REPLY = ("accepted", "rehandling")
 OPEN_PROPOSAL = ("submitted", "cosigning", "under_review", "accepted", "replied", "evaluated", "rehandling")
 
 REPLY_KINDS = {"done": "已办结", "in_progress": "办理中", "cannot_now": "暂不能办"}
-_TZ = ZoneInfo("Asia/Shanghai")  # suggestion numbers follow the local year
 _NUMBER = re.compile(r"(建?[A-Za-z0-9]+)\s*-\s*(\d{1,4})(?!\d)")
 RATINGS = {"satisfied": "满意", "partly": "基本满意", "unsatisfied": "不满意"}
 CLOSE_AFTER_DAYS = 15
@@ -481,20 +479,22 @@ def submit(
     congress: Congress | None,
     secret: str,
     now: datetime,
+    tz: tzinfo,
 ) -> Proposal:
-    """Create a proposal or suggestion with the next number; the caller then starts co-signing if needed."""
+    """Create a proposal or suggestion with the next number; the caller then starts co-signing if needed.
+    `tz` is the union's zone (settings.TIMEZONE): suggestion numbers follow the local year."""
     if anonymous:
         kind = "suggestion"
     if kind == "proposal" and congress is None:
         raise TransitionError("当前没有职代会届次，不能提交正式提案。")
-    year = congress.year if congress is not None and kind == "proposal" else now.year
+    local = now.astimezone(tz)
+    year = congress.year if congress is not None and kind == "proposal" else local.year
     series = congress.series() if kind == "proposal" and congress is not None else str(year)
     if kind == "suggestion":
-        series = f"{SUGGESTION_PREFIX}{now.astimezone(_TZ).year}"
+        series = f"{SUGGESTION_PREFIX}{local.year}"
     seq = allocate_number(session, series)
     if anonymous:  # only the day is kept, so the time cannot be matched against message logs
-        local = now.astimezone(_TZ)
-        now = datetime(local.year, local.month, local.day, tzinfo=_TZ).astimezone(now.tzinfo)
+        now = datetime(local.year, local.month, local.day, tzinfo=tz).astimezone(now.tzinfo)
     p = Proposal(
         congress_id=congress.id if congress is not None else None,
         series=series,
@@ -626,11 +626,7 @@ def _scope(session: Session, congress_id: int | None) -> list[Proposal]:
     return list(session.scalars(q))
 
 
-def _local_day(dt: datetime) -> date:
-    return dt.astimezone(_TZ).date()
-
-
-def on_time(p: Proposal, today: date) -> bool | None:
+def on_time(p: Proposal, today: date, tz: tzinfo) -> bool | None:
     """Whether the first reply came by the first due date; None while it is not due yet (or never assigned)."""
     if p.due_date is None or p.accepted_at is None:
         return None
@@ -640,7 +636,7 @@ def on_time(p: Proposal, today: date) -> bool | None:
         if r.round == 1 and (p.lead_department_id is None or r.department_id == p.lead_department_id)
     ]
     if first:
-        return _local_day(first[0].at) <= p.due_date
+        return first[0].at.astimezone(tz).date() <= p.due_date
     return False if today > p.due_date else None
 
 
@@ -648,7 +644,7 @@ def final_rating(p: Proposal) -> str | None:
     return p.evaluations[-1].rating if p.evaluations else None
 
 
-def report(session: Session, today: date, congress_id: int | None = None) -> dict[str, Any]:
+def report(session: Session, today: date, congress_id: int | None = None, *, tz: tzinfo) -> dict[str, Any]:
     """The congress report's figures. Names of people never appear here (only numbers and departments).
 
     - by_category / by_status / by_kind count every proposal and suggestion in scope;
@@ -672,7 +668,7 @@ def report(session: Session, today: date, congress_id: int | None = None) -> dic
         by_kind[KIND_LABELS[p.kind]] += 1
         by_status[p.status_label] = by_status.get(p.status_label, 0) + 1
         by_category[p.category] = by_category.get(p.category, 0) + 1
-        ot = on_time(p, today)
+        ot = on_time(p, today, tz)
         if ot is not None:
             on_time_all += 1
             on_time_yes += int(ot)
@@ -717,14 +713,14 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def export_xlsx(session: Session, today: date, congress_id: int | None = None) -> bytes:
+def export_xlsx(session: Session, today: date, congress_id: int | None = None, *, tz: tzinfo) -> bytes:
     """The congress report workbook: 汇总, 按部门, 公开清单 (no names), 明细 (anonymous shown as 匿名)."""
     import io
 
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    r = report(session, today, congress_id)
+    r = report(session, today, congress_id, tz=tz)
     wb = Workbook()
     ws = wb.active
     ws.title = "汇总"
@@ -785,14 +781,14 @@ def _rate(x: float | None) -> str:
 DEMO_DEPARTMENTS = ("总务处", "人事处", "财务处", "保卫处", "医务处", "护理部", "信息中心")
 
 
-def seed_demo(session: Session, now: datetime) -> dict[str, int]:
+def seed_demo(session: Session, now: datetime, tz: tzinfo) -> dict[str, int]:
     """A congress session collecting proposals now (two weeks) and handling departments, each with one contact
     taken from the roster (members who are not delegates, in id order). Safe to repeat: adds only what is missing.
     """
     added = {"congress": 0, "departments": 0, "contacts": 0}
     if session.scalar(select(func.count()).select_from(Congress)) == 0:
-        local = now.astimezone(_TZ)
-        start = datetime(local.year, local.month, local.day, tzinfo=_TZ) - timedelta(days=1)
+        local = now.astimezone(tz)
+        start = datetime(local.year, local.month, local.day, tzinfo=tz) - timedelta(days=1)
         session.add(
             Congress(
                 name="第三届第二次",

@@ -13,7 +13,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
 HERE = Path(__file__).resolve().parent
-HEADER = ["姓名", "工号", "分会", "小组", "手机", "性别", "岗位", "生日", "农历生日", "退休", "角色", "企业微信账号", "飞书账号", "职工代表"]  # fmt: skip
+HEADER = ["姓名", "工号", "分会", "小组", "手机", "性别", "岗位", "生日", "农历生日", "退休", "角色", "企业微信账号", "飞书账号", "职工代表", "有子女"]  # fmt: skip
 ROWS = [
     ["林雅琴", "20001", "机关后勤分会", "行政办公小组", "13800020001", "女", "行政", "1970-03-12", "否", "否", "工会主席", "linyaqin", ""],
     ["郭志明", "20002", "机关后勤分会", "行政办公小组", "138 0002 0002", "男", "行政", "1991/7/5", "", "否", "干事、管理员", "guozhiming", "ou_sample_guozm"],
@@ -39,7 +39,8 @@ ROWS = [
 
 
 DELEGATES = {"20001", "20004", "20009", "20010", "20013", "20016"}
-ROWS = [[*r, "是" if r[1] in DELEGATES else ""] for r in ROWS]
+CHILDREN = {"20004": "是", "20005": "有", "20008": "是", "20010": "有", "20012": "是", "20015": "无", "20018": "否"}  # fmt: skip
+ROWS = [[*r, "是" if r[1] in DELEGATES else "", CHILDREN.get(r[1], "")] for r in ROWS]
 
 
 def _xlsx_value(col: str, value: str):
@@ -67,7 +68,7 @@ def main() -> None:
             elif HEADER[cell.column - 1] in ("工号", "手机"):
                 cell.number_format = "@"
     for letter, width in zip(
-        "ABCDEFGHIJKLMN", (8, 8, 12, 14, 15, 5, 11, 15, 10, 5, 20, 14, 17, 9), strict=True
+        "ABCDEFGHIJKLMNO", (8, 8, 12, 14, 15, 5, 11, 15, 10, 5, 20, 14, 17, 9, 7), strict=True
     ):
         ws.column_dimensions[letter].width = width
     ws.freeze_panes = "A2"
@@ -78,6 +79,7 @@ def main() -> None:
         "农历生日：填“是”表示生日列是农历日期（闰月写 1980-闰4-8）；也可直接填农历月日，如 四月初八、闰4-8。",
         "退休：是/否。性别：男/女。角色用顿号分隔：工会主席、干事、分会主席、小组长、提案委员、帮扶审核、管理员、会员。",
         "企业微信账号 / 飞书账号：填写后该账号无需再绑定身份。职工代表：是/否。",
+        "有子女：是/否（或 有/无），六一儿童节祝福发给有子女的会员；空白表示不修改。",
     ):
         notes.append([line])
     wb.save(HERE / "roster_sample.xlsx")

@@ -5,6 +5,8 @@
   const groupSel = document.getElementById("group");
   const form = document.getElementById("composer");
   const input = document.getElementById("text");
+  const mentionBox = document.getElementById("mention-box");
+  const mention = document.getElementById("mention");
   let lastId = 0;
   let chatId = null;
 
@@ -49,6 +51,7 @@
   function currentUser() { return memberSel.value === "stranger" ? "sb-stranger" : "sb-" + memberSel.value; }
 
   function reset() {
+    mentionBox.hidden = !groupSel.value;  // only group chats need an @-mention
     log.innerHTML = "";
     lastId = 0;
     chatId = currentChat();
@@ -56,7 +59,7 @@
   }
 
   async function send(extra) {
-    const body = Object.assign({ member: memberSel.value, group: groupSel.value, since: lastId }, extra);
+    const body = Object.assign({ member: memberSel.value, group: groupSel.value, mention: mention.checked, since: lastId }, extra);
     const r = await fetch("/sandbox/send", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     if (!r.ok) { return; }
     const data = await r.json();

@@ -429,6 +429,20 @@ def test_export_xlsx(bot, chat_with):
     )
 
 
+def test_export_header_cannot_run_as_formula(bot):
+    """A question label such as =HYPERLINK(...) is written as text in the header row too."""
+    qs = [{"key": "q", "label": '=HYPERLINK("http://x","点我")', "options": ["是", "否"]}]
+    aid = make_activity(bot, questions=qs)
+    m = add_member(bot, "甲")
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        sign_up(s, a, s.get(Member, m.id), NOW, answers={"q": "是"})
+        data = export_xlsx(s, a, bot.clock)
+    ws = load_workbook(io.BytesIO(data)).active
+    assert ws.cell(1, 7).value == '\'=HYPERLINK("http://x","点我")'
+    assert [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"] == []
+
+
 def test_unique_index_blocks_second_active_signup(bot):
     """The database itself refuses a second active sign-up; a cancelled one does not count."""
     aid = make_activity(bot, capacity=5)
@@ -569,3 +583,78 @@ def test_an_activity_that_has_started_refuses_sign_up_and_cancel(bot, chat_with)
         assert "已经开始了，不能再取消" in early.ask(f"取消报名 {aid}")
     assert signups(bot, aid) == [("甲", "confirmed", 0)]
 
+
+def test_ordinal_is_a_position_and_asks_when_the_number_reads_otherwise(bot, chat_with):
+    """活动 lists 【2】【1】【3】 (by start time): 第二个 is not activity 2; with two readings the bot asks."""
+    first = make_activity(bot, title="羽毛球赛", starts_at=NOW + timedelta(days=5))
+    second = make_activity(bot, title="乒乓球赛", starts_at=NOW + timedelta(days=3))
+    third = make_activity(bot, title="健康讲座", starts_at=NOW + timedelta(days=7))
+    c = chat_with(add_member(bot, "甲"))
+    listing = c.ask("活动")
+    assert listing.index(f"【{second}】") < listing.index(f"【{first}】") < listing.index(f"【{third}】")
+    out = c.ask("报名第二个")
+    assert "“第2个”是列表里的第2个" in out and "报名成功" not in out
+    assert signups(bot, first) == signups(bot, second) == []
+    assert "报名成功" in c.ask("1") and "羽毛球赛" in c.ask("我的报名")  # the listed second one
+    assert signups(bot, first) == [("甲", "confirmed", 0)] and signups(bot, second) == []
+    assert "报名成功" in c.ask("报名第三个")  # position 3 is also number 3: nothing to ask
+    assert signups(bot, third) == [("甲", "confirmed", 0)]
+    out = c.ask("取消第一个")  # giving a place up is always confirmed
+    assert "回复 1" in out and signups(bot, first) == [("甲", "confirmed", 0)]
+
+
+def test_proxy_signup_asks_the_questions_for_each_colleague(bot, chat_with):
+    qs = [
+        {"key": "item", "label": "项目", "options": ["单打", "双打"]},
+        {"key": "size", "label": "尺码", "options": ["M", "L"]},
+    ]
+    aid = make_activity(bot, questions=qs, capacity=10)
+    leader = add_member(bot, "组长", roles=("group_leader",))
+    add_member(bot, "刘桂英")
+    add_member(bot, "王秀珍")
+    add_member(bot, "外人", group="外科小组", branch="外科分会")
+    c = chat_with(leader)
+    out = c.ask(f"代报名 {aid} 刘桂英 王秀珍 外人")
+    assert "✗ 外人" in out and "代刘桂英填写" in out and "项目" in out
+    assert signups(bot, aid) == []  # nobody is signed up with blank answers
+    assert "没看懂" in c.ask("三打")
+    assert "尺码" in c.ask("1")
+    out = c.ask("L")
+    assert "代王秀珍填写" in out and "同上" in out
+    c.ask("同上")
+    out = c.ask("M")
+    assert "✓ 刘桂英：已报名" in out and "✓ 王秀珍：已报名" in out and "✗ 外人" in out
+    with bot.db.Session() as s:
+        got = {r.member.name: r.answers for r in s.scalars(select(Signup))}
+    assert got == {"刘桂英": {"item": "单打", "size": "L"}, "王秀珍": {"item": "单打", "size": "M"}}
+    # leaving the questions signs nobody up
+    add_member(bot, "张桂兰")
+    c.ask(f"代报名 {aid} 张桂兰")
+    assert c.ask("取消") == LEFT_DIALOG
+    assert len(signups(bot, aid)) == 2
+
+
+def test_export_marks_answers_nobody_gave(bot):
+    """A sign-up added without the questions (the console's manual add) says so in the export."""
+    aid = make_activity(bot, questions=[{"key": "size", "label": "尺码", "options": ["M", "L"]}])
+    clerk, m = add_member(bot, "干事", roles=("clerk",)), add_member(bot, "甲")
+    with bot.db.transaction() as s:
+        a = s.get(Activity, aid)
+        sign_up(s, a, s.get(Member, m.id), NOW, signed_by=s.get(Member, clerk.id), require_answers=False)
+        data = export_xlsx(s, a, bot.clock)
+    assert load_workbook(io.BytesIO(data)).active.cell(2, 7).value == "代报名，未填写"
+
+
+def test_a_command_during_the_questions_is_answered_and_the_question_stays(bot, chat_with):
+    qs = [{"key": "size", "label": "尺码", "options": ["M", "L"]}]
+    aid = make_activity(bot, questions=qs)
+    c = chat_with(add_member(bot, "甲"))
+    c.ask(f"报名 {aid}")
+    out = c.ask("我的报名")
+    assert (
+        "没看懂" not in out
+        and "您还没有报名任何活动" in out
+        and "刚才的问题还等着您回答" in out
+        and "尺码" in out
+    )
+    assert "报名成功" in c.ask("L")

@@ -268,7 +268,9 @@ def test_festival_audiences(any_bot):
     run(bot, at(2026, 9, 25))  # 中秋 2026: everyone
     got = rows(bot, "festival:zhongqiu:2026-09-25:")
     assert {r.member_id for r in got} == {woman.id, man.id, teacher.id, retiree.id}
-    assert any("老李" in r.payload["text"] for r in got)
+    assert {r.payload["text"] for r in got} == {
+        "中秋快乐！月圆人团圆，工会祝大家阖家幸福！"
+    }  # one text for all
     run(bot, at(2026, 9, 25, 10))
     assert len(rows(bot, "festival:zhongqiu:")) == 4
 
@@ -349,6 +351,21 @@ def wecom_bot(tmp_path, fake_wecom):
     app = make_app(f"sqlite:///{tmp_path / 'wecom.db'}", **settings_for(fake_wecom))
     yield app.extensions["bot"]
     app.extensions["db"].dispose()
+
+
+def test_out_of_the_box_general_festivals_are_batched_on_wecom(wecom_bot):
+    """No console change: 元旦 and 国庆 have built-in texts without {name} and batching is on by default."""
+    bot = wecom_bot
+    for i in range(3):
+        m = add_member(bot, name=f"企微{i}", birthday=None)
+        with bot.db.transaction() as s:
+            link_identity(s, s.get(Member, m.id), "wecom", f"wx{i}")
+    for day, code in ((date(2026, 10, 1), "guoqing"), (date(2027, 1, 1), "yuandan")):
+        run(bot, at(day.year, day.month, day.day))
+        (batch,) = rows(bot, f"festival:{code}:")
+        assert batch.target_id == "batch:3" and "{name}" not in batch.payload["text"]
+    with bot.db.Session() as s:
+        assert s.get(GreetingConfig, 1).batch_private is True
 
 
 def test_wecom_festival_batch_rows_reach_wecom_as_one_call(wecom_bot, fake_wecom):
@@ -614,3 +631,18 @@ def test_monthly_birthday_list_for_clerks_and_xlsx(bot):
     assert rows_[0][:3] == ("分会", "小组", "姓名")
     assert {r[2] for r in rows_[1:]} == {"八月甲", "八月乙"}
     assert [r[6] for r in rows_[1:] if r[2] == "八月乙"] == ["是"]  # milestone flag for the clerk's gift
+
+
+def test_birthday_list_xlsx_cells_cannot_run_as_formulas(bot):
+    import io
+
+    from openpyxl import load_workbook
+
+    from handlers.greetings import birthday_list_xlsx
+
+    person(bot, "=1+1", birthday=date(1990, 8, 3), branch="@分会", group="-小组")
+    with bot.db.Session() as s:
+        data = birthday_list_xlsx(s, 2026, 8)
+    ws = load_workbook(io.BytesIO(data)).active
+    assert [c.value for c in ws[2]][:3] == ["'@分会", "'-小组", "'=1+1"]
+    assert [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"] == []

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.core import LEFT_DIALOG
 from handlers.meetings import cancel_meeting, change_meeting, create_meeting, send_meeting_reminders
-from models.meeting import Meeting, MeetingInvite
+from models.meeting import Meeting, MeetingInvite, quorum
 from models.member import Member, link_identity
 from models.messaging import OutboxMessage
 from tests.conftest import add_member
@@ -230,6 +230,21 @@ def test_congress_with_quorum_gets_no_warning(bot, chat_with):
     with time_machine.travel(at(2026, 12, 3, 15), tick=False):
         send_meeting_reminders(bot, bot.clock.now())
     assert keys(bot, f"meeting:{mid}:quorum:") == []
+
+
+def test_quorum_counts_every_active_delegate_not_only_the_invited(bot):
+    """职代会: more than two thirds of ALL delegates; inviting only some must not lower the bar."""
+    delegates = [add_member(bot, name=f"代表{i}", is_delegate=True) for i in range(6)]
+    add_member(bot, name="离职代表", is_delegate=True, active=False)
+    invited = [d.id for d in delegates[:3]]
+    mid = make(bot, kind="职代会", title="职代会", attendees={"members": invited})
+    with bot.db.transaction() as s:
+        meeting = s.get(Meeting, mid)
+        assert len(meeting.invites) == 3
+        for inv in meeting.invites:
+            inv.rsvp = "attend"
+        s.flush()
+        assert quorum(meeting) == (3, 6, 5)  # 3 of 6 delegates: short of the 5 needed
 
 
 def test_rsvp_list_xlsx(bot, chat_with):

@@ -37,11 +37,11 @@ def populate(app) -> dict[str, int]:
         now = bot.clock.now()
         with bot.db.transaction() as s:
             members = list(s.scalars(select(Member).order_by(Member.id)))
-            proposal.seed_demo(s, now)
+            proposal.seed_demo(s, now, bot.clock.tz)
             proposal.submit(s, member=members[0], kind="suggestion", category=proposal.categories(s, now)[0],
                             title="食堂延长晚餐供应时间", situation="夜班职工下班后食堂已关门",
                             measures="晚餐供应延长到20:00", congress=None, secret=bot.settings.SECRET_KEY,
-                            now=now)  # fmt: skip
+                            now=now, tz=bot.clock.tz)  # fmt: skip
             activity = Activity(title="羽毛球赛", place="职工活动中心", starts_at=now + timedelta(days=5),
                                 signup_deadline=now + timedelta(days=4), capacity=2, taken=0, seq=0,
                                 waitlist_enabled=True, companions_max=1, questions=[], audience_kind="all",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -120,7 +121,7 @@ def add(bot, name, **kw):
 def _new(s, member, kind="proposal", congress=None, anonymous=False, now=None):
     return submit(
         s, member=member, kind=kind, category="其他", title="t", situation="s", measures="m",
-        congress=congress, anonymous=anonymous, secret="k", now=now,
+        congress=congress, anonymous=anonymous, secret="k", now=now, tz=ZoneInfo("Asia/Shanghai"),
     )  # fmt: skip
 
 
@@ -457,8 +458,8 @@ def test_anonymous_suggestion_hides_the_sender_everywhere(bot, cast):
     from models.proposal import export_xlsx, report
 
     with bot.db.Session() as s:
-        r = report(s, bot.clock.today())
-        blob = export_xlsx(s, bot.clock.today())
+        r = report(s, bot.clock.today(), tz=bot.clock.tz)
+        blob = export_xlsx(s, bot.clock.today(), tz=bot.clock.tz)
     assert "钱会员" not in repr(r)
     import io
 
@@ -662,3 +663,41 @@ def test_open_congress_without_cosigners(bot, chat_with):
     assert p.kind == "proposal" and p.status == "under_review"
     assert [e.to_status for e in p.events] == ["submitted", "under_review"]
     assert any(num in t for t in pushes(bot, reviewer))
+
+
+def test_a_command_at_the_cosigner_step_is_answered_and_the_step_stays(bot, cast):
+    _, chats = cast
+    chat = chats["proposer"]
+    for answer in (
+        "我要提案",
+        "3",
+        "增设职工停车位",
+        "北门停车位太少，夜班职工下班后找不到车位。",
+        "划设车位",
+        "总务处",
+    ):
+        chat.ask(answer)
+    out = chat.ask("我的提案")
+    assert "没有找到“我的提案”" not in out and "刚才的问题还等着您回答" in out and "附议人" in out
+    assert "确认" in chat.ask("李代表，王代表")  # still in the dialog: the preview
+    assert "编号" in chat.ask("确认")
+
+
+def test_schedule_preview_lists_proposal_chasing_as_the_job_sends_it(bot, cast):
+    from cli.schedule import preview_daily
+
+    ppl, chats = cast
+    num = _to_review(bot, chats)
+    today = bot.clock.today()
+    chats["reviewer"].ask(f"立案 {num} 总务处 期限 {(today + timedelta(days=10)).isoformat()}")
+    plan = [(w.date(), what, n) for w, k, what, n in preview_daily(bot, today, today + timedelta(days=30))]
+    plan = [(d, what, n) for d, what, n in plan if num in what]
+    offsets = sorted(((d - today).days, "主席" in what) for d, what, _ in plan)
+    assert offsets == [(7, False), (13, False), (16, False), (19, False), (22, False), (25, False), (25, True),
+                       (28, False)]  # fmt: skip
+    sent = []
+    for day in range(31):
+        before = len(pushes(bot, ppl["zongwu"])) + len(pushes(bot, ppl["chair"]))
+        chase_proposals(bot, bot.clock.at(today + timedelta(days=day), 8, 30))
+        sent += [day] * (len(pushes(bot, ppl["zongwu"])) + len(pushes(bot, ppl["chair"])) - before)
+    assert sent == [d for d, _ in offsets]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from openpyxl import load_workbook
@@ -23,7 +23,7 @@ from models.proposal import (
     safe_cell,
     submit,
 )
-from tests.conftest import add_member
+from tests.conftest import add_member, make_app
 from tests.test_admin import add_staff, login
 from tests.test_proposals import make_congress, make_department, write_proposal
 
@@ -47,7 +47,7 @@ def test_numbers_have_no_gaps_or_duplicates_under_concurrent_submissions(any_app
                         submit(
                             s, member=s.get(Member, member_id), kind="proposal", category="其他",
                             title=f"t{idx}-{j}", situation="s", measures="m", congress=c, secret="k",
-                            now=bot.clock.now(),
+                            now=bot.clock.now(), tz=bot.clock.tz,
                         )  # fmt: skip
                         if j == 2:
                             raise RuntimeError("rolled back after taking a number")
@@ -79,12 +79,27 @@ def test_per_session_numbering_and_suggestion_series(bot):
         c = s.scalar(select(Congress))
         mem = s.get(Member, m.id)
         a = submit(s, member=mem, kind="proposal", category="其他", title="a", situation="s", measures="m",
-                   congress=c, secret="k", now=bot.clock.now())  # fmt: skip
+                   congress=c, secret="k", now=bot.clock.now(), tz=bot.clock.tz)  # fmt: skip
         b = submit(s, member=mem, kind="suggestion", category="其他", title="b", situation="s", measures="m",
-                   congress=c, secret="k", now=bot.clock.now())  # fmt: skip
+                   congress=c, secret="k", now=bot.clock.now(), tz=bot.clock.tz)  # fmt: skip
         assert a.number == "S32-001" and b.number == f"建{bot.clock.today().year}-001"
         assert find_by_number(s, "提案 s32-1").id == a.id
         assert find_by_number(s, f"建{bot.clock.today().year}-1").id == b.id
+
+
+def test_suggestion_year_and_anonymous_day_follow_the_configured_zone(tmp_path):
+    """TIMEZONE=America/Los_Angeles: 2027-01-01 03:00 UTC is still 2026-12-31 there (in Shanghai it is 2027)."""
+    app = make_app(f"sqlite:///{tmp_path / 'la.db'}", TIMEZONE="America/Los_Angeles")
+    la_bot = app.extensions["bot"]
+    m = add_member(la_bot, name="会员")
+    now = datetime(2027, 1, 1, 3, 0, tzinfo=UTC)
+    with la_bot.db.transaction() as s:
+        p = submit(s, member=s.get(Member, m.id), kind="suggestion", category="其他", title="b", situation="s",
+                   measures="m", congress=None, anonymous=True, secret="k", now=now, tz=la_bot.clock.tz)  # fmt: skip
+        assert p.number == "建2026-001"
+        local_midnight = datetime(2026, 12, 31, 8, 0, tzinfo=UTC)  # only the day is kept
+        assert p.created_at == local_midnight
+    app.extensions["db"].dispose()
 
 
 def test_safe_cell_neutralises_formulas():
@@ -165,8 +180,8 @@ def test_congress_cycle_end_to_end(bot, chat_with, client):
         assert "已办结" in chats[i % 10].ask(f"{word} {nums[i]}")
 
     with bot.db.Session() as s:
-        r = report(s, bot.clock.today())
-        blob = export_xlsx(s, bot.clock.today())
+        r = report(s, bot.clock.today(), tz=bot.clock.tz)
+        blob = export_xlsx(s, bot.clock.today(), tz=bot.clock.tz)
         merged_into = find_by_number(s, nums[37]).merged_into.number
         assert s.scalar(select(func.count()).select_from(Proposal)) == 40
     assert merged_into == nums[36]
@@ -214,9 +229,10 @@ def load_status(bot, number) -> str:
 
 def test_report_on_empty_database(bot):
     with bot.db.Session() as s:
-        r = report(s, date(2027, 1, 1))
+        r = report(s, date(2027, 1, 1), tz=bot.clock.tz)
         assert r["on_time_rate"] is None and r["satisfaction_rate"] is None
-        assert load_workbook(io.BytesIO(export_xlsx(s, date(2027, 1, 1)))).sheetnames[0] == "汇总"
+        blob = export_xlsx(s, date(2027, 1, 1), tz=bot.clock.tz)
+        assert load_workbook(io.BytesIO(blob)).sheetnames[0] == "汇总"
 
 
 def test_demo_seed_is_repeatable(bot):
@@ -225,9 +241,9 @@ def test_demo_seed_is_repeatable(bot):
     for i in range(8):
         add_member(bot, name=f"职工{i}")
     with bot.db.transaction() as s:
-        first = seed_demo(s, bot.clock.now())
+        first = seed_demo(s, bot.clock.now(), bot.clock.tz)
     with bot.db.transaction() as s:
-        again = seed_demo(s, bot.clock.now())
+        again = seed_demo(s, bot.clock.now(), bot.clock.tz)
         c = s.scalar(select(Congress))
         assert c.window_open(bot.clock.now())
         assert all(d.contacts for d in s.scalars(select(Department)))
@@ -242,7 +258,8 @@ def test_two_reviewers_accepting_at_once_only_one_wins(any_app):
     make_department(bot, "总务处")
     with bot.db.transaction() as s:
         p = submit(s, member=s.get(Member, m.id), kind="proposal", category="其他", title="t", situation="s",
-                   measures="m", congress=s.scalar(select(Congress)), secret="k", now=bot.clock.now())  # fmt: skip
+                   measures="m", congress=s.scalar(select(Congress)), secret="k", now=bot.clock.now(),
+                   tz=bot.clock.tz)  # fmt: skip
         p.status = "under_review"
         pid = p.id
     from handlers.proposals import do_accept

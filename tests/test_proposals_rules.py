@@ -253,7 +253,7 @@ def test_public_list_in_chat_is_short_paged_and_names_nobody(bot, cast, chat_wit
         me = s.get(Member, ppl["proposer"].id)
         for i in range(13):
             p = submit(s, member=me, kind="proposal", category="其他", title=f"第{i + 1}件提案", situation="s",
-                       measures="m", congress=c, secret="k", now=now)  # fmt: skip
+                       measures="m", congress=c, secret="k", now=now, tz=bot.clock.tz)  # fmt: skip
             transition(s, p, "under_review", None)
             if i == 12:
                 break  # still under review: not public

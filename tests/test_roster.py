@@ -371,6 +371,11 @@ def test_sample_files_import_cleanly(bot):
         report = run(bot, (root / name).read_bytes(), name, dry_run=True)
         assert report.ok, (name, [str(e) for e in report.errors])
         assert report.rows >= 20
+    for name in ("roster_sample.csv", "roster_sample.xlsx"):  # every column the README lists is in both files
+        assert run(bot, (root / name).read_bytes(), name).ok
+        delegate, mother, none, blank = (member(bot, no) for no in ("20004", "20005", "20015", "20002"))
+        assert delegate.is_delegate and delegate.has_children and not blank.is_delegate
+        assert mother.has_children is True and none.has_children is False and blank.has_children is None
 
 
 def test_row_error_text():

@@ -103,3 +103,35 @@ def test_dev_server_runner_brings_a_scheduled_birthday_greeting_to_the_sandbox_p
         assert page == pushed
         assert runner.schedule_step() and runner.deliver_step() == 0  # once
         runner.jobs.lease.release()
+
+
+def test_group_messages_without_the_mention_box_are_ignored(client, bot):
+    from sqlalchemy import select
+
+    from models.member import Member
+
+    add_member(bot, name="刘桂英", employee_no="20002")
+    with bot.db.Session() as s:
+        gid = s.scalar(select(Member).where(Member.employee_no == "20002")).group_id
+    page = client.get("/sandbox/").get_data(as_text=True)
+    assert 'id="mention"' in page and "@机器人" in page
+
+    def outgoing(**extra):
+        r = client.post("/sandbox/send", json={"member": "20002", "group": gid, "text": "帮助", **extra})
+        return [m for m in r.get_json()["messages"] if m["direction"] == "out"]
+
+    body = {"member": "20002", "group": gid, "text": "帮助", "mention": False}
+    ignored = client.post("/sandbox/send", json=body).get_json()["messages"]
+    assert [m for m in ignored if m["direction"] == "out"] == []
+    assert ignored[-1]["payload"]["text"] == "帮助"  # no @ shown: the group sees a plain message
+    assert outgoing(mention=True)  # ticked (the default): the bot answers
+    assert outgoing(mention=False, text="@工会小助手 帮助")  # the @ typed by hand counts too
+
+
+def test_dev_server_warns_when_the_sandbox_listens_beyond_this_machine(app, caplog):
+    from app import warn_if_exposed
+
+    with caplog.at_level("WARNING"):
+        assert warn_if_exposed(app, "127.0.0.1") is False
+        assert warn_if_exposed(app, "0.0.0.0") is True
+    assert "anyone who can reach it can act as any member" in caplog.text and "0.0.0.0" in caplog.text

@@ -223,7 +223,9 @@ def test_preview_lists_activity_reminders_and_nudges_when_the_real_job_sends_the
         with time_machine.travel(when, tick=False):
             send_activity_reminders(bot, bot.clock.now())
         assert outbox_count(bot, f"activity:{aid}:") == before + n
-    result = app.test_cli_runner().invoke(args=["schedule", "preview", "--from", "2027-05-01", "--to", "2027-05-31"])
+    result = app.test_cli_runner().invoke(
+        args=["schedule", "preview", "--from", "2027-05-01", "--to", "2027-05-31"]
+    )
     assert "2027-05-09 Sun 14:00  活动提醒" in result.output and "羽毛球赛（活动前一天" in result.output
     assert "报名截止提醒" in result.output
 
@@ -282,7 +284,9 @@ def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monke
                 else:
                     seen.append("the main thread never went idle")
                 signal.pthread_kill(threading.main_thread().ident, getattr(signal, sig))  # stopped meanwhile
-                stopping.wait(10)  # the command is stopping: shutting the scheduler down, or releasing the lease
+                stopping.wait(
+                    10
+                )  # the command is stopping: shutting the scheduler down, or releasing the lease
                 seen.append(runner.renew())  # the job's next step checks the lease again
             finally:
                 done.set()
@@ -300,3 +304,44 @@ def test_run_lets_running_jobs_finish_before_releasing_the_lease(app, bot, monke
     assert done.wait(10) and seen == [True, True], (seen, result.output)
     holder, expires = sch.Lease(bot.db).current()
     assert (holder, expires) == ("ctrl-c", sch.EPOCH)  # released after the job: free for the next scheduler
+
+
+def test_preview_lists_the_daily_jobs_when_the_real_jobs_send_them(app, bot):
+    """Care tasks, yearly re-verification and the warmth list (春节 2027 is 2-6: the list goes out 30 days before)
+    appear in the preview on the days, and to as many people, as the real daily jobs send them."""
+    from cli.schedule import preview_daily
+    from handlers.care import remind_care_tasks, reverify_hardship_records, send_warmth_campaign
+    from models.care import CareEvent, HardshipRecord
+
+    m = person(bot, "会员", birthday=None)
+    person(bot, "组长", roles=["group_leader"], birthday=None)
+    person(bot, "分会主席", roles=["branch_chair"], birthday=None)
+    person(bot, "干事", roles=["clerk"], birthday=None)
+    person(bot, "主席", roles=["chair"], birthday=None)
+    with bot.db.transaction() as s:
+        member = s.get(Member, m.id)
+        ev = CareEvent(type="hospital", member_id=m.id, branch_id=member.branch_id, group_id=member.group_id,
+                       due_on=date(2027, 1, 3))  # fmt: skip
+        rec = HardshipRecord(member_id=m.id, branch_id=member.branch_id, type="因病", since=date(2026, 1, 6),
+                             last_verified=date(2026, 1, 6), next_review=date(2027, 1, 6))  # fmt: skip
+        s.add_all([ev, rec])
+        s.flush()
+        prefixes = {"关怀提醒": f"care:{ev.id}:remind:", "年度复核": f"record:{rec.id}:review:",
+                    "送温暖名单": "record:warmth:"}  # fmt: skip
+    plan = preview_daily(bot, date(2027, 1, 1), date(2027, 1, 10))
+    planned = {(w.date(), k, n) for w, k, _, n in plan}
+    assert {k for _, k, _ in planned} == set(prefixes) and all(w.time() == sch.DAILY_AT for w, *_ in plan)
+    assert {(d, k) for d, k, _ in planned if k != "关怀提醒"} == {
+        (date(2027, 1, 6), "年度复核"),
+        (date(2027, 1, 7), "送温暖名单"),
+    }
+    sent = set()
+    for day in (date(2027, 1, 1) + timedelta(days=i) for i in range(10)):
+        with time_machine.travel(at(day.year, day.month, day.day, 8, 30), tick=False):
+            before = {k: outbox_count(bot, p) for k, p in prefixes.items()}
+            for job in (remind_care_tasks, reverify_hardship_records, send_warmth_campaign):
+                job(bot, bot.clock.now())
+            sent |= {(day, k, outbox_count(bot, p) - before[k]) for k, p in prefixes.items()}
+    assert planned == {row for row in sent if row[2]}
+    later = {k for _, k, _, _ in preview_daily(bot, date(2027, 1, 1), date(2027, 1, 31))}
+    assert later == {"关怀提醒"}  # once sent, the yearly ones are not previewed again; an open task still is

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -357,6 +357,16 @@ def test_the_typed_words_travel_beside_the_normal_form(wclient, wbot):
     menu = wecom.app_message({"FromUserName": "u9", "MsgType": "event", "Event": "click", "EventKey": key},
                              ("工会小助手",), wbot.clock.now())  # fmt: skip
     assert menu is not None and menu.typed == wecom.MENU_TEXT[key]
+
+
+def test_enter_agent_welcome_day_follows_the_configured_zone(tmp_path):
+    """Welcomed once a day, and the day is the union's (TIMEZONE), not China's UTC+8."""
+    app = make_app(f"sqlite:///{tmp_path / 'ny.db'}", TIMEZONE="America/New_York")
+    event = {"FromUserName": "u1", "MsgType": "event", "Event": "enter_agent"}
+    with app.app_context():
+        msg = wecom.app_message(event, ("工会小助手",), datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
+    assert msg is not None and msg.message_id == "enter:u1:2026-11-30"  # 21:00 on the 30th in New York
+    app.extensions["db"].dispose()
 
 
 def test_key_encoding_round_trip():

@@ -63,10 +63,13 @@ def incoming(
     text: str = "",
     action: dict[str, Any] | None = None,
     message_id: str | None = None,
+    mentioned: bool = True,
 ) -> IncomingMessage:
-    """Build the neutral message the way a real adapter would (group messages in the sandbox are @-mentions)."""
+    """Build the neutral message the way a real adapter would. A group message @-mentions the bot when the page's
+    “@机器人” box is ticked (the default) or the text itself says @<bot name>; otherwise the bot ignores it."""
     group = chat_id is not None and chat_id != user_id
     names = (bot.settings.BOT_NAME,)
+    mentioned = mentioned or f"@{bot.settings.BOT_NAME}" in text
     return IncomingMessage(
         platform=PLATFORM,
         message_id=message_id or uuid.uuid4().hex,
@@ -75,7 +78,7 @@ def incoming(
         user_id=user_id,
         text=normalize(text, names),
         typed=typed_words(text, names),
-        mentioned=group,
+        mentioned=group and mentioned,
         action=action,
         received_at=bot.clock.now(),
         raw={"text": text},
@@ -171,8 +174,11 @@ def send():
     user = _member_user(bot, str(data.get("member", "")))
     group_id = data.get("group")
     chat_id = group_chat_id(int(group_id)) if str(group_id or "").isdigit() else user
-    msg = incoming(bot, user_id=user, chat_id=chat_id, text=text, action=action)
+    mention = data.get("mention", True) is not False  # the page's “@机器人” box (group chats)
+    msg = incoming(bot, user_id=user, chat_id=chat_id, text=text, action=action, mentioned=mention)
     shown = text if action is None else f"[点击] {data.get('label', '按钮')}"
+    if msg.is_group and action is None and mention and f"@{bot.settings.BOT_NAME}" not in text:
+        shown = f"@{bot.settings.BOT_NAME} {text}"  # what the group sees
     send_and_deliver(bot, msg, shown)
     return jsonify(chat_id=chat_id, messages=messages_since(bot, chat_id, int(data.get("since", 0) or 0)))
 

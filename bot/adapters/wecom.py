@@ -25,7 +25,7 @@ import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -277,7 +277,7 @@ def app_message(data: dict[str, Any], bot_names: tuple[str, ...], now: datetime)
     key = str(data.get("EventKey") or "")
     if event == "enter_agent":
         # WeCom sends this every time the member opens the app: welcome them once a day, not every time.
-        day = (now + timedelta(hours=8)).date().isoformat()  # the day in China (UTC+8, no DST)
+        day = _bot().clock.local(now).date().isoformat()  # the day in the union's zone (TIMEZONE)
         return IncomingMessage(
             message_id=f"enter:{user}:{day}", event="enter", raw={"channel": "app"}, **base
         )
