@@ -74,6 +74,10 @@ PRIVATE_INVITE = (
     "您好，我是{bot}。困难帮扶申请请在这里私聊办理，内容只有工会帮扶负责人能看到。\n"
     "准备好了请回复“困难申报”开始。"
 )
+PROXY_PRIVATE_INVITE = (
+    "您好，我是{bot}。代报困难帮扶请在这里私聊办理，内容只有工会帮扶负责人能看到。\n"
+    "请回复“代报 困难 姓名”开始，例如：代报 困难 张三"
+)
 CARE_GROUP_INVITE = "谢谢您的关心！为保护同事隐私，请私聊我报告（例如：报告 住院 姓名 科室床号），我会转告负责探望的同志。"
 NUM = r"(?i:KN)\s*\d{4}\s*-\s*\d{1,4}"
 HARDSHIP_SESSION_HANDLERS = ("dialog:hardship", "hardship_start", "hardship_proxy", "care_report",
@@ -285,7 +289,8 @@ def hardship_proxy(ctx: Context) -> None:
     assert m is not None
     if ctx.msg.is_group:
         redact_inbound(ctx)
-        ctx.reply(GROUP_INVITE)
+        ctx.invite_private(GROUP_INVITE, PROXY_PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
+                           f"hardship:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
         return
     if not can(m.roles, "cases.proxy_report"):
         ctx.reply("代报困难只有小组长和分会主席可以使用。自己申请请发送“困难申报”。")

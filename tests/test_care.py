@@ -208,6 +208,14 @@ def test_group_care_report_is_moved_to_private(bot, chat_with, people):
         assert s.scalar(select(CareEvent)) is None
 
 
+def test_group_proxy_report_opens_the_private_chat(bot, chat_with, people):
+    leader = people["leader"]
+    group = chat_with(leader, group_id=leader.group_id)
+    reply = group.ask("@工会小助手 代报 困难 王芳")
+    assert "我已私信您" in reply and "王芳" not in reply
+    assert any("代报 困难" in (t or "") for t in texts_to(bot, leader))  # the promised private message
+
+
 def test_group_my_cases_goes_private(bot, chat_with, people):
     member = people["member"]
     group = chat_with(member, group_id=member.group_id)
