@@ -10,6 +10,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from models.care import AuditLog, CareEvent, HardshipCase
+from models.staff import StaffAccount
 from tests.conftest import add_member
 from tests.test_admin import add_staff, csrf, login
 from tests.test_care import STORY, member_pushes, submit_case
@@ -237,3 +238,25 @@ def test_console_offers_and_allows_close_only_after_follow_up(bot, client, chat_
     post("close", note="")
     with bot.db.Session() as s:
         assert s.get(HardshipCase, case_id).status == "closed"
+
+
+def test_unit_scoped_account_without_member_sees_no_care_tasks(bot, client, chat_with):
+    setup_case(bot, chat_with)
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    reporter = chat_with(add_member(bot, "报告人"))
+    reporter.ask("报告 住院 钱外科 骨科 8床 肺部感染")
+    add_staff(bot, "bc0", role="branch_chair")  # no linked member: no branch
+    login(client, "bc0")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert "钱外科" not in html and "肺部感染" not in html
+
+
+def test_cli_refuses_a_unit_scoped_account_without_member(app):
+    runner = app.test_cli_runner()
+    for role in ("branch_chair", "group_leader", "分会主席"):
+        r = runner.invoke(args=["staff", "create", "bc", "--role", role, "--password", "s3cret-pass"])
+        assert r.exit_code != 0 and "--member" in r.output, r.output
+    with app.extensions["bot"].db.Session() as s:
+        assert s.scalar(select(StaffAccount).where(StaffAccount.username == "bc")) is None
+    r = runner.invoke(args=["staff", "create", "c1", "--role", "clerk", "--password", "s3cret-pass"])
+    assert r.exit_code == 0, r.output
