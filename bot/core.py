@@ -269,8 +269,11 @@ class Bot:
             )
 
     # outbound ----------------------------------------------------------------------------------------------
-    def notify_member(self, s: Session, member: Member, message: Outgoing, key: str) -> bool:
-        """Queue a private message to a member's preferred account (`preferred_identity`); False if unreachable."""
+    def notify_member(
+        self, s: Session, member: Member, message: Outgoing, key: str, sensitive: bool = False
+    ) -> bool:
+        """Queue a private message to a member's preferred account (`preferred_identity`); False if unreachable.
+        `sensitive` (health, money, family, anonymity): the outbox scrubs the row once it is sent or given up."""
         idents = [i for i in member.identities if not i.unreachable and i.platform in self.senders]
         if not idents:
             idents = list(
@@ -292,6 +295,7 @@ class Bot:
             message=message,
             key=key,
             member_id=member.id,
+            sensitive=sensitive,
             now=self.clock.now(),
         )
         return True

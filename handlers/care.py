@@ -89,9 +89,11 @@ PUSH_PREFIXES = ("hardship:", "care:", "record:")
 
 
 # ============================================================================================== helpers
-def _keys(ctx_or_bot) -> None:
-    settings = ctx_or_bot.settings
-    crypto.configure(settings)
+def _private(ctx: Context) -> None:
+    """Every care handler starts here: the data keys installed, and its replies (stories, amounts, reasons)
+    marked sensitive, so the outbox keeps no copy once they are delivered or given up."""
+    crypto.configure(ctx.settings)
+    ctx.sensitive = True
 
 
 def _enc(text: str | None) -> str | None:
@@ -213,7 +215,7 @@ def _notify(ctx_or_bot, s: Session, member: Member | None, text: str, key: str) 
     if member is None or not member.active:
         return False
     bot = ctx_or_bot.bot if isinstance(ctx_or_bot, Context) else ctx_or_bot
-    return bot.notify_member(s, member, Text(text), key)
+    return bot.notify_member(s, member, Text(text), key, sensitive=True)
 
 
 def _reviewers(s: Session) -> list[Member]:
@@ -259,7 +261,7 @@ def _deny(ctx: Context, case: HardshipCase, what: str) -> None:
 )
 def hardship_start(ctx: Context) -> None:
     """困难申报：申请困难帮扶（仅私聊）"""
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -284,7 +286,7 @@ def _start_dialog(ctx: Context, member: Member, reporter: Member) -> None:
 @router.handler(patterns=[r"^代报\s*(困难|帮扶)"], priority=50)
 def hardship_proxy(ctx: Context) -> None:
     """代报 困难 张三：小组长/分会主席替本单位会员申报困难帮扶"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if ctx.msg.is_group:
@@ -364,7 +366,7 @@ def _parse_help(text: str) -> tuple[list[str], str]:
 
 @router.dialog(DIALOG)
 def hardship_step(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     d = ctx.dialog
     assert d is not None and ctx.member is not None
@@ -447,7 +449,7 @@ def _preview(ctx: Context, member: Member | None) -> None:
 
 @router.action("hardship_confirm")
 def hardship_confirm_action(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     d = active_dialog(ctx.session, ctx.msg)
     if d is None or d.name != DIALOG or d.step != "confirm" or d.expires_at <= ctx.clock.now():
         ctx.reply("这份申请已超时或已处理。需要时请重新发送“困难申报”。")
@@ -526,7 +528,7 @@ def _submit(ctx: Context) -> None:
 )
 def my_cases(ctx: Context) -> None:
     """我的申请：查看我的困难帮扶申请进度"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     cases = list(
@@ -556,7 +558,7 @@ def _own_lines(ctx: Context, c: HardshipCase) -> list[str]:
 @router.handler(patterns=[rf"^(查看|查询|打开)?\s*{NUM}\s*$", rf"^(查看|查询)\s*{NUM}"], group_ok=False, priority=5)
 def case_view(ctx: Context) -> None:
     """查看 KN2027-003：查看一件帮扶申请"""
-    _keys(ctx)
+    _private(ctx)
     case = _case_or_reply(ctx)
     if case is None:
         return
@@ -613,7 +615,7 @@ def full_lines(clock, case: HardshipCase) -> list[str]:
 @router.handler("帮扶待办", "待核实", "待审批", "待发放", "待回访", group_ok=False, priority=60)
 def case_todo(ctx: Context) -> None:
     """帮扶待办：帮扶负责人查看待处理的申请"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     roles = m.roles
@@ -764,7 +766,7 @@ def do_close(bot, s: Session, actor, case: HardshipCase, note: str | None, label
 
 
 def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] | None:
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     case = find_case(ctx.session, ctx.text)
     if case is None:
@@ -878,7 +880,7 @@ def hardship_close(ctx: Context) -> None:
 @router.handler(patterns=[r"^复核\s*#?\d+"], group_ok=False)
 def hardship_reverify(ctx: Context) -> None:
     """复核 12 继续 / 复核 12 退出 理由：困难职工档案年度复核"""
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -942,7 +944,7 @@ def care_report_explicit(ctx: Context) -> None:
 @router.handler(*[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP], priority=-1, name="care_report")
 def care_report(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事"""
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -1023,7 +1025,7 @@ def _find_colleagues(s: Session, reporter: Member, name: str) -> list[Member]:
 
 @router.dialog(PICK)
 def care_pick(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     d = ctx.dialog
     assert d is not None and ctx.member is not None
     ids = list(d.data.get("ids", []))
@@ -1111,7 +1113,7 @@ GIFT_WORDS = ("鲜花", "花篮", "果篮", "水果", "牛奶", "礼品", "慰�
 @router.handler(patterns=[r"^(探望|慰问)\s*#?\d+"], group_ok=False)
 def care_visit(ctx: Context) -> None:
     """探望 12 12月4日 李四 王五 500：记录关怀探望"""
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -1166,7 +1168,7 @@ def _may_manage_care(m: Member, ev: CareEvent) -> bool:
 @router.handler("关怀任务", "探望任务", "五必访", "待探望", group_ok=False, priority=60)
 def care_tasks(ctx: Context) -> None:
     """关怀任务：查看我负责的探望任务"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if not can(m.roles, "care.manage"):
@@ -1196,7 +1198,7 @@ def care_tasks(ctx: Context) -> None:
 @router.handler("帮扶统计", "关怀统计", "探望统计", group_ok=False, priority=60)
 def care_stats(ctx: Context) -> None:
     """帮扶统计 2027：全年探望和帮扶统计"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if not can(m.roles, "cases.stats"):
@@ -1350,13 +1352,18 @@ def remind_care_tasks(bot, now: datetime | None = None) -> int:
                 targets += [c for c in members_with_role(s, "clerk") if c.id not in {t.id for t in targets}]
             text = _care_task_text(ev, ev.member, overdue=overdue)
             for t in targets:
-                sent += bot.notify_member(s, t, Text(text), f"care:{ev.id}:remind:{today.isoformat()}:m{t.id}")
+                sent += bot.notify_member(
+                    s, t, Text(text), f"care:{ev.id}:remind:{today.isoformat()}:m{t.id}", sensitive=True
+                )
             ev.last_reminded_on = today
     return sent
 
 
 def remind_follow_ups(bot, now: datetime | None = None) -> int:
-    """Daily: delivered cases whose follow-up (回访) is due — remind the branch chair or the reviewers once."""
+    """Daily: delivered cases whose follow-up (回访) is due — remind, once, those who may see the whole case (the
+    reviewers: whom to visit, how to reach them, what was given). The branch chair sees only that the case exists
+    once it is verified (`can_see_case`), so a reminder to them could not say whom to call or what was given."""
+    crypto.configure(bot.settings)
     now = now or bot.clock.now()
     today = now.astimezone(bot.clock.tz).date()
     sent = 0
@@ -1366,14 +1373,16 @@ def remind_follow_ups(bot, now: datetime | None = None) -> int:
         ):
             if case.follow_up_reminded_on is not None:
                 continue
-            targets = members_with_role(s, "branch_chair", branch_id=case.branch_id) or _reviewers(s)
-            for t in targets:
-                if t.id == case.member_id:
-                    continue
-                sent += bot.notify_member(
-                    s, t, Text(f"困难帮扶 {case.number} 到了回访时间，回访后请发送“回访 {case.number} 情况”。"),
-                    f"hardship:{case.id}:followup:m{t.id}",
-                )  # fmt: skip
+            m = case.member
+            what = f"{case.aid_kind} {_money(case.delivered_amount)} 元" if case.delivered_amount else case.aid_kind
+            text = (
+                f"困难帮扶 {case.number} 到了回访时间：{m.name if m else '—'}（{_unit(m)}），"
+                f"联系：{case.contact or '—'}；{_fmt_day(case.delivered_on)}已发放{what or '帮扶'}。\n"
+                f"回访后请发送“回访 {case.number} 情况”。"
+            )
+            for t in _reviewers(s):
+                if can_see_case(t, case) == Access.FULL and may_act(t, case, "follow_up"):
+                    sent += bot.notify_member(s, t, Text(text), f"hardship:{case.id}:followup:m{t.id}", sensitive=True)
             case.follow_up_reminded_on = today
     return sent
 
@@ -1397,7 +1406,9 @@ def reverify_hardship_records(bot, now: datetime | None = None) -> int:
             )
             for t in targets:
                 if t.id != rec.member_id:
-                    bot.notify_member(s, t, Text(text), f"record:{rec.id}:review:{rec.next_review}:m{t.id}")
+                    bot.notify_member(
+                        s, t, Text(text), f"record:{rec.id}:review:{rec.next_review}:m{t.id}", sensitive=True
+                    )
             rec.review_asked_for = rec.next_review
             audit(s, None, "change", subject="record", detail=f"record {rec.id} review asked", at=now)
             asked += 1
@@ -1494,7 +1505,7 @@ def send_warmth_campaign(bot, now: datetime | None = None) -> int:
         text = _warmth_text(spring, entries)
         sent = 0
         for r in _reviewers(s):
-            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}")
+            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}", sensitive=True)
         if sent:
             audit(s, None, "export", subject="record", detail=f"{marker} to {sent} ({len(entries)} members)", at=now)
     return sent

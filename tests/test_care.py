@@ -17,12 +17,27 @@ STORY = "我母亲突发脑梗住进重症监护室手术费还差三万元"
 
 
 def texts_to(bot, member) -> list[str]:
-    """Private pushes queued for a member (any status), oldest first."""
+    """Private pushes to a member, oldest first: those delivered (read from the sandbox chat, since care pushes are
+    sensitive and the outbox keeps no copy once sent) and those still queued."""
+    from bot.adapters import sandbox
+    from models.messaging import SandboxMessage
+
     with bot.db.Session() as s:
-        rows = s.scalars(
-            select(OutboxMessage).where(OutboxMessage.member_id == member.id).order_by(OutboxMessage.id)
-        )
-        return [r.payload.get("text") or r.payload.get("title", "") for r in rows]
+        delivered = s.execute(
+            select(OutboxMessage.id, SandboxMessage.payload)
+            .join(SandboxMessage, SandboxMessage.outbox_id == OutboxMessage.id)
+            .where(
+                SandboxMessage.chat_id == sandbox.user_id_for(member),
+                OutboxMessage.idempotency_key.not_like("reply:%"),
+            )
+        ).all()
+        queued = s.execute(
+            select(OutboxMessage.id, OutboxMessage.payload).where(
+                OutboxMessage.member_id == member.id, OutboxMessage.status.in_(("pending", "sending"))
+            )
+        ).all()
+    by_id = dict([*delivered, *queued])
+    return [by_id[i].get("text") or by_id[i].get("title", "") for i in sorted(by_id)]
 
 
 def load_case(bot, number=None) -> HardshipCase:
@@ -554,7 +569,12 @@ def test_follow_up_reminder(bot, chat_with, people):
     assert remind_follow_ups(bot, now) == 0
     assert remind_follow_ups(bot, now + timedelta(days=31)) == 1
     assert remind_follow_ups(bot, now + timedelta(days=32)) == 0
-    assert f"回访 {n}" in member_pushes(bot, people["bchair"])
+    told = member_pushes(bot, people["reviewer"])
+    assert f"回访 {n}" in told and "王芳" in told and "13800001234" in told and "慰问金 2000 元" in told
+    # the branch chair sees only that the case exists by now: no reminder they could not act on
+    assert f"回访 {n}" not in member_pushes(bot, people["bchair"])
+    with bot.db.Session() as s:
+        assert all(r.sensitive for r in s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("hardship:%"))))
 
 
 def test_follow_up_days_come_from_the_settings(tmp_path):
@@ -700,3 +720,28 @@ def test_xlsx_export_is_formula_safe_and_audited(bot, chat_with, people):
     assert [(e.actor_label, e.detail) for e in exports] == [
         ("赵审核", f"xlsx {year}"), ("孙干事", f"denied export {year}")
     ]
+
+
+class Holding:
+    """Our own rate limit keeps every message back: rows stay pending, as they are before delivery."""
+
+    def send(self, row):
+        from bot.outbox import SendResult
+
+        return SendResult(False, "held", retry_after=60, held=True)
+
+
+def test_pending_care_rows_are_marked_sensitive(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    bot.senders["sandbox"] = Holding()
+    submit_case(chat)
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    with bot.db.Session() as s:
+        rows = list(s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")))
+    pushes = [r for r in rows if r.idempotency_key.startswith(("hardship:", "care:"))]
+    assert any("需要核实" in r.payload.get("text", "") for r in pushes)  # the branch chair's notice
+    assert any("12床" in r.payload.get("text", "") for r in pushes)  # the care task to the group leader
+    preview = [r for r in rows if STORY in repr(r.payload)]
+    assert preview and all(r.idempotency_key.startswith("reply:") for r in preview)  # the dialog's preview
+    assert all(r.sensitive for r in pushes + preview)
+    assert all(r.sensitive for r in rows if r.target_id == chat.user_id)  # every reply of the dialog
