@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "greetings.manage": frozenset({"clerk", "chair"}),
     "meetings.manage": frozenset({"clerk", "chair"}),
     "outbox.view": frozenset({"clerk", "chair"}),
+    "outbox.manage": frozenset({"clerk"}),  # 重新发送 a message given up (admin holds everything)
     "chats.manage": frozenset({"clerk"}),  # WeCom group chats and their webhooks (admin holds everything)
     "staff.manage": frozenset(),
     "api.tokens": frozenset(),
