@@ -128,6 +128,16 @@ def _secure_delete(s: Session) -> None:
         s.execute(text("PRAGMA secure_delete=ON"))
 
 
+def _bound(ctx: Context) -> bool:
+    """The routes where members type sensitive details are `public`, so that a stranger's words are blanked too
+    before they are asked to bind (the core would keep them in the inbound log); False: the stranger was asked."""
+    if ctx.member is not None:
+        return True
+    redact_inbound(ctx)
+    router.events["unbound"](ctx)
+    return False
+
+
 def redact_inbound(ctx: Context) -> None:
     """Blank what the member typed in the inbound log (and the sandbox page's copy): it is kept encrypted only."""
     s, msg = ctx.session, ctx.msg
@@ -258,9 +268,13 @@ def _deny(ctx: Context, case: HardshipCase, what: str) -> None:
     "生活困难",
     menu="困难申报 — 私下申请困难帮扶（仅私聊）",
     priority=50,
+    public=True,
+    redact=True,
 )
 def hardship_start(ctx: Context) -> None:
     """困难申报：申请困难帮扶（仅私聊）"""
+    if not _bound(ctx):
+        return
     _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
@@ -283,9 +297,11 @@ def _start_dialog(ctx: Context, member: Member, reporter: Member) -> None:
     )
 
 
-@router.handler(patterns=[r"^代报\s*(困难|帮扶)"], priority=50)
+@router.handler(patterns=[r"^代报\s*(困难|帮扶)"], priority=50, public=True, redact=True)
 def hardship_proxy(ctx: Context) -> None:
     """代报 困难 张三：小组长/分会主席替本单位会员申报困难帮扶"""
+    if not _bound(ctx):
+        return
     _private(ctx)
     m = ctx.member
     assert m is not None
@@ -364,7 +380,7 @@ def _parse_help(text: str) -> tuple[list[str], str]:
     return kinds, rest.strip(" ,.;:")
 
 
-@router.dialog(DIALOG)
+@router.dialog(DIALOG, redact=True)
 def hardship_step(ctx: Context) -> None:
     _private(ctx)
     redact_inbound(ctx)
@@ -766,6 +782,8 @@ def do_close(bot, s: Session, actor, case: HardshipCase, note: str | None, label
 
 
 def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] | None:
+    if not _bound(ctx):
+        return None
     _private(ctx)
     redact_inbound(ctx)
     case = find_case(ctx.session, ctx.text)
@@ -780,7 +798,7 @@ def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] |
     return case, rest
 
 
-@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_verify(ctx: Context) -> None:
     """核实 KN2027-003 家访 12月3日 情况属实：分会主席记录核实结果"""
     got = _step_case(ctx, "核实", "verify")
@@ -797,7 +815,7 @@ def hardship_verify(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 的核实情况，已通知工会审批。")
 
 
-@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_decide(ctx: Context) -> None:
     """审批 KN2027-003 同意 慰问金 2000 / 不同意 理由：帮扶审核人员审批"""
     got = _step_case(ctx, "审批", "decide")
@@ -828,7 +846,7 @@ def hardship_decide(ctx: Context) -> None:
     ctx.reply(f"已记录：{case.number} 同意，{what}。已告知申请人，并列入困难职工档案。发放后请发送“发放 {case.number} 金额”。")
 
 
-@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_deliver(ctx: Context) -> None:
     """发放 KN2027-003 2000：记录帮扶发放"""
     got = _step_case(ctx, "发放", "deliver")
@@ -847,7 +865,7 @@ def hardship_deliver(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 发放 {what}（{_fmt_day(day)}），回访期限 {_fmt_day(case.follow_up_due)}。")
 
 
-@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_follow_up(ctx: Context) -> None:
     """回访 KN2027-003 情况：记录回访"""
     got = _step_case(ctx, "回访", "follow_up")
@@ -862,7 +880,7 @@ def hardship_follow_up(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 的回访。办结请发送“结案 {case.number}”。")
 
 
-@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_close(ctx: Context) -> None:
     """结案 KN2027-003：办结帮扶申请"""
     got = _step_case(ctx, "结案", "close")
@@ -877,9 +895,11 @@ def hardship_close(ctx: Context) -> None:
     ctx.reply(f"{case.number} 已结案。")
 
 
-@router.handler(patterns=[r"^复核\s*#?\d+"], group_ok=False)
+@router.handler(patterns=[r"^复核\s*#?\d+"], group_ok=False, public=True, redact=True)
 def hardship_reverify(ctx: Context) -> None:
     """复核 12 继续 / 复核 12 退出 理由：困难职工档案年度复核"""
+    if not _bound(ctx):
+        return
     _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
@@ -935,15 +955,19 @@ _CARE_PATTERNS = [
 ]
 
 
-@router.handler(patterns=_CARE_PATTERNS, priority=0)
+@router.handler(patterns=_CARE_PATTERNS, priority=0, public=True, redact=True)
 def care_report_explicit(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事（五必访）"""
     care_report(ctx)
 
 
-@router.handler(*[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP], priority=-1, name="care_report")
+@router.handler(
+    *[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP], priority=-1, name="care_report", public=True, redact=True
+)
 def care_report(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事"""
+    if not _bound(ctx):
+        return
     _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
@@ -1110,9 +1134,11 @@ def _care_task_text(ev: CareEvent, member: Member, first: bool = False, overdue:
 GIFT_WORDS = ("鲜花", "花篮", "果篮", "水果", "牛奶", "礼品", "慰问品", "营养品", "蛋糕", "红包")
 
 
-@router.handler(patterns=[r"^(探望|慰问)\s*#?\d+"], group_ok=False)
+@router.handler(patterns=[r"^(探望|慰问)\s*#?\d+"], group_ok=False, public=True, redact=True)
 def care_visit(ctx: Context) -> None:
     """探望 12 12月4日 李四 王五 500：记录关怀探望"""
+    if not _bound(ctx):
+        return
     _private(ctx)
     redact_inbound(ctx)
     m = ctx.member

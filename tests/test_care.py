@@ -745,3 +745,38 @@ def test_pending_care_rows_are_marked_sensitive(bot, chat_with, people):
     assert preview and all(r.idempotency_key.startswith("reply:") for r in preview)  # the dialog's preview
     assert all(r.sensitive for r in pushes + preview)
     assert all(r.sensitive for r in rows if r.target_id == chat.user_id)  # every reply of the dialog
+
+
+def inbound_texts(bot) -> list[tuple[str, str]]:
+    with bot.db.Session() as s:
+        return [(r.status, repr(r.envelope)) for r in s.scalars(select(InboundMessage).order_by(InboundMessage.id))]
+
+
+def test_a_failing_hardship_handler_keeps_no_story(bot, chat_with, people, monkeypatch):
+    from bot.core import SORRY
+
+    chat = chat_with(people["member"])
+    chat.ask("困难申报")
+    chat.ask("1")
+    monkeypatch.setattr(bot.settings, "DATA_KEY", "not-a-fernet-key")  # the handler raises
+    assert chat.ask(STORY) == SORRY  # a dialog step
+    assert chat.ask("取消") == LEFT_DIALOG
+    assert chat.ask("困难申报 " + STORY) == SORRY  # a route
+    assert chat.ask("李同事住院了 心内科 12床") == SORRY  # a care report
+    assert chat.ask("我的申请") == SORRY  # not sensitive: kept as typed, so the check has teeth
+    rows = inbound_texts(bot)
+    failed = [env for status, env in rows if status == "failed"]
+    assert len(failed) == 4 and "我的申请" in failed[3]
+    assert not any("脑梗" in env or "12床" in env for _, env in rows)
+
+
+def test_an_unbound_member_s_story_is_not_kept(bot, chat_with, people):
+    from handlers.members import ASK
+
+    stranger = chat_with(None)
+    assert stranger.ask("困难申报 " + STORY) == ASK  # asked who they are first
+    stranger.ask("取消")
+    assert "工号" in stranger.ask("我们组李同事住院了 心内科 12床")
+    assert not any("脑梗" in env or "12床" in env for _, env in inbound_texts(bot))
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None and s.scalar(select(CareEvent)) is None
