@@ -134,7 +134,8 @@ class Bot:
                 return HandleResult(duplicate=True)
             values: dict[str, Any] = {"error": "handler raised"}
             if redact:
-                values["envelope"] = {**msg.envelope(), "text": REDACTED, "typed": REDACTED, "raw": {"redacted": True}}
+                blank = {"text": REDACTED, "typed": REDACTED, "raw": {"redacted": True}}
+                values["envelope"] = {**msg.envelope(), **blank}
             s.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
             replies: list[Outgoing] = [Text(SORRY)]
             self._enqueue_replies(s, msg, replies)

@@ -31,7 +31,7 @@ class Route:
     public: bool = False  # works before the user is bound to a member
     group_ok: bool = True  # False: in a group chat the user is asked to write privately
     priority: int = 0
-    redact: bool = False  # what is typed is sensitive (a hardship story): never kept in plain text, not even on failure
+    redact: bool = False  # what is typed is sensitive (a story): never kept in plain text, even on failure
 
     @property
     def help(self) -> str:
@@ -52,7 +52,7 @@ class Router:
     dialogs: dict[str, HandlerFunc] = field(default_factory=dict)
     actions: dict[str, HandlerFunc] = field(default_factory=dict)
     events: dict[str, HandlerFunc] = field(default_factory=dict)
-    redacted: set[str] = field(default_factory=set)  # "dialog:<name>", "action:<name>" registered with redact=True
+    redacted: set[str] = field(default_factory=set)  # "dialog:<name>", "action:<name>" with redact=True
 
     def handler(
         self,
