@@ -2,8 +2,10 @@
 
 - Hardship reports only in a private chat. In a group the bot answers only with an invitation to talk privately
   (never repeating what was written) and sends the member a private message to start from.
-- What members type for a case is redacted from the inbound log, kept encrypted in the dialog state, and the
-  replies that echoed it (the preview) are blanked once delivered (`scrub_sensitive_replies`).
+- What members type for a case is redacted from the inbound log (also when the handler fails, or the member is
+  not bound yet: the routes are registered with `redact=True`), kept encrypted in the dialog state; every reply and
+  push is marked sensitive, so the outbox scrubs it once delivered or given up (`scrub_sensitive_replies` also
+  blanks the sandbox page's copies).
 - Every step tells the member in plain, respectful wording through the outbox (keys `hardship:<case>:<event>:m<id>`),
   never reviewers' notes. Who sees what: `models.care.can_see_case`; every view/change/export is audited.
 
