@@ -964,7 +964,11 @@ def care_report_explicit(ctx: Context) -> None:
 
 
 @router.handler(
-    *[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP], priority=-1, name="care_report", public=True, redact=True
+    *[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP],
+    priority=-1,
+    name="care_report",
+    public=True,
+    redact=True,
 )
 def care_report(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事"""
@@ -1402,7 +1406,8 @@ def remind_follow_ups(bot, now: datetime | None = None) -> int:
             if case.follow_up_reminded_on is not None:
                 continue
             m = case.member
-            what = f"{case.aid_kind} {_money(case.delivered_amount)} 元" if case.delivered_amount else case.aid_kind
+            amount = case.delivered_amount
+            what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else case.aid_kind
             text = (
                 f"困难帮扶 {case.number} 到了回访时间：{m.name if m else '—'}（{_unit(m)}），"
                 f"联系：{case.contact or '—'}；{_fmt_day(case.delivered_on)}已发放{what or '帮扶'}。\n"
@@ -1410,7 +1415,8 @@ def remind_follow_ups(bot, now: datetime | None = None) -> int:
             )
             for t in _reviewers(s):
                 if can_see_case(t, case) == Access.FULL and may_act(t, case, "follow_up"):
-                    sent += bot.notify_member(s, t, Text(text), f"hardship:{case.id}:followup:m{t.id}", sensitive=True)
+                    key = f"hardship:{case.id}:followup:m{t.id}"
+                    sent += bot.notify_member(s, t, Text(text), key, sensitive=True)
             case.follow_up_reminded_on = today
     return sent
 
@@ -1533,7 +1539,8 @@ def send_warmth_campaign(bot, now: datetime | None = None) -> int:
         text = _warmth_text(spring, entries)
         sent = 0
         for r in _reviewers(s):
-            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}", sensitive=True)
+            key = f"record:warmth:{spring.year}:m{r.id}"
+            sent += bot.notify_member(s, r, Text(text), key, sensitive=True)
         if sent:
             audit(s, None, "export", subject="record", detail=f"{marker} to {sent} ({len(entries)} members)", at=now)
     return sent
