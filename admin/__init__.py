@@ -287,6 +287,9 @@ def init_app(app: Flask) -> None:
     from admin.greetings import init_app as init_greetings  # issue 8: 生日与节日祝福 pages
 
     init_greetings(app)
+    from admin.outbox import init_app as init_outbox  # dead letters and retries (消息发送)
+
+    init_outbox(app)
 
 
 def _console_error(err: HTTPException):

@@ -125,10 +125,8 @@ def index():
                 cases.append((c, lvl, c.member.name if c.member else "（已匿名）", c.branch.name if c.branch else ""))
         tasks = []
         if can(v.roles, "care.manage") or can(v.roles, "cases.review"):
-            branch_only = v.branch_id is not None and can(v.roles, "care.manage_branch")
-            branch_only = branch_only and not (can(v.roles, "care.manage_all") or can(v.roles, "cases.review"))
             for ev in s.scalars(select(CareEvent).order_by(CareEvent.status.desc(), CareEvent.due_on).limit(500)):
-                if branch_only and ev.branch_id != v.branch_id:
+                if not _sees_task(v, ev):
                     continue
                 state = ev.status if ev.status != "open" else ("overdue" if ev.due_on < today else "due")
                 tasks.append((ev, state, ev.member.name if ev.member else "（已匿名）", ev.branch.name if ev.branch else ""))
@@ -146,6 +144,16 @@ def index():
             can_audit=can(v.roles, "cases.audit"),
             can_warmth=can(v.roles, "cases.review"),
         )  # fmt: skip
+
+
+def _sees_task(v: Viewer, ev: CareEvent) -> bool:
+    """Union-wide roles see every care task; a branch chair or group leader only their own unit's, so an account
+    of theirs without a linked member (hence no branch or group) sees none."""
+    if can(v.roles, "care.manage_all") or can(v.roles, "cases.review"):
+        return True
+    if can(v.roles, "care.manage_branch") and v.branch_id is not None and ev.branch_id == v.branch_id:
+        return True
+    return can(v.roles, "care.manage_group") and v.group_id is not None and ev.group_id == v.group_id
 
 
 @bp.get("/case/<int:case_id>")

@@ -36,6 +36,7 @@ from admin import (
     require,
 )
 from admin.models import StaffLoginFailure
+from admin.outbox import describe as describe_outbox
 from bot.permissions import can
 from models.member import ROLE_LABELS, ROLES, Branch, Group, Member, PlatformIdentity
 from models.messaging import OutboxMessage
@@ -62,7 +63,6 @@ THROTTLE_WINDOW = timedelta(minutes=15)
 PAGE_SIZE = 20
 LOGIN_FAILED = "用户名或密码错误"
 PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
-ANONYMOUS_TARGET = "匿名来信人"  # sensitive outbox rows never show who they were for
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
@@ -175,35 +175,9 @@ def dashboard():
                     .limit(10)
                 )
             )
-            names = dict(
-                s.execute(
-                    select(Member.id, Member.name).where(
-                        Member.id.in_({r.member_id for r in dead_rows if r.member_id})
-                    )
-                ).all()
-            )
-        else:
-            names = {}
+        dead = describe_outbox(s, dead_rows)
         alerts = active_alerts(s)  # e.g. WeCom 60020: the IP staff must trust, shown to every account
-    dead = [
-        {
-            "id": r.id,
-            "platform_label": PLATFORM_LABELS.get(r.platform, r.platform),
-            "target": ANONYMOUS_TARGET if r.sensitive else names.get(r.member_id) or r.target_id,
-            "kind": "群聊" if r.target_kind == "chat" else "私聊",
-            "attempts": r.attempts,
-            "error": r.last_error or "",
-            "at": r.created_at,
-            "preview": "（内容已隐去）" if r.sensitive else _preview(r.payload),
-        }
-        for r in dead_rows
-    ]
     return render_template("admin/dashboard.html", stats=stats, dead=dead, alerts=alerts)
-
-
-def _preview(payload: dict) -> str:
-    text = payload.get("text") or payload.get("title") or ""
-    return text if len(text) <= 40 else text[:40] + "…"
 
 
 # ---------------------------------------------------------------------------------------------- members

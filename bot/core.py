@@ -35,6 +35,7 @@ SORRY = "抱歉，系统出了点问题，您的消息已记录，工作人员�
 # 取消/退出 inside a dialog: it only leaves the dialog. "已取消" alone read as if the meeting or sign-up the
 # dialog was about had been cancelled.
 LEFT_DIALOG = "好的，已退出，刚才的内容没有保存，也没有做任何改动。需要时再找我。"
+REDACTED = "[已隐去]"  # what a failed message to a redacting handler keeps of the text
 
 
 @dataclass
@@ -123,17 +124,32 @@ class Bot:
         return s.execute(stmt.returning(InboundMessage.id)).scalar()
 
     def _record_failure(self, msg: IncomingMessage) -> HandleResult:
-        """The handler crashed: its effects are rolled back, but the message is kept and the member told."""
+        """The handler crashed: its effects are rolled back, but the message is kept and the member told. What was
+        typed for a route, dialog or button registered with `redact` (a hardship story) is kept blanked: the
+        handler's own redaction was rolled back with everything else."""
         with self.db.transaction() as s:
+            redact = self._input_is_sensitive(s, msg)
             inbound_id = self._record(s, msg, "failed")
             if inbound_id is None:
                 return HandleResult(duplicate=True)
-            s.execute(
-                update(InboundMessage).where(InboundMessage.id == inbound_id).values(error="handler raised")
-            )
+            values: dict[str, Any] = {"error": "handler raised"}
+            if redact:
+                blank = {"text": REDACTED, "typed": REDACTED, "raw": {"redacted": True}}
+                values["envelope"] = {**msg.envelope(), **blank}
+            s.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
             replies: list[Outgoing] = [Text(SORRY)]
             self._enqueue_replies(s, msg, replies)
         return HandleResult(failed=True, inbound_id=inbound_id, replies=replies)
+
+    def _input_is_sensitive(self, s: Session, msg: IncomingMessage) -> bool:
+        """Whether `msg` went to a redacting handler: the open dialog, the button, or the best routes."""
+        dialog = active_dialog(s, msg)
+        if dialog is not None and dialog.expires_at > self.clock.now() and msg.action is None:
+            return f"dialog:{dialog.name}" in self.router.redacted
+        if msg.action is not None:
+            return f"action:{msg.action.get('do', '')}" in self.router.redacted
+        matches = self.router.matches(msg.text) if msg.text and msg.event is None else []
+        return any(m.route.redact for m in matches if m.score == matches[0].score)
 
     def _run(self, s: Session, msg: IncomingMessage, inbound_id: int) -> HandleResult:
         if not msg.is_group:
@@ -282,8 +298,11 @@ class Bot:
             )
 
     # outbound ----------------------------------------------------------------------------------------------
-    def notify_member(self, s: Session, member: Member, message: Outgoing, key: str) -> bool:
-        """Queue a private message to a member's preferred account (`preferred_identity`); False if unreachable."""
+    def notify_member(
+        self, s: Session, member: Member, message: Outgoing, key: str, sensitive: bool = False
+    ) -> bool:
+        """Queue a private message to a member's preferred account (`preferred_identity`); False if unreachable.
+        `sensitive` (health, money, family, anonymity): the outbox scrubs the row once it is sent or given up."""
         idents = [i for i in member.identities if not i.unreachable and i.platform in self.senders]
         if not idents:
             idents = list(
@@ -305,6 +324,7 @@ class Bot:
             message=message,
             key=key,
             member_id=member.id,
+            sensitive=sensitive,
             now=self.clock.now(),
         )
         return True

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 MAX_BACKOFF = timedelta(hours=1)
-SCRUBBED_PAYLOAD = {"type": "text", "text": "（此消息涉及匿名来信，已隐去）"}
+# What a sensitive row (an anonymous suggestion, a hardship case, a care event) keeps once sent or given up.
+SCRUBBED_PAYLOAD = {"type": "text", "text": "（此消息涉及个人隐私，内容已隐去）"}
+SCRUBBED_ERROR = "（涉及个人隐私，错误详情已隐去）"
 
 
 @dataclass
@@ -170,7 +172,7 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
         values = dict(status="pending", next_attempt_at=now + wait, lease_until=None, last_error=result.error)
     if row.sensitive and not result.ok:  # a platform's error text may name the recipient
         code = f"错误代码 {result.code}" if result.code else ""
-        values["last_error"] = f"（涉及匿名来信，错误详情已隐去）{code}"
+        values["last_error"] = f"{SCRUBBED_ERROR}{code}"
     with bot.db.transaction() as s:
         # Only the holder of the lease writes the outcome (a lease taken over by another worker wins).
         s.execute(
@@ -187,8 +189,8 @@ def _record(bot: Bot, row: OutboxMessage, result: SendResult) -> None:
 
 
 def scrub_sensitive(s: Session) -> int:
-    """Sensitive rows that were sent or given up lose recipient, content and context, so no table (and no
-    console page) links an anonymous sender to what they were told. Also catches rows a sender marked sent
+    """Sensitive rows that were sent or given up lose recipient (chat id and member), content and context, so no
+    table (and no console page) links an anonymous sender, or a member in hardship, to what they were told. Also catches rows a sender marked sent
     on its own (WeCom merges replies to one message)."""
     return s.execute(
         update(OutboxMessage)
@@ -197,7 +199,7 @@ def scrub_sensitive(s: Session) -> int:
             OutboxMessage.status.in_(("sent", "dead")),
             OutboxMessage.target_id != "",
         )
-        .values(target_id="", payload=SCRUBBED_PAYLOAD, context={})
+        .values(target_id="", member_id=None, payload=SCRUBBED_PAYLOAD, context={})
     ).rowcount
 
 

@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "greetings.manage": frozenset({"clerk", "chair"}),
     "meetings.manage": frozenset({"clerk", "chair"}),
     "outbox.view": frozenset({"clerk", "chair"}),
+    "outbox.manage": frozenset({"clerk"}),  # 重新发送 a message given up (admin holds everything)
     "chats.manage": frozenset({"clerk"}),  # WeCom group chats and their webhooks (admin holds everything)
     "staff.manage": frozenset(),
     "api.tokens": frozenset(),
@@ -72,6 +73,26 @@ NOT_FOR_ADMIN = frozenset(
         "care.manage_group",
     }
 )
+
+
+# Permissions limited to the holder's own branch or group: the holder's unit comes from their member record.
+UNIT_SCOPED = frozenset(
+    {
+        "activities.own_branch",
+        "activities.own_group",
+        "cases.verify",
+        "cases.proxy_branch",
+        "cases.overview_group",
+        "care.manage_branch",
+        "care.manage_group",
+    }
+)
+
+
+def needs_unit(role: str) -> bool:
+    """Whether `role` works only within its own branch or group (branch chair, group leader): a console account
+    with it must be linked to a member, or it has no unit and its pages show nothing of that kind."""
+    return any(role in PERMISSIONS[p] for p in UNIT_SCOPED)
 
 
 def can(roles: Iterable[str], permission: str) -> bool:

@@ -31,6 +31,7 @@ class Route:
     public: bool = False  # works before the user is bound to a member
     group_ok: bool = True  # False: in a group chat the user is asked to write privately
     priority: int = 0
+    redact: bool = False  # what is typed is sensitive (a story): never kept in plain text, even on failure
 
     @property
     def help(self) -> str:
@@ -51,6 +52,7 @@ class Router:
     dialogs: dict[str, HandlerFunc] = field(default_factory=dict)
     actions: dict[str, HandlerFunc] = field(default_factory=dict)
     events: dict[str, HandlerFunc] = field(default_factory=dict)
+    redacted: set[str] = field(default_factory=set)  # "dialog:<name>", "action:<name>" with redact=True
 
     def handler(
         self,
@@ -63,6 +65,7 @@ class Router:
         group_ok: bool = True,
         priority: int = 0,
         name: str | None = None,
+        redact: bool = False,
     ) -> Callable[[HandlerFunc], HandlerFunc]:
         def deco(func: HandlerFunc) -> HandlerFunc:
             self.routes.append(
@@ -77,26 +80,32 @@ class Router:
                     public=public,
                     group_ok=group_ok,
                     priority=priority,
+                    redact=redact,
                 )
             )
             return func
 
         return deco
 
-    def dialog(self, name: str) -> Callable[[HandlerFunc], HandlerFunc]:
-        """Register the function that receives every message while dialog `name` is active."""
+    def dialog(self, name: str, redact: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the function that receives every message while dialog `name` is active (`redact`: as for
+        a route, what is typed in it is sensitive)."""
 
         def deco(func: HandlerFunc) -> HandlerFunc:
             self.dialogs[name] = func
+            if redact:
+                self.redacted.add(f"dialog:{name}")
             return func
 
         return deco
 
-    def action(self, name: str) -> Callable[[HandlerFunc], HandlerFunc]:
+    def action(self, name: str, redact: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
         """Register a button action: a card button's payload {"do": name, ...} runs it."""
 
         def deco(func: HandlerFunc) -> HandlerFunc:
             self.actions[name] = func
+            if redact:
+                self.redacted.add(f"action:{name}")
             return func
 
         return deco

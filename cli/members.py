@@ -14,7 +14,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bot.permissions import can
+from bot.permissions import can, needs_unit
 from cli import bot
 from models.member import ROLE_LABELS, Member
 from models.staff import StaffAccount
@@ -102,6 +102,11 @@ def staff_create(username: str, role: str, password: str | None, display_name: s
         if s.scalar(select(StaffAccount).where(StaffAccount.username == username)) is not None:
             raise click.UsageError(f"账号 {username} 已存在。")
         member = None
+        if not employee_no and needs_unit(role):
+            raise click.UsageError(
+                f"{ROLE_LABELS[role]}只管理自己的分会或小组，账号必须关联会员：请加上 --member 工号"
+                f"（例如 flask --app app staff create {username} --role {role} --member 10086）。"
+            )
         if employee_no:
             member = s.scalar(select(Member).where(Member.employee_no == employee_no))
             if member is None:

@@ -2,8 +2,10 @@
 
 - Hardship reports only in a private chat. In a group the bot answers only with an invitation to talk privately
   (never repeating what was written) and sends the member a private message to start from.
-- What members type for a case is redacted from the inbound log, kept encrypted in the dialog state, and the
-  replies that echoed it (the preview) are blanked once delivered (`scrub_sensitive_replies`).
+- What members type for a case is redacted from the inbound log (also when the handler fails, or the member is
+  not bound yet: the routes are registered with `redact=True`), kept encrypted in the dialog state; every reply and
+  push is marked sensitive, so the outbox scrubs it once delivered or given up (`scrub_sensitive_replies` also
+  blanks the sandbox page's copies).
 - Every step tells the member in plain, respectful wording through the outbox (keys `hardship:<case>:<event>:m<id>`),
   never reviewers' notes. Who sees what: `models.care.can_see_case`; every view/change/export is audited.
 
@@ -74,6 +76,10 @@ PRIVATE_INVITE = (
     "您好，我是{bot}。困难帮扶申请请在这里私聊办理，内容只有工会帮扶负责人能看到。\n"
     "准备好了请回复“困难申报”开始。"
 )
+PROXY_PRIVATE_INVITE = (
+    "您好，我是{bot}。代报困难帮扶请在这里私聊办理，内容只有工会帮扶负责人能看到。\n"
+    "请回复“代报 困难 姓名”开始，例如：代报 困难 张三"
+)
 CARE_GROUP_INVITE = "谢谢您的关心！为保护同事隐私，请私聊我报告（例如：报告 住院 姓名 科室床号），我会转告负责探望的同志。"
 NUM = r"(?i:KN)\s*\d{4}\s*-\s*\d{1,4}"
 HARDSHIP_SESSION_HANDLERS = ("dialog:hardship", "hardship_start", "hardship_proxy", "care_report",
@@ -85,9 +91,11 @@ PUSH_PREFIXES = ("hardship:", "care:", "record:")
 
 
 # ============================================================================================== helpers
-def _keys(ctx_or_bot) -> None:
-    settings = ctx_or_bot.settings
-    crypto.configure(settings)
+def _private(ctx: Context) -> None:
+    """Every care handler starts here: the data keys installed, and its replies (stories, amounts, reasons)
+    marked sensitive, so the outbox keeps no copy once they are delivered or given up."""
+    crypto.configure(ctx.settings)
+    ctx.sensitive = True
 
 
 def _enc(text: str | None) -> str | None:
@@ -120,6 +128,16 @@ def _secure_delete(s: Session) -> None:
     """SQLite keeps overwritten bytes in free page space unless secure_delete is on (many builds default it on)."""
     if s.get_bind().dialect.name == "sqlite":
         s.execute(text("PRAGMA secure_delete=ON"))
+
+
+def _bound(ctx: Context) -> bool:
+    """The routes where members type sensitive details are `public`, so that a stranger's words are blanked too
+    before they are asked to bind (the core would keep them in the inbound log); False: the stranger was asked."""
+    if ctx.member is not None:
+        return True
+    redact_inbound(ctx)
+    router.events["unbound"](ctx)
+    return False
 
 
 def redact_inbound(ctx: Context) -> None:
@@ -209,7 +227,7 @@ def _notify(ctx_or_bot, s: Session, member: Member | None, text: str, key: str) 
     if member is None or not member.active:
         return False
     bot = ctx_or_bot.bot if isinstance(ctx_or_bot, Context) else ctx_or_bot
-    return bot.notify_member(s, member, Text(text), key)
+    return bot.notify_member(s, member, Text(text), key, sensitive=True)
 
 
 def _reviewers(s: Session) -> list[Member]:
@@ -252,10 +270,14 @@ def _deny(ctx: Context, case: HardshipCase, what: str) -> None:
     "生活困难",
     menu="困难申报 — 私下申请困难帮扶（仅私聊）",
     priority=50,
+    public=True,
+    redact=True,
 )
 def hardship_start(ctx: Context) -> None:
     """困难申报：申请困难帮扶（仅私聊）"""
-    _keys(ctx)
+    if not _bound(ctx):
+        return
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -277,15 +299,18 @@ def _start_dialog(ctx: Context, member: Member, reporter: Member) -> None:
     )
 
 
-@router.handler(patterns=[r"^代报\s*(困难|帮扶)"], priority=50)
+@router.handler(patterns=[r"^代报\s*(困难|帮扶)"], priority=50, public=True, redact=True)
 def hardship_proxy(ctx: Context) -> None:
     """代报 困难 张三：小组长/分会主席替本单位会员申报困难帮扶"""
-    _keys(ctx)
+    if not _bound(ctx):
+        return
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if ctx.msg.is_group:
         redact_inbound(ctx)
-        ctx.reply(GROUP_INVITE)
+        ctx.invite_private(GROUP_INVITE, PROXY_PRIVATE_INVITE.format(bot=ctx.settings.BOT_NAME),
+                           f"hardship:invite:{ctx.msg.platform}:{ctx.msg.message_id}")  # fmt: skip
         return
     if not can(m.roles, "cases.proxy_report"):
         ctx.reply("代报困难只有小组长和分会主席可以使用。自己申请请发送“困难申报”。")
@@ -357,9 +382,9 @@ def _parse_help(text: str) -> tuple[list[str], str]:
     return kinds, rest.strip(" ,.;:")
 
 
-@router.dialog(DIALOG)
+@router.dialog(DIALOG, redact=True)
 def hardship_step(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     redact_inbound(ctx)
     d = ctx.dialog
     assert d is not None and ctx.member is not None
@@ -442,7 +467,7 @@ def _preview(ctx: Context, member: Member | None) -> None:
 
 @router.action("hardship_confirm")
 def hardship_confirm_action(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     d = active_dialog(ctx.session, ctx.msg)
     if d is None or d.name != DIALOG or d.step != "confirm" or d.expires_at <= ctx.clock.now():
         ctx.reply("这份申请已超时或已处理。需要时请重新发送“困难申报”。")
@@ -521,7 +546,7 @@ def _submit(ctx: Context) -> None:
 )
 def my_cases(ctx: Context) -> None:
     """我的申请：查看我的困难帮扶申请进度"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     cases = list(
@@ -551,7 +576,7 @@ def _own_lines(ctx: Context, c: HardshipCase) -> list[str]:
 @router.handler(patterns=[rf"^(查看|查询|打开)?\s*{NUM}\s*$", rf"^(查看|查询)\s*{NUM}"], group_ok=False, priority=5)
 def case_view(ctx: Context) -> None:
     """查看 KN2027-003：查看一件帮扶申请"""
-    _keys(ctx)
+    _private(ctx)
     case = _case_or_reply(ctx)
     if case is None:
         return
@@ -608,7 +633,7 @@ def full_lines(clock, case: HardshipCase) -> list[str]:
 @router.handler("帮扶待办", "待核实", "待审批", "待发放", "待回访", group_ok=False, priority=60)
 def case_todo(ctx: Context) -> None:
     """帮扶待办：帮扶负责人查看待处理的申请"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     roles = m.roles
@@ -759,7 +784,9 @@ def do_close(bot, s: Session, actor, case: HardshipCase, note: str | None, label
 
 
 def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] | None:
-    _keys(ctx)
+    if not _bound(ctx):
+        return None
+    _private(ctx)
     redact_inbound(ctx)
     case = find_case(ctx.session, ctx.text)
     if case is None:
@@ -773,7 +800,7 @@ def _step_case(ctx: Context, verb: str, step: str) -> tuple[HardshipCase, str] |
     return case, rest
 
 
-@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^核实\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_verify(ctx: Context) -> None:
     """核实 KN2027-003 家访 12月3日 情况属实：分会主席记录核实结果"""
     got = _step_case(ctx, "核实", "verify")
@@ -790,7 +817,7 @@ def hardship_verify(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 的核实情况，已通知工会审批。")
 
 
-@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^审批\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_decide(ctx: Context) -> None:
     """审批 KN2027-003 同意 慰问金 2000 / 不同意 理由：帮扶审核人员审批"""
     got = _step_case(ctx, "审批", "decide")
@@ -821,7 +848,7 @@ def hardship_decide(ctx: Context) -> None:
     ctx.reply(f"已记录：{case.number} 同意，{what}。已告知申请人，并列入困难职工档案。发放后请发送“发放 {case.number} 金额”。")
 
 
-@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^发放\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_deliver(ctx: Context) -> None:
     """发放 KN2027-003 2000：记录帮扶发放"""
     got = _step_case(ctx, "发放", "deliver")
@@ -840,7 +867,7 @@ def hardship_deliver(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 发放 {what}（{_fmt_day(day)}），回访期限 {_fmt_day(case.follow_up_due)}。")
 
 
-@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^回访\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_follow_up(ctx: Context) -> None:
     """回访 KN2027-003 情况：记录回访"""
     got = _step_case(ctx, "回访", "follow_up")
@@ -855,7 +882,7 @@ def hardship_follow_up(ctx: Context) -> None:
     ctx.reply(f"已记录 {case.number} 的回访。办结请发送“结案 {case.number}”。")
 
 
-@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False, priority=5)
+@router.handler(patterns=[rf"^结案\s*{NUM}"], group_ok=False, priority=5, public=True, redact=True)
 def hardship_close(ctx: Context) -> None:
     """结案 KN2027-003：办结帮扶申请"""
     got = _step_case(ctx, "结案", "close")
@@ -870,10 +897,12 @@ def hardship_close(ctx: Context) -> None:
     ctx.reply(f"{case.number} 已结案。")
 
 
-@router.handler(patterns=[r"^复核\s*#?\d+"], group_ok=False)
+@router.handler(patterns=[r"^复核\s*#?\d+"], group_ok=False, public=True, redact=True)
 def hardship_reverify(ctx: Context) -> None:
     """复核 12 继续 / 复核 12 退出 理由：困难职工档案年度复核"""
-    _keys(ctx)
+    if not _bound(ctx):
+        return
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -928,16 +957,24 @@ _CARE_PATTERNS = [
 ]
 
 
-@router.handler(patterns=_CARE_PATTERNS, priority=0)
+@router.handler(patterns=_CARE_PATTERNS, priority=0, public=True, redact=True)
 def care_report_explicit(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事（五必访）"""
     care_report(ctx)
 
 
-@router.handler(*[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP], priority=-1, name="care_report")
+@router.handler(
+    *[w for w, _ in CARE_WORDS if w not in _TRIGGER_SKIP],
+    priority=-1,
+    name="care_report",
+    public=True,
+    redact=True,
+)
 def care_report(ctx: Context) -> None:
     """报告 住院 张三 心内科 12床：报告需要探望的同事"""
-    _keys(ctx)
+    if not _bound(ctx):
+        return
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -1018,7 +1055,7 @@ def _find_colleagues(s: Session, reporter: Member, name: str) -> list[Member]:
 
 @router.dialog(PICK)
 def care_pick(ctx: Context) -> None:
-    _keys(ctx)
+    _private(ctx)
     d = ctx.dialog
     assert d is not None and ctx.member is not None
     ids = list(d.data.get("ids", []))
@@ -1103,10 +1140,12 @@ def _care_task_text(ev: CareEvent, member: Member, first: bool = False, overdue:
 GIFT_WORDS = ("鲜花", "花篮", "果篮", "水果", "牛奶", "礼品", "慰问品", "营养品", "蛋糕", "红包")
 
 
-@router.handler(patterns=[r"^(探望|慰问)\s*#?\d+"], group_ok=False)
+@router.handler(patterns=[r"^(探望|慰问)\s*#?\d+"], group_ok=False, public=True, redact=True)
 def care_visit(ctx: Context) -> None:
     """探望 12 12月4日 李四 王五 500：记录关怀探望"""
-    _keys(ctx)
+    if not _bound(ctx):
+        return
+    _private(ctx)
     redact_inbound(ctx)
     m = ctx.member
     assert m is not None
@@ -1161,7 +1200,7 @@ def _may_manage_care(m: Member, ev: CareEvent) -> bool:
 @router.handler("关怀任务", "探望任务", "五必访", "待探望", group_ok=False, priority=60)
 def care_tasks(ctx: Context) -> None:
     """关怀任务：查看我负责的探望任务"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if not can(m.roles, "care.manage"):
@@ -1191,7 +1230,7 @@ def care_tasks(ctx: Context) -> None:
 @router.handler("帮扶统计", "关怀统计", "探望统计", group_ok=False, priority=60)
 def care_stats(ctx: Context) -> None:
     """帮扶统计 2027：全年探望和帮扶统计"""
-    _keys(ctx)
+    _private(ctx)
     m = ctx.member
     assert m is not None
     if not can(m.roles, "cases.stats"):
@@ -1345,13 +1384,18 @@ def remind_care_tasks(bot, now: datetime | None = None) -> int:
                 targets += [c for c in members_with_role(s, "clerk") if c.id not in {t.id for t in targets}]
             text = _care_task_text(ev, ev.member, overdue=overdue)
             for t in targets:
-                sent += bot.notify_member(s, t, Text(text), f"care:{ev.id}:remind:{today.isoformat()}:m{t.id}")
+                sent += bot.notify_member(
+                    s, t, Text(text), f"care:{ev.id}:remind:{today.isoformat()}:m{t.id}", sensitive=True
+                )
             ev.last_reminded_on = today
     return sent
 
 
 def remind_follow_ups(bot, now: datetime | None = None) -> int:
-    """Daily: delivered cases whose follow-up (回访) is due — remind the branch chair or the reviewers once."""
+    """Daily: delivered cases whose follow-up (回访) is due — remind, once, those who may see the whole case (the
+    reviewers: whom to visit, how to reach them, what was given). The branch chair sees only that the case exists
+    once it is verified (`can_see_case`), so a reminder to them could not say whom to call or what was given."""
+    crypto.configure(bot.settings)
     now = now or bot.clock.now()
     today = now.astimezone(bot.clock.tz).date()
     sent = 0
@@ -1361,14 +1405,18 @@ def remind_follow_ups(bot, now: datetime | None = None) -> int:
         ):
             if case.follow_up_reminded_on is not None:
                 continue
-            targets = members_with_role(s, "branch_chair", branch_id=case.branch_id) or _reviewers(s)
-            for t in targets:
-                if t.id == case.member_id:
-                    continue
-                sent += bot.notify_member(
-                    s, t, Text(f"困难帮扶 {case.number} 到了回访时间，回访后请发送“回访 {case.number} 情况”。"),
-                    f"hardship:{case.id}:followup:m{t.id}",
-                )  # fmt: skip
+            m = case.member
+            amount = case.delivered_amount
+            what = f"{case.aid_kind} {_money(amount)} 元" if amount is not None else case.aid_kind
+            text = (
+                f"困难帮扶 {case.number} 到了回访时间：{m.name if m else '—'}（{_unit(m)}），"
+                f"联系：{case.contact or '—'}；{_fmt_day(case.delivered_on)}已发放{what or '帮扶'}。\n"
+                f"回访后请发送“回访 {case.number} 情况”。"
+            )
+            for t in _reviewers(s):
+                if can_see_case(t, case) == Access.FULL and may_act(t, case, "follow_up"):
+                    key = f"hardship:{case.id}:followup:m{t.id}"
+                    sent += bot.notify_member(s, t, Text(text), key, sensitive=True)
             case.follow_up_reminded_on = today
     return sent
 
@@ -1392,7 +1440,9 @@ def reverify_hardship_records(bot, now: datetime | None = None) -> int:
             )
             for t in targets:
                 if t.id != rec.member_id:
-                    bot.notify_member(s, t, Text(text), f"record:{rec.id}:review:{rec.next_review}:m{t.id}")
+                    bot.notify_member(
+                        s, t, Text(text), f"record:{rec.id}:review:{rec.next_review}:m{t.id}", sensitive=True
+                    )
             rec.review_asked_for = rec.next_review
             audit(s, None, "change", subject="record", detail=f"record {rec.id} review asked", at=now)
             asked += 1
@@ -1489,7 +1539,8 @@ def send_warmth_campaign(bot, now: datetime | None = None) -> int:
         text = _warmth_text(spring, entries)
         sent = 0
         for r in _reviewers(s):
-            sent += bot.notify_member(s, r, Text(text), f"record:warmth:{spring.year}:m{r.id}")
+            key = f"record:warmth:{spring.year}:m{r.id}"
+            sent += bot.notify_member(s, r, Text(text), key, sensitive=True)
         if sent:
             audit(s, None, "export", subject="record", detail=f"{marker} to {sent} ({len(entries)} members)", at=now)
     return sent

@@ -19,9 +19,9 @@ link the row to a member. The chat side also cuts the trail in the message logs 
 dialog's inbound rows lose user id, chat id and text, the receipt names no number, answers to the sender go out
 with an opaque key and no member id, and only the day of submission is stored. Every outbox row of an anonymous
 flow (the dialog's replies, the sender's own look-ups, the answers pushed to them) is marked `sensitive`: once sent
-or given up it keeps neither recipient nor content (bot/outbox.py), and the console lists a failed one only as
-"匿名来信人". Residual: while being delivered such a row holds the sender's chat id; rotating SECRET_KEY makes old
-anonymous suggestions unanswerable in chat.
+or given up it keeps neither recipient nor content (bot/outbox.py), and the console lists a failed one without
+either ("涉及隐私，内容已隐去"). Residual: while being delivered such a row holds the sender's chat id; rotating
+SECRET_KEY makes old anonymous suggestions unanswerable in chat.
 """
 
 from __future__ import annotations

@@ -17,12 +17,27 @@ STORY = "我母亲突发脑梗住进重症监护室手术费还差三万元"
 
 
 def texts_to(bot, member) -> list[str]:
-    """Private pushes queued for a member (any status), oldest first."""
+    """Private pushes to a member, oldest first: those delivered (read from the sandbox chat, since care pushes are
+    sensitive and the outbox keeps no copy once sent) and those still queued."""
+    from bot.adapters import sandbox
+    from models.messaging import SandboxMessage
+
     with bot.db.Session() as s:
-        rows = s.scalars(
-            select(OutboxMessage).where(OutboxMessage.member_id == member.id).order_by(OutboxMessage.id)
-        )
-        return [r.payload.get("text") or r.payload.get("title", "") for r in rows]
+        delivered = s.execute(
+            select(OutboxMessage.id, SandboxMessage.payload)
+            .join(SandboxMessage, SandboxMessage.outbox_id == OutboxMessage.id)
+            .where(
+                SandboxMessage.chat_id == sandbox.user_id_for(member),
+                OutboxMessage.idempotency_key.not_like("reply:%"),
+            )
+        ).all()
+        queued = s.execute(
+            select(OutboxMessage.id, OutboxMessage.payload).where(
+                OutboxMessage.member_id == member.id, OutboxMessage.status.in_(("pending", "sending"))
+            )
+        ).all()
+    by_id = dict([*delivered, *queued])
+    return [by_id[i].get("text") or by_id[i].get("title", "") for i in sorted(by_id)]
 
 
 def load_case(bot, number=None) -> HardshipCase:
@@ -206,6 +221,14 @@ def test_group_care_report_is_moved_to_private(bot, chat_with, people):
     assert "私聊" in reply and "李同事" not in reply and "12床" not in reply
     with bot.db.Session() as s:
         assert s.scalar(select(CareEvent)) is None
+
+
+def test_group_proxy_report_opens_the_private_chat(bot, chat_with, people):
+    leader = people["leader"]
+    group = chat_with(leader, group_id=leader.group_id)
+    reply = group.ask("@工会小助手 代报 困难 王芳")
+    assert "我已私信您" in reply and "王芳" not in reply
+    assert any("代报 困难" in (t or "") for t in texts_to(bot, leader))  # the promised private message
 
 
 def test_group_my_cases_goes_private(bot, chat_with, people):
@@ -546,7 +569,14 @@ def test_follow_up_reminder(bot, chat_with, people):
     assert remind_follow_ups(bot, now) == 0
     assert remind_follow_ups(bot, now + timedelta(days=31)) == 1
     assert remind_follow_ups(bot, now + timedelta(days=32)) == 0
-    assert f"回访 {n}" in member_pushes(bot, people["bchair"])
+    told = member_pushes(bot, people["reviewer"])
+    assert f"回访 {n}" in told and "王芳" in told and "13800001234" in told and "慰问金 2000 元" in told
+    # the branch chair sees only that the case exists by now: no reminder they could not act on
+    assert f"回访 {n}" not in member_pushes(bot, people["bchair"])
+    with bot.db.Session() as s:
+        q = select(OutboxMessage).where(OutboxMessage.idempotency_key.like("hardship:%"))
+        pushes = s.scalars(q).all()
+    assert pushes and all(r.sensitive for r in pushes)
 
 
 def test_follow_up_days_come_from_the_settings(tmp_path):
@@ -692,3 +722,64 @@ def test_xlsx_export_is_formula_safe_and_audited(bot, chat_with, people):
     assert [(e.actor_label, e.detail) for e in exports] == [
         ("赵审核", f"xlsx {year}"), ("孙干事", f"denied export {year}")
     ]
+
+
+class Holding:
+    """Our own rate limit keeps every message back: rows stay pending, as they are before delivery."""
+
+    def send(self, row):
+        from bot.outbox import SendResult
+
+        return SendResult(False, "held", retry_after=60, held=True)
+
+
+def test_pending_care_rows_are_marked_sensitive(bot, chat_with, people):
+    chat = chat_with(people["member"])
+    bot.senders["sandbox"] = Holding()
+    submit_case(chat)
+    chat_with(people["colleague"]).ask("报告 住院 王芳 心内科 12床")
+    with bot.db.Session() as s:
+        rows = list(s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")))
+    pushes = [r for r in rows if r.idempotency_key.startswith(("hardship:", "care:"))]
+    assert any("需要核实" in r.payload.get("text", "") for r in pushes)  # the branch chair's notice
+    assert any("12床" in r.payload.get("text", "") for r in pushes)  # the care task to the group leader
+    preview = [r for r in rows if STORY in repr(r.payload)]
+    assert preview and all(r.idempotency_key.startswith("reply:") for r in preview)  # the dialog's preview
+    assert all(r.sensitive for r in pushes + preview)
+    assert all(r.sensitive for r in rows if r.target_id == chat.user_id)  # every reply of the dialog
+
+
+def inbound_texts(bot) -> list[tuple[str, str]]:
+    with bot.db.Session() as s:
+        rows = s.scalars(select(InboundMessage).order_by(InboundMessage.id))
+        return [(r.status, repr(r.envelope)) for r in rows]
+
+
+def test_a_failing_hardship_handler_keeps_no_story(bot, chat_with, people, monkeypatch):
+    from bot.core import SORRY
+
+    chat = chat_with(people["member"])
+    chat.ask("困难申报")
+    chat.ask("1")
+    monkeypatch.setattr(bot.settings, "DATA_KEY", "not-a-fernet-key")  # the handler raises
+    assert chat.ask(STORY) == SORRY  # a dialog step
+    assert chat.ask("取消") == LEFT_DIALOG
+    assert chat.ask("困难申报 " + STORY) == SORRY  # a route
+    assert chat.ask("李同事住院了 心内科 12床") == SORRY  # a care report
+    assert chat.ask("我的申请") == SORRY  # not sensitive: kept as typed, so the check has teeth
+    rows = inbound_texts(bot)
+    failed = [env for status, env in rows if status == "failed"]
+    assert len(failed) == 4 and "我的申请" in failed[3]
+    assert not any("脑梗" in env or "12床" in env for _, env in rows)
+
+
+def test_an_unbound_member_s_story_is_not_kept(bot, chat_with, people):
+    from handlers.members import ASK
+
+    stranger = chat_with(None)
+    assert stranger.ask("困难申报 " + STORY) == ASK  # asked who they are first
+    stranger.ask("取消")
+    assert "工号" in stranger.ask("我们组李同事住院了 心内科 12床")
+    assert not any("脑梗" in env or "12床" in env for _, env in inbound_texts(bot))
+    with bot.db.Session() as s:
+        assert s.scalar(select(HardshipCase)) is None and s.scalar(select(CareEvent)) is None

@@ -10,6 +10,8 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from models.care import AuditLog, CareEvent, HardshipCase
+from models.messaging import OutboxMessage
+from models.staff import StaffAccount
 from tests.conftest import add_member
 from tests.test_admin import add_staff, csrf, login
 from tests.test_care import STORY, member_pushes, submit_case
@@ -237,3 +239,77 @@ def test_console_offers_and_allows_close_only_after_follow_up(bot, client, chat_
     post("close", note="")
     with bot.db.Session() as s:
         assert s.get(HardshipCase, case_id).status == "closed"
+
+
+def test_unit_scoped_account_without_member_sees_no_care_tasks(bot, client, chat_with):
+    setup_case(bot, chat_with)
+    add_member(bot, "钱外科", branch="外科分会", group="骨科小组")
+    reporter = chat_with(add_member(bot, "报告人"))
+    reporter.ask("报告 住院 钱外科 骨科 8床 肺部感染")
+    add_staff(bot, "bc0", role="branch_chair")  # no linked member: no branch
+    login(client, "bc0")
+    html = client.get("/admin/care/").get_data(as_text=True)
+    assert "钱外科" not in html and "肺部感染" not in html
+
+
+def test_cli_refuses_a_unit_scoped_account_without_member(app):
+    runner = app.test_cli_runner()
+    for role in ("branch_chair", "group_leader", "分会主席"):
+        r = runner.invoke(args=["staff", "create", "bc", "--role", role, "--password", "s3cret-pass"])
+        assert r.exit_code != 0 and "--member" in r.output, r.output
+    with app.extensions["bot"].db.Session() as s:
+        assert s.scalar(select(StaffAccount).where(StaffAccount.username == "bc")) is None
+    r = runner.invoke(args=["staff", "create", "c1", "--role", "clerk", "--password", "s3cret-pass"])
+    assert r.exit_code == 0, r.output
+
+
+class Refusing:
+    """The platform refuses the applicant for good and fails the branch chair for now, naming them in the error."""
+
+    def __init__(self, real, dead_user: str, flaky_user: str):
+        self.real, self.dead_user, self.flaky_user = real, dead_user, flaky_user
+
+    def send(self, row):
+        from bot.outbox import SendResult
+
+        if row.target_id == self.dead_user:
+            return SendResult(False, f"invalid touser {row.target_id}", permanent=True, code="81013")
+        if row.target_id == self.flaky_user:
+            return SendResult(False, f"timeout sending to {row.target_id}", code="timeout")
+        return self.real.send(row)
+
+
+def test_a_clerk_never_sees_hardship_text_on_any_console_page(bot, client, chat_with):
+    from bot.adapters import sandbox
+    from tests.test_care import run_to
+
+    people = {
+        "member": add_member(bot, "王芳"),
+        "bchair": add_member(bot, "陈主席", roles=["branch_chair"]),
+        "reviewer": add_member(bot, "赵审核", roles=["hardship_reviewer"], branch="工会办公室", group="办公室"),
+    }
+    for m in people.values():
+        chat_with(m)
+    dead_user, flaky_user = sandbox.user_id_for(people["member"]), sandbox.user_id_for(people["bchair"])
+    bot.senders["sandbox"] = Refusing(bot.senders["sandbox"], dead_user, flaky_user)
+    n, _ = run_to(bot, chat_with, people, until="decided")
+    with bot.db.Session() as s:
+        rows = list(s.scalars(select(OutboxMessage).where(OutboxMessage.status.in_(("dead", "pending")))))
+        case_id = s.scalar(select(HardshipCase.id))
+    assert {r.status for r in rows} == {"dead", "pending"} and all(r.sensitive for r in rows)
+    add_staff(bot, "clerk1", role="clerk")
+    login(client, "clerk1")
+    secrets = (STORY[:8], "脑梗", "手术费", "慰问金", "邻居反映有债务", "家访", "爱人务农")
+    secrets += (dead_user, flaky_user)
+    pages = ["/admin/", "/admin/outbox/", "/admin/outbox/?status=dead", "/admin/outbox/?status=retrying",
+             "/admin/care/", f"/admin/care/case/{case_id}", "/admin/members?status=all",
+             f"/admin/members/{people['member'].id}"]  # fmt: skip
+    for url in pages:
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        html = resp.get_data(as_text=True)
+        shown = [x for x in secrets if x in html]
+        assert not shown or (url.startswith("/admin/members/") and shown == [dead_user]), (url, shown)
+    outbox_page = client.get("/admin/outbox/").get_data(as_text=True)
+    assert outbox_page.count("涉及隐私，内容已隐去") == len(rows) and "81013" in outbox_page  # has teeth
+    assert "涉及隐私，内容已隐去" in client.get("/admin/").get_data(as_text=True)

@@ -112,3 +112,11 @@ def test_roles_with_follows_the_admin_rule():
     for permission in PERMISSIONS:
         for role in ROLE_LABELS:
             assert can({role}, permission) == (role in roles_with(permission)), (role, permission)
+
+
+def test_unit_scoped_roles_are_those_limited_to_their_own_branch_or_group():
+    from bot.permissions import needs_unit
+
+    assert needs_unit("branch_chair") and needs_unit("group_leader")
+    for role in ("clerk", "chair", "hardship_reviewer", "proposal_reviewer", "department", "admin", "member"):
+        assert not needs_unit(role), role

@@ -80,7 +80,7 @@ def test_no_console_page_export_or_api_links_the_sender_to_the_suggestion(app, c
     add_staff(bot, username="root", role="admin")
     login(client, username="root")
     dashboard = client.get("/admin/").get_data(as_text=True)
-    assert "匿名来信人" in dashboard and "内容已隐去" in dashboard
+    assert "涉及隐私，内容已隐去" in dashboard
     pages = ["/admin/", "/admin/members?status=all", f"/admin/members/{sender.id}", "/admin/proposals/",
              f"/admin/proposals/{pid}", "/admin/proposals/report", "/admin/proposals/setup",
              "/admin/proposals/?kind=suggestion&category=劳动保护"]  # fmt: skip
@@ -120,7 +120,7 @@ def test_failed_ordinary_messages_still_show_their_recipient(app, client, bot, c
     add_staff(bot, username="clerk1", role="clerk")
     login(client, username="clerk1")
     html = client.get("/admin/").get_data(as_text=True)
-    assert f"私聊：{c.user_id}" in html and "匿名来信人" not in html
+    assert f"私聊：{c.user_id}" in html and "涉及隐私" not in html
 
 
 def test_sensitive_rows_marked_sent_by_a_sender_are_scrubbed_too(bot):
