@@ -49,6 +49,11 @@ class HandleResult:
     replies: list[Outgoing] = field(default_factory=list)
 
 
+def _blanked(msg: IncomingMessage) -> dict[str, Any]:
+    """The envelope of a failed message to a redacting handler: everything but what was typed."""
+    return {**msg.envelope(), "text": REDACTED, "typed": REDACTED, "raw": {"redacted": True}}
+
+
 class Bot:
     def __init__(self, settings: Settings, db: Database, router: Router, clock: Clock | None = None):
         self.settings = settings
@@ -104,6 +109,8 @@ class Bot:
                 except Exception as exc:
                     log.exception("deferred inbound %s failed", row.id)
                     row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
+                    if self._input_is_sensitive(s, msg):  # the handler's own redaction was rolled back
+                        row.envelope = _blanked(msg)
                     self._enqueue_replies(s, msg, [Text(SORRY)])
             done += 1
         return done
@@ -134,8 +141,7 @@ class Bot:
                 return HandleResult(duplicate=True)
             values: dict[str, Any] = {"error": "handler raised"}
             if redact:
-                blank = {"text": REDACTED, "typed": REDACTED, "raw": {"redacted": True}}
-                values["envelope"] = {**msg.envelope(), **blank}
+                values["envelope"] = _blanked(msg)
             s.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
             replies: list[Outgoing] = [Text(SORRY)]
             self._enqueue_replies(s, msg, replies)

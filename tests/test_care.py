@@ -773,6 +773,21 @@ def test_a_failing_hardship_handler_keeps_no_story(bot, chat_with, people, monke
     assert not any("脑梗" in env or "12床" in env for _, env in rows)
 
 
+def test_a_deferred_hardship_message_that_fails_keeps_no_story(bot, chat_with, people, monkeypatch):
+    """The worker's path (`process_pending`) blanks the story like the webhook's when the handler raises."""
+    from bot.adapters import sandbox
+
+    chat = chat_with(people["member"])
+    monkeypatch.setattr(bot.settings, "DATA_KEY", "not-a-fernet-key")  # the handler raises
+    for text in ("困难申报 " + STORY, "我的申请"):  # the second is not sensitive: kept, so the check has teeth
+        msg = sandbox.incoming(bot, user_id=chat.user_id, chat_id=chat.chat_id, text=text)
+        assert bot.handle(msg, defer=True).deferred
+    assert bot.process_pending() == 2
+    rows = inbound_texts(bot)
+    assert [status for status, _ in rows] == ["failed", "failed"] and "我的申请" in rows[1][1]
+    assert not any("脑梗" in env for _, env in rows)
+
+
 def test_an_unbound_member_s_story_is_not_kept(bot, chat_with, people):
     from handlers.members import ASK
 
