@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from admin import console_blueprint, current_staff, nav, require
 from models.member import Member
-from models.messaging import OutboxMessage
+from models.messaging import InboundMessage, OutboxMessage
 
 bp = console_blueprint("outbox_admin", __name__, url_prefix="/admin/outbox")
 nav.register("消息发送", "outbox_admin.index", "outbox.view", order=90)
 
 PAGE_SIZE = 50
+FAILED_SHOWN = 20  # newest messages the bot failed to handle, under the outbox table
 PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
 HIDDEN = "涉及隐私，内容已隐去"
 # "": everything with a problem; then the outbox statuses staff can tell apart
@@ -90,6 +91,30 @@ def describe(s: Session, rows: list[OutboxMessage]) -> list[dict]:
     return out
 
 
+def failed_inbound(s: Session) -> list[dict]:
+    """Messages whose handler crashed: the member was told "系统出了点问题…工作人员会尽快处理", so staff must see
+    that it happened. Never what was typed (it may be a hardship story), only when, where and the error's kind."""
+    rows = s.execute(
+        select(InboundMessage.id, InboundMessage.platform, InboundMessage.chat_type, InboundMessage.error,
+               InboundMessage.received_at)
+        .where(InboundMessage.status == "failed")
+        .order_by(InboundMessage.id.desc())
+        .limit(FAILED_SHOWN)
+    ).all()  # fmt: skip
+    return [
+        {
+            "id": r.id,
+            "platform_label": PLATFORM_LABELS.get(r.platform, r.platform),
+            "chat": "群聊" if r.chat_type == "group" else "私聊",
+            "error": (r.error or "")
+            .split(":", 1)[0]
+            .split(" ", 1)[0],  # the kind only: a message may quote data
+            "at": r.received_at,
+        }
+        for r in rows
+    ]
+
+
 def _preview(payload: dict) -> str:
     text = payload.get("text") or payload.get("title") or ""
     return text if len(text) <= 40 else text[:40] + "…"
@@ -111,6 +136,7 @@ def index():
             s.scalars(q.order_by(OutboxMessage.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
         )
         items = describe(s, rows)
+        failed = failed_inbound(s)
     return render_template(
         "outbox_admin/index.html",
         items=items,
@@ -120,6 +146,7 @@ def index():
         page=page,
         pages=pages,
         can_retry=current_staff().can("outbox.manage"),
+        failed=failed,
     )
 
 

@@ -78,9 +78,10 @@ class Bot:
                 result = self._run(s, msg, inbound_id)
         except DBAPIError:
             raise  # the database is unreachable: answer 5xx so the platform retries later
-        except Exception:
-            log.exception("handler failed for inbound %s/%s", msg.platform, msg.message_id[:16])
-            result = self._record_failure(msg)
+        except Exception as exc:
+            result = self._record_failure(msg, type(exc).__name__)
+            # the number the console's 消息发送 page shows for it
+            log.exception("handler failed for inbound #%s (%s)", result.inbound_id, msg.platform)
         MESSAGES.labels(msg.platform, result.handler or "-").inc()
         HANDLER_SECONDS.labels(msg.platform).observe(time.perf_counter() - started)
         return result
@@ -107,7 +108,7 @@ class Bot:
                 except DBAPIError:
                     raise
                 except Exception as exc:
-                    log.exception("deferred inbound %s failed", row.id)
+                    log.exception("handler failed for inbound #%s (%s, deferred)", row.id, msg.platform)
                     row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
                     if self._input_is_sensitive(s, msg):  # the handler's own redaction was rolled back
                         row.envelope = _blanked(msg)
@@ -130,7 +131,7 @@ class Bot:
         stmt = ins.values(**values).on_conflict_do_nothing(index_elements=["platform", "dedupe_key"])
         return s.execute(stmt.returning(InboundMessage.id)).scalar()
 
-    def _record_failure(self, msg: IncomingMessage) -> HandleResult:
+    def _record_failure(self, msg: IncomingMessage, error: str) -> HandleResult:
         """The handler crashed: its effects are rolled back, but the message is kept and the member told. What was
         typed for a route, dialog or button registered with `redact` (a hardship story) is kept blanked: the
         handler's own redaction was rolled back with everything else."""
@@ -139,7 +140,7 @@ class Bot:
             inbound_id = self._record(s, msg, "failed")
             if inbound_id is None:
                 return HandleResult(duplicate=True)
-            values: dict[str, Any] = {"error": "handler raised"}
+            values: dict[str, Any] = {"error": f"{error} (handler raised)"}
             if redact:
                 values["envelope"] = _blanked(msg)
             s.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))

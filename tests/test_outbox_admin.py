@@ -118,3 +118,24 @@ def test_a_scrubbed_row_cannot_be_resent(bot, client):
     assert "无法重新发送" in client.get("/admin/outbox/").get_data(as_text=True)
     with bot.db.Session() as s:
         assert s.get(OutboxMessage, rid).status == "dead"
+
+
+def test_messages_the_bot_failed_to_handle_are_listed_without_their_text(
+    bot, client, chat_with, caplog, monkeypatch
+):
+    """The member is told staff will look into it: the page shows when and where, the log has the same number."""
+    from bot.core import SORRY
+    from models import InboundMessage
+
+    chat = chat_with(add_member(bot, "孙会员"))
+    add_staff(bot)
+    login(client)
+    assert "没有处理出错的消息" in client.get("/admin/outbox/").get_data(as_text=True)
+    monkeypatch.setattr(bot.settings, "DATA_KEY", "not-a-fernet-key")  # the hardship handler raises
+    assert chat.ask("困难申报 家里老人卧床三年，医药费负担重") == SORRY
+    with bot.db.Session() as s:
+        failed_id = s.scalar(select(InboundMessage.id).where(InboundMessage.status == "failed"))
+    html = client.get("/admin/outbox/").get_data(as_text=True)
+    assert f"#{failed_id}" in html and "沙盒" in html and "私聊" in html and "ValueError" in html
+    assert "卧床" not in html and "没有处理出错的消息" not in html
+    assert f"handler failed for inbound #{failed_id}" in caplog.text
