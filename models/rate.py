@@ -22,12 +22,12 @@ class SendRate(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
-def take_slot(s: Session, scope: str, win: int) -> int:
-    """Count one send in `scope`'s window `win` atomically; returns the count including this one."""
+def take_slot(s: Session, scope: str, win: int, n: int = 1) -> int:
+    """Count `n` sends in `scope`'s window `win` atomically; returns the count including these."""
     ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(SendRate)
-    stmt = ins.values(scope=scope[:160], win=win, count=1)
+    stmt = ins.values(scope=scope[:160], win=win, count=n)
     stmt = stmt.on_conflict_do_update(
         index_elements=["scope"],
-        set_={"win": win, "count": case((SendRate.win == win, SendRate.count + 1), else_=1)},
+        set_={"win": win, "count": case((SendRate.win == win, SendRate.count + n), else_=n)},
     ).returning(SendRate.count)
     return int(s.execute(stmt).scalar_one())

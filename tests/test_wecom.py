@@ -527,6 +527,34 @@ def test_app_wide_cap_per_api_holds_rows_without_spending_attempts(tmp_path, fak
         app.extensions["db"].dispose()
 
 
+def test_two_workers_taking_slots_ahead_stay_under_the_cap_together(tmp_path, fake):
+    """Each sender takes ten slots at a time from the shared counter: two workers (two apps on one database)
+    alternating still send no more than the cap in a minute, and the rest goes out in the next minute."""
+    import time_machine
+
+    from bot.adapters.wecom_api import SLOT_CHUNK
+
+    url = f"sqlite:///{tmp_path / 'cap2.db'}"
+    apps = [make_app(url, **settings_for(fake), WECOM_API_CALLS_PER_MINUTE=25) for _ in range(2)]
+    bots = [a.extensions["bot"] for a in apps]
+    try:
+        start = 2_000_000_020.0  # 40 s into a minute window
+        with time_machine.travel(start, tick=False):
+            for i in range(40):
+                enqueue(bots[0], f"m{i}", Text("通知"), f"cap{i}")
+            for _ in range(6):
+                for b in bots:
+                    outbox.deliver_due(b, limit=4, platform="wecom")
+            assert len(fake.sent()) == 25 > 2 * SLOT_CHUNK  # both took chunks, then single slots up to the cap
+        with time_machine.travel(start + 20, tick=False):
+            for b in bots:
+                deliver(b)
+        assert sorted(b["touser"] for b in fake.sent()) == sorted(f"m{i}" for i in range(40))
+    finally:
+        for a in apps:
+            a.extensions["db"].dispose()
+
+
 def test_invaliduser_marks_identity_unreachable(wbot, fake):
     member = add_member(wbot, name="赵六", employee_no="20003")
     with wbot.db.transaction() as s:

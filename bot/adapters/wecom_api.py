@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -66,6 +67,7 @@ IP_NOT_TRUSTED = (
 IP_RETRY = 600  # seconds between attempts of a row held back by 60020
 _WEBHOOK_KEY = re.compile(r"[0-9A-Za-z-]{8,100}")
 _FROM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]{3,45})")
+SLOT_CHUNK = 10  # app-wide send slots a sender takes from the shared counter at once
 RATE_WAIT = "rate_wait"  # our own per-minute limit made the row wait; nothing was sent to WeCom
 _SECRET_PARAMS = re.compile(r"(access_token|corpsecret|key|response_code)=[^&\s'\"]+")
 
@@ -393,6 +395,9 @@ class WeComSender:
         self.settings = bot.settings
         self.db = bot.db
         self.client = WeComClient(bot.settings, bot.db, bot.clock, http=http)
+        # app-wide slots this sender took ahead and has not used yet: api -> (windows, how many)
+        self._slots: dict[str, tuple[tuple[int, ...], int]] = {}
+        self._slot_lock = threading.Lock()
 
     def send(self, row: OutboxMessage) -> SendResult:
         lost = self._renew_lease(row)
@@ -669,25 +674,38 @@ class WeComSender:
     def _app_wait(self, api: str) -> SendResult | None:
         """Take a slot in this API's company-wide windows (WeCom caps each API per company: 10,000 calls a
         minute, 150,000 an hour), shared by every worker through the database; None: call now. Over a limit,
-        the row is held (no attempt spent) until the window ends, and the refused try takes no slot."""
+        the row is held (no attempt spent) until the window ends, and the refused try takes no slot.
+
+        Slots are taken SLOT_CHUNK at a time (one write per ten sends, not per send) and used up by this
+        sender while their windows last; near the cap, one at a time. Slots left when a window ends are
+        simply not used: all workers together still stay under the cap."""
         now = self.bot.clock.now().timestamp()
         limits = (
             ("m", self.settings.WECOM_API_CALLS_PER_MINUTE, 60),
             ("h", self.settings.WECOM_API_CALLS_PER_HOUR, 3600),
         )
-        with self.db.transaction() as s:
-            slots = s.begin_nested()
-            over = [
-                size - now % size
-                for name, limit, size in limits
-                if take_slot(s, f"wecom:{api}:{name}", int(now // size)) > limit
-            ]
-            if over:
-                slots.rollback()
-            else:
-                slots.commit()
-        if not over:
-            return None
+        wins = tuple(int(now // size) for _, _, size in limits)
+        with self._slot_lock:
+            taken_wins, left = self._slots.get(api, ((), 0))
+            if taken_wins == wins and left > 0:
+                self._slots[api] = (wins, left - 1)
+                return None
+            over: list[float] = []
+            for n in (SLOT_CHUNK, 1):
+                with self.db.transaction() as s:
+                    slots = s.begin_nested()
+                    over = [
+                        size - now % size
+                        for (name, limit, size), win in zip(limits, wins, strict=True)
+                        if take_slot(s, f"wecom:{api}:{name}", win, n) > limit
+                    ]
+                    if over:
+                        slots.rollback()
+                    else:
+                        slots.commit()
+                if not over:
+                    self._slots[api] = (wins, n - 1)
+                    return None
         return SendResult(
             False,
             "企业微信每分钟/每小时调用上限将到，稍后发送",
