@@ -25,6 +25,7 @@ from bot.message import IncomingMessage, Outgoing, Text
 from bot.observability import HANDLER_SECONDS, MESSAGES
 from bot.router import Match, Router, is_cancel
 from config import Settings
+from models import crypto
 from models.base import Database
 from models.member import Member, PlatformIdentity, member_for_identity
 from models.messaging import InboundMessage
@@ -61,6 +62,7 @@ class Bot:
         self.router = router
         self.clock = clock or Clock(settings.tz)
         self.senders: dict[str, outbox.Sender] = {}
+        crypto.configure(settings)  # sensitive outbox rows are sealed with DATA_KEY in every process
 
     # inbound -----------------------------------------------------------------------------------------------
     def handle(self, msg: IncomingMessage, defer: bool = False) -> HandleResult:

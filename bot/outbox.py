@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.message import Outgoing
 from bot.observability import DELIVERY_FAILURES
-from models.messaging import OutboxMessage
+from models.messaging import UNREADABLE, OutboxMessage, seal
 
 if TYPE_CHECKING:
     from bot.core import Bot
@@ -40,7 +40,9 @@ class SendResult:
     retry_after: float | None = None  # seconds the platform asked us to wait (rate limits)
     permanent: bool = False  # the target can never receive it (left the company, bot removed ...)
     code: str | None = None  # the platform's error code, for metrics
-    held: bool = False  # our own rate limit kept it back: nothing reached the platform, so no failure, no attempt
+    held: bool = (
+        False  # our own rate limit kept it back: nothing reached the platform, so no failure, no attempt
+    )
 
 
 class Sender(Protocol):
@@ -65,8 +67,11 @@ def enqueue(
 ) -> bool:
     """Add a row unless one with the same idempotency key exists; returns whether it was added.
 
-    `sensitive`: the row is scrubbed (recipient and content) as soon as it is sent or given up."""
+    `sensitive`: the content is stored sealed with DATA_KEY, and the row is scrubbed (recipient and content) as
+    soon as it is sent or given up."""
     payload = message if isinstance(message, dict) else message.to_payload()
+    if sensitive:
+        payload = seal(payload)
     values = dict(
         idempotency_key=key[:255],
         platform=platform,
@@ -126,7 +131,14 @@ def deliver_due(bot: Bot, limit: int = 50, platform: str | None = None) -> int:
             continue
         sender = bot.senders.get(row.platform)
         try:
-            result = sender.send(row) if sender else SendResult(False, f"no sender for {row.platform}", code="no_sender")
+            if row.payload == UNREADABLE:
+                result = SendResult(
+                    False, "加密内容无法解密：DATA_KEY 与加密时不同", permanent=True, code="data_key"
+                )
+            elif sender is None:
+                result = SendResult(False, f"no sender for {row.platform}", code="no_sender")
+            else:
+                result = sender.send(row)
         except Exception as exc:  # a sender bug or network error must not lose the row
             log.warning("outbox %s: send raised %s", row.id, type(exc).__name__)
             result = SendResult(False, f"{type(exc).__name__}: {exc}"[:500], code="exception")
@@ -147,7 +159,11 @@ def _still_ours(bot: Bot, row: OutboxMessage) -> bool:
     with bot.db.transaction() as s:
         renewed = s.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == row.id, OutboxMessage.status == "sending", OutboxMessage.attempts == row.attempts)
+            .where(
+                OutboxMessage.id == row.id,
+                OutboxMessage.status == "sending",
+                OutboxMessage.attempts == row.attempts,
+            )
             .values(lease_until=now + LEASE)
         ).rowcount
     row.lease_until = now + LEASE

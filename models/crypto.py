@@ -61,8 +61,10 @@ def configure(settings) -> None:
         return
     with _lock:
         if not settings.DATA_KEY and _state.get("warned") != sig:
-            log.warning("DATA_KEY is not set: sensitive data is encrypted with a key derived from SECRET_KEY "
-                        "(development/test only)")
+            log.warning(
+                "DATA_KEY is not set: sensitive data is encrypted with a key derived from SECRET_KEY "
+                "(development/test only)"
+            )
             _state["warned"] = sig
         _install(keys)
         _state["sig"] = sig
@@ -191,4 +193,33 @@ def rotate(session: Session, metadata=None, batch: int = 500) -> dict[str, tuple
                     changed += 1
             last = rows[-1][0]
         counts[f"{table.name}.{name}"] = (changed, seen)
+    counts["outbox_message.payload"] = _reseal_outbox(session)
     return counts
+
+
+def _reseal_outbox(session: Session) -> tuple[int, int]:
+    """Sensitive messages still waiting in the outbox are sealed too (models.messaging.seal)."""
+    from sqlalchemy import JSON
+
+    from models.messaging import OutboxMessage
+
+    raw = type_coerce(OutboxMessage.payload, JSON)
+    changed = seen = 0
+    rows = session.execute(
+        select(OutboxMessage.id, raw).where(
+            OutboxMessage.sensitive.is_(True), OutboxMessage.status.in_(("pending", "sending"))
+        )
+    ).all()
+    for ident, payload in rows:
+        if not (isinstance(payload, dict) and set(payload) == {"sealed"}):
+            continue
+        seen += 1
+        new = reencrypt(payload["sealed"])
+        if new != payload["sealed"]:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == ident)
+                .values(payload=type_coerce({"sealed": new}, JSON))
+            )
+            changed += 1
+    return changed, seen

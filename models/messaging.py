@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
+from models import crypto
 from models.base import Base, UTCDateTime, utcnow
+
+UNREADABLE = {"unreadable": True}  # a sealed payload no configured key opens (the outbox gives the row up)
+
+
+def seal(payload: dict[str, Any]) -> dict[str, Any]:
+    """A sensitive row's payload as stored: one Fernet token (DATA_KEY), so a queued hardship story or an
+    answer to an anonymous suggestion is not plaintext in the database while it waits to be sent."""
+    return {"sealed": crypto.encrypt(json.dumps(payload, ensure_ascii=False))}
+
+
+class SealableJSON(TypeDecorator):
+    """JSON that hands back sealed payloads opened: every reader (senders, adapters) sees the message itself."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect) -> Any:
+        if isinstance(value, dict) and set(value) == {"sealed"}:
+            try:
+                return json.loads(crypto.decrypt(value["sealed"]))
+            except crypto.DataKeyError:
+                return dict(UNREADABLE)
+        return value
 
 
 class InboundMessage(Base):
@@ -76,9 +102,9 @@ class OutboxMessage(Base):
     target_kind: Mapped[str] = mapped_column(String(8))  # user | chat
     target_id: Mapped[str] = mapped_column(String(255))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(SealableJSON)  # sealed (encrypted) when sensitive
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. the inbound message replied to
-    # True: once sent or given up, the row keeps neither recipient nor content (answers to anonymous senders)
+    # True: stored sealed; once sent or given up, the row keeps neither recipient nor content
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     # pending -> sending -> sent | dead ; sending rows whose lease expired go back to delivery.
     status: Mapped[str] = mapped_column(String(10), default="pending", index=True)

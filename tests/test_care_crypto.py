@@ -60,7 +60,9 @@ def make_case(bot, story=STORY, amount=Decimal("47000")):
 def test_database_file_does_not_contain_the_plaintext(bot):
     case_id = make_case(bot)
     with bot.db.Session() as s:
-        raw = s.execute(text("SELECT story, aid_amount FROM hardship_case WHERE id = :i"), {"i": case_id}).one()
+        raw = s.execute(
+            text("SELECT story, aid_amount FROM hardship_case WHERE id = :i"), {"i": case_id}
+        ).one()
         case = s.get(HardshipCase, case_id)
         assert case.story == STORY and case.aid_amount == Decimal("47000") and case.contact == CONTACT
     assert raw[0].startswith("gAAAA") and raw[1].startswith("gAAAA")  # Fernet tokens
@@ -121,7 +123,9 @@ def test_rotation_moves_everything_to_the_new_key(bot):
         assert counts["hardship_case.story"] == (1, 1) and counts["care_event.amount"] == (1, 1)
         assert sum(c for c, _ in counts.values()) >= 5  # story, contact, the event's message, details, amount
         with bot.db.transaction() as s:
-            assert sum(c for c, _ in crypto.rotate(s).values()) == 0  # already under the new key: nothing to do
+            assert (
+                sum(c for c, _ in crypto.rotate(s).values()) == 0
+            )  # already under the new key: nothing to do
         crypto.use_keys(new)  # the old key is gone
         with bot.db.Session() as s:
             case = s.get(HardshipCase, case_id)
@@ -207,10 +211,17 @@ def test_rotate_key_command(tmp_path):
         apps.append(app_ab)
         out = app_ab.test_cli_runner().invoke(args=["care", "rotate-key"])
         assert out.exit_code == 0, out.output
-        assert "hardship_case.story: 重新加密 1 / 1" in out.output and "care_event.amount: 重新加密 1 / 1" in out.output
+        assert (
+            "hardship_case.story: 重新加密 1 / 1" in out.output
+            and "care_event.amount: 重新加密 1 / 1" in out.output
+        )
         assert STORY not in out.output
         again = app_ab.test_cli_runner().invoke(args=["care", "rotate-key"])
-        assert again.exit_code == 0 and "重新加密 0 个" in again.output and "可以移除 DATA_KEY_OLD" in again.output
+        assert (
+            again.exit_code == 0
+            and "重新加密 0 个" in again.output
+            and "可以移除 DATA_KEY_OLD" in again.output
+        )
 
         app_b = make_app(url, DATA_KEY=b)  # the old key is gone
         apps.append(app_b)
@@ -231,8 +242,62 @@ def test_rotate_key_command(tmp_path):
         refused = app_c.test_cli_runner().invoke(args=["care", "rotate-key"])
         assert refused.exit_code != 0 and "DATA_KEY_OLD" in refused.output and STORY not in refused.output
         with app_c.extensions["db"].Session() as s:
-            assert s.execute(text("SELECT story FROM hardship_case WHERE id=:i"), {"i": case_id}).scalar() == token
+            assert (
+                s.execute(text("SELECT story FROM hardship_case WHERE id=:i"), {"i": case_id}).scalar()
+                == token
+            )
     finally:
         for app in apps:
             app.extensions["db"].dispose()
         crypto.use_keys(crypto.derive_dev_key("test-secret"))
+
+
+def queue_sensitive(bot, member, text_: str, key: str) -> int:
+    """A sensitive private message waiting in the outbox (as a care notice would be)."""
+    from bot.message import Text
+    from models.messaging import OutboxMessage
+
+    with bot.db.transaction() as s:
+        assert bot.notify_member(s, s.get(Member, member.id), Text(text_), key, sensitive=True)
+        return s.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key))
+
+
+def test_a_queued_sensitive_message_is_sealed_until_it_is_sent(bot, chat_with):
+    from bot import outbox
+
+    member = add_member(bot, "王芳")
+    chat = chat_with(member)
+    row_id = queue_sensitive(bot, member, f"您的申请已受理：{STORY}", "care:test:1")
+    with bot.db.Session() as s:
+        raw = s.execute(text("SELECT payload FROM outbox_message WHERE id = :i"), {"i": row_id}).scalar()
+    assert set(json.loads(raw)) == {"sealed"}
+    assert not holds(db_bytes(bot), STORY)  # waiting (platform down, a rate limit): no plaintext on disk
+    assert outbox.drain(bot) == 1
+    assert STORY in chat.inbox()[-1]["text"]  # the platform got the message itself
+
+
+def test_rotation_reseals_queued_messages_and_an_unreadable_one_is_given_up(bot, chat_with):
+    from bot import outbox
+    from models.messaging import OutboxMessage
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    member = add_member(bot, "王芳")
+    chat = chat_with(member)
+    crypto.use_keys(old)
+    try:
+        queue_sensitive(bot, member, f"慰问：{STORY}", "care:test:rotate")
+        lost = queue_sensitive(bot, member, "另一条", "care:test:lost")
+        crypto.use_keys(new, old)
+        with bot.db.transaction() as s:
+            assert crypto.rotate(s)["outbox_message.payload"] == (2, 2)
+            # the second message was sealed with a key nobody has any more (e.g. restored from an old backup)
+            s.execute(text("UPDATE outbox_message SET payload = :p WHERE id = :i"),
+                      {"p": json.dumps({"sealed": Fernet(old.encode()).encrypt(b"{}").decode()}), "i": lost})  # fmt: skip
+        crypto.use_keys(new)  # the old key is gone: the re-sealed message still opens
+        assert outbox.drain(bot) == 1
+        assert STORY in chat.inbox()[-1]["text"]
+        with bot.db.Session() as s:
+            row = s.get(OutboxMessage, lost)
+            assert row.status == "dead" and "data_key" in row.last_error  # given up, with the reason code
+    finally:
+        crypto.configure(bot.settings)
