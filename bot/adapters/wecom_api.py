@@ -38,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.adapters.wecom import PLATFORM, encode_key, task_id
 from bot.message import Button, Card, Text, payload_to_outgoing
-from bot.outbox import LEASE, SendResult
+from bot.outbox import SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
 from models.rate import take_slot
@@ -437,28 +437,18 @@ class WeComSender:
             )
 
     def _renew_lease(self, row: OutboxMessage) -> SendResult | None:
-        """Renew this row's lease right before sending it, or say why not to send it (None: go ahead).
+        """Check this row is still ours right before sending it, or say why not to send it (None: go ahead).
 
-        WeCom has no idempotency key, so a batch must never outlive its lease: the outbox leases a whole
-        batch at once, and a slow batch would let another worker take over rows this one still sends.
-        Renewing per row bounds the time between a renewal and the send to one send (≤ 5 HTTP calls of
-        ≤ 10 s each, well inside the lease); a row another worker already took over is left to it.
-        """
-        now = self.bot.clock.now()
-        with self.db.transaction() as s:
-            renewed = s.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == row.id,
-                    OutboxMessage.status == "sending",
-                    OutboxMessage.attempts == row.attempts,
-                )
-                .values(lease_until=now + LEASE)
-            ).rowcount
-            status = (
-                None if renewed else s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
-            )
-        if renewed:
+        WeCom has no idempotency key, so a row must never be sent by two workers: the outbox leases a whole
+        batch at once and renews a row's lease before its send once half of it has passed (`_still_ours`), so
+        the lease outlasts the send (≤ 5 HTTP calls of ≤ 10 s each). What can still have happened meanwhile is
+        read here: the row was merged into an earlier reply or taken as a passive reply (sent), or another
+        worker took it over after a long stall (its attempt count moved on)."""
+        with self.db.Session() as s:
+            status, attempts = s.execute(
+                select(OutboxMessage.status, OutboxMessage.attempts).where(OutboxMessage.id == row.id)
+            ).one()
+        if status == "sending" and attempts == row.attempts:
             return None
         if status == "sent":
             return SendResult(True)  # merged into an earlier reply, or taken as a passive reply
