@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,7 +78,20 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
+
+    @event.listens_for(engine, "handle_error")
+    def _terse(ctx):
+        """PostgreSQL's DETAIL line quotes the row ("Key (phone)=(139…) already exists"): errors keep only
+        the primary message and the constraint's name, like SQLite's."""
+        for err in (ctx.original_exception, ctx.sqlalchemy_exception):
+            if err is not None and err.args and isinstance(err.args[0], str):
+                err.args = (_SERVER_DETAIL.sub("", err.args[0]), *err.args[1:])
+
+    return engine
+
+
+_SERVER_DETAIL = re.compile(r"\n(DETAIL|HINT|CONTEXT): .*?(?=\n\[SQL|\Z)", re.S)
 
 
 class WriterTurns:

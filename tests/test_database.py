@@ -70,5 +70,17 @@ def test_database_errors_do_not_carry_personal_data(kind, tmp_path):
         with pytest.raises(DBAPIError) as err, db.transaction() as s:
             s.execute(text("INSERT INTO no_such_table (phone) VALUES (:phone)"), {"phone": "13912345678"})
         assert "13912345678" not in str(err.value) and "no_such_table" in str(err.value)
+        # a unique key: PostgreSQL's DETAIL line would quote the row's value
+        with db.transaction() as s:
+            s.execute(text("CREATE TABLE phone_book (phone VARCHAR(20) UNIQUE)"))
+            s.execute(text("INSERT INTO phone_book (phone) VALUES (:phone)"), {"phone": "13912345678"})
+        try:
+            with pytest.raises(DBAPIError) as err, db.transaction() as s:
+                s.execute(text("INSERT INTO phone_book (phone) VALUES (:phone)"), {"phone": "13912345678"})
+            assert "13912345678" not in str(err.value) and "13912345678" not in str(err.value.orig)
+            assert "phone" in str(err.value)  # the constraint is still named
+        finally:
+            with db.transaction() as s:
+                s.execute(text("DROP TABLE phone_book"))
     finally:
         db.dispose()
