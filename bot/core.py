@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -107,9 +107,9 @@ class Bot:
                 try:
                     with s.begin_nested():
                         self._run(s, msg, row.id)
-                except DBAPIError:
-                    raise
-                except Exception as exc:
+                except (OperationalError, InterfaceError):
+                    raise  # the database is away: the row stays 'received' for the next pass
+                except Exception as exc:  # a bug, or an error that would repeat (a constraint, a too-long value)
                     log.exception("handler failed for inbound #%s (%s, deferred)", row.id, msg.platform)
                     row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
                     if self._input_is_sensitive(s, msg):  # the handler's own redaction was rolled back

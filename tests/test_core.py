@@ -125,6 +125,31 @@ def test_deferred_message_keeps_the_typed_words(bot, chat_with, own_routes):
     assert chat.inbox()[0]["text"] == "三号，见！"
 
 
+def test_a_deferred_message_whose_database_error_would_repeat_is_failed_not_retried(any_app, own_routes):
+    """A constraint violation is not an outage: the worker marks the row failed and apologises, instead of
+    picking it again on every pass (which would also hold up the outbox behind it)."""
+    from sqlalchemy import text
+
+    bot = any_app.extensions["bot"]
+
+    @own_routes.handler("测试约束")
+    def clash(ctx):
+        ctx.session.execute(text("INSERT INTO inbound_message (id, platform, dedupe_key) VALUES (1, 'x', 'y')"))
+
+    from models.member import Member, link_identity
+
+    m = add_member(bot)
+    with bot.db.transaction() as s:
+        link_identity(s, s.get(Member, m.id), "sandbox", "u-clash")
+    msg = sandbox.incoming(bot, user_id="u-clash", chat_id="u-clash", text="测试约束")
+    assert bot.handle(msg, defer=True).deferred
+    assert bot.process_pending() == 1
+    assert bot.process_pending() == 0
+    with bot.db.Session() as s:
+        assert s.scalar(select(InboundMessage.status)) == "failed"
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 1  # the apology
+
+
 def test_dispatch_handles_a_message_afresh_in_the_same_transaction(bot, chat_with, own_routes):
     @own_routes.handler("测试问题")
     def question(ctx):
