@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -82,10 +83,27 @@ class Card:
         return "\n".join([self.title, *self.lines, *([" ".join(hints)] if hints else [])])
 
 
-Outgoing = Text | Card
+@dataclass(frozen=True)
+class File:
+    """A file for the member to keep (the monthly birthday list as .xlsx). Stored base64 in the outbox payload;
+    channels that cannot carry files (group webhooks, response_url, Feishu groups) send `as_text()` instead."""
+
+    name: str
+    data: bytes
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"type": "file", "name": self.name, "data": base64.b64encode(self.data).decode("ascii")}
+
+    def as_text(self) -> str:
+        return f"（文件：{self.name}，请到管理后台下载）"
+
+
+Outgoing = Text | Card | File
 
 
 def payload_to_outgoing(payload: dict[str, Any]) -> Outgoing:
+    if payload.get("type") == "file":
+        return File(name=str(payload["name"]), data=base64.b64decode(payload["data"]))
     if payload.get("type") == "card":
         return Card(
             title=payload["title"],

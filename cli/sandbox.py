@@ -19,6 +19,8 @@ def _render(payload: dict) -> str:
         lines = [f"┌ {payload['title']}", *(f"│ {line}" for line in payload["lines"])]
         lines += [f"│ [{i}] {b['label']}" for i, b in enumerate(payload["buttons"], 1)]
         return "\n".join(lines)
+    if payload.get("type") == "file":
+        return f"[文件] {payload['name']}（在试用页面 {payload['url']} 下载）"
     return payload["text"]
 
 

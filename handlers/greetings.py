@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot import calendar as cal
 from bot.context import Context
+from bot.message import File
 from handlers import router
 from models.activity import safe_cell
 from models.greeting import (
@@ -251,15 +252,25 @@ class Queue:
         self.owner: tuple[GreetingRun, str] | None = None
         self.dialect = s.get_bind().dialect.name
 
-    def to_member(self, member: Member, text: str, key: str, run: GreetingRun, field_name: str) -> None:
+    def to_member(
+        self,
+        member: Member,
+        text: str,
+        key: str,
+        run: GreetingRun,
+        field_name: str,
+        payload: dict | None = None,
+    ) -> bool:
+        """Queue `text` (or `payload`, e.g. a file) to the member's newest reachable account; False: none."""
         idents = [i for i in member.identities if not i.unreachable and i.platform in self.bot.senders]
         if not idents:
             run.unreachable += 1
             self.stats.unreachable += 1
-            return
+            return False
         ident = max(idents, key=lambda i: i.id)
-        self.add(ident.platform, "user", ident.platform_user_id, {"type": "text", "text": text}, key, run,
-                 field_name, member.id)  # fmt: skip
+        self.add(ident.platform, "user", ident.platform_user_id, payload or {"type": "text", "text": text}, key,
+                 run, field_name, member.id)  # fmt: skip
+        return True
 
     def add(self, platform, kind, target, payload, key, run, field_name, member_id=None) -> None:
         if self.owner is not None and self.owner != (run, field_name):
@@ -433,7 +444,8 @@ def month_birthdays(
 
 
 def _monthly_list(q: Queue, today: date) -> None:
-    """On the set day: next month's birthdays per branch to the clerks (the .xlsx is in the console)."""
+    """On the set day: next month's birthdays per branch to the clerks, then the .xlsx of all branches as a file
+    (its own key: a retry of one never repeats the other); the console keeps per-branch downloads."""
     first, last = next_month(today)
     runs = _open_runs(q, "monthly_list", "birthday", [first])
     if not runs:
@@ -445,16 +457,19 @@ def _monthly_list(q: Queue, today: date) -> None:
     for branch, names in per_branch.items():
         shown = "、".join(names[:30]) + (f" 等{len(names)}人" if len(names) > 30 else "")
         lines.append(f"{branch}（{len(names)}人）：{shown}")
-    lines.append("完整名单（Excel，可按分会下载）：管理后台 → 生日与节日祝福 → 生日名单。")
+    lines.append("完整名单的Excel文件随后发到这里；按分会下载：管理后台 → 生日与节日祝福 → 生日名单。")
     clerks = q.s.scalars(
         select(Member)
         .join(MemberRole)
         .where(MemberRole.role == "clerk", Member.active.is_(True))
         .options(selectinload(Member.identities))
     )
+    name = f"{first.year}年{first.month}月生日名单.xlsx"
+    xlsx = File(name, birthday_list_xlsx(q.s, first.year, first.month)).to_payload()
     for clerk in clerks:
         key = f"monthly_list:{first:%Y-%m}:{clerk.id}"
-        q.to_member(clerk, "\n".join(lines), key, runs[first], "monthly_lists")
+        if q.to_member(clerk, "\n".join(lines), key, runs[first], "monthly_lists"):
+            q.to_member(clerk, name, f"{key}:xlsx", runs[first], "monthly_lists", payload=xlsx)
     _done(q, runs)
 
 

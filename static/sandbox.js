@@ -34,6 +34,13 @@
         btn.addEventListener("click", function () { send({ action: b.action, label: b.label }); });
         body.appendChild(btn);
       });
+    } else if (p.type === "file") {
+      body = document.createElement("div");
+      body.className = "bubble";
+      const a = document.createElement("a");
+      a.href = p.url;
+      a.textContent = "📎 " + p.name + "（点击下载）";
+      body.appendChild(a);
     } else {
       body = document.createElement("div");
       body.className = "bubble";

@@ -5,7 +5,9 @@
 scripted: `expire_tokens()` (next call answers 99991663), `rate_limit(n, reset)` (HTTP 429 / 99991400 with
 `x-ogw-ratelimit-reset`), `unreachable` (receive ids answered 230013 / 230002), `down` (bot info fails).
 A receive_id that is not of its receive_id_type (open_id `ou_`, union_id `on_`, chat_id `oc_`, user_id none of
-these) gets 99992402, as Feishu refuses it.
+these) gets 99992402, as Feishu refuses it. `im/v1/files` takes a multipart upload (file_type, file_name, file;
+≤ 30 MB) and answers a file_key; `files` keeps (file_name, bytes) per key, `files_to(receive_id)` gives the
+files delivered as msg_type "file".
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class FakeFeishu:
         self.down = False
         self._rate_limits: list[tuple[float, bool]] = []
         self._uuids: dict[str, str] = {}
+        self.files: dict[str, tuple[str, bytes]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
@@ -80,16 +83,33 @@ class FakeFeishu:
         for m in self.delivered:
             if receive_id is not None and m["receive_id"] != receive_id:
                 continue
-            out.append(card_text(m["content"]) if m["msg_type"] == "interactive" else m["content"]["text"])
+            if m["msg_type"] == "file":
+                out.append(f"[file] {self.files[m['content']['file_key']][0]}")
+            else:
+                out.append(
+                    card_text(m["content"]) if m["msg_type"] == "interactive" else m["content"]["text"]
+                )
         return out
+
+    def files_to(self, receive_id: str) -> list[tuple[str, bytes]]:
+        """(file_name, bytes) of every file message delivered to this receive_id."""
+        return [
+            self.files[m["content"]["file_key"]]
+            for m in self.delivered
+            if m["msg_type"] == "file" and m["receive_id"] == receive_id
+        ]
 
     # the WSGI app --------------------------------------------------------------------------------------------
     def _app(self, environ, start_response):
         req = Request(environ)
-        try:
-            body = json.loads(req.get_data() or b"{}")
-        except ValueError:
-            body = {}
+        if req.mimetype == "multipart/form-data":  # im/v1/files
+            upload = req.files.get("file")
+            body = {**req.form.to_dict(), "file": upload.read() if upload is not None else None}
+        else:
+            try:
+                body = json.loads(req.get_data() or b"{}")
+            except ValueError:
+                body = {}
         call = {
             "method": req.method,
             "path": req.path,
@@ -120,6 +140,14 @@ class FakeFeishu:
                 return 500, {"code": 1, "msg": "internal error"}, {}
             bot = {"open_id": self.bot_open_id, "app_name": "工会小助手", "activate_status": 2}
             return 200, {"code": 0, "msg": "ok", "bot": bot}, {}
+        if path == "/open-apis/im/v1/files":
+            blob, name = body.get("file"), body.get("file_name")
+            kinds = ("opus", "mp4", "pdf", "doc", "xls", "ppt", "stream")
+            if body.get("file_type") not in kinds or not name or not blob or len(blob) > 30 * 1024 * 1024:
+                return 400, {"code": 234001, "msg": "Invalid request param."}, {}
+            key = f"file_v3_fake{next(self._ids):06d}"
+            self.files[key] = (name, blob)
+            return 200, {"code": 0, "msg": "success", "data": {"file_key": key}}, {}
         if not path.startswith("/open-apis/im/v1/messages"):
             return 404, {"code": 404, "msg": "not found"}, {}
         if self._rate_limits:
@@ -143,6 +171,8 @@ class FakeFeishu:
         for name in ("msg_type", "content"):
             if not isinstance(body.get(name), str):
                 return 400, {"code": 230001, "msg": f"invalid {name}"}, {}
+        if body["msg_type"] == "file" and json.loads(body["content"]).get("file_key") not in self.files:
+            return 400, {"code": 234003, "msg": "file_key not found"}, {}
         uid = body.get("uuid")
         if uid and uid in self._uuids:  # Feishu: at most one message per uuid within an hour
             return 200, {"code": 0, "msg": "success", "data": {"message_id": self._uuids[uid]}}, {}

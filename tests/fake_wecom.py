@@ -7,6 +7,8 @@ It hands out tokens, checks them, records every call (`calls`, `sent(path)`), an
 `fail_http_next(path, status)` answers the next call on `path` with a bare HTTP error (e.g. 502),
 `invalid_users` answers 81013 + invaliduser for those userids, response_url codes work once,
 `appchats` holds the groups created through `appchat/create` (chatid -> chat_info) for `appchat/get`.
+`media/upload?type=file` takes a multipart "media" part (≤ 20 MB) and answers a media_id; `uploads` keeps
+(filename, bytes) per media_id, and `files_to(user)` gives the files message/send delivered (msgtype "file").
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class FakeWeCom:
         self.invalid_users: set[str] = set()
         self.used_response_codes: set[str] = set()
         self.appchats: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, tuple[str, bytes]] = {}
         self.scripted: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.http_errors: dict[str, deque[int]] = defaultdict(deque)
         self._counter = itertools.count(1)
@@ -72,6 +75,14 @@ class FakeWeCom:
     def count(self, path: str) -> int:
         return sum(1 for c in self.calls if c["path"] == path)
 
+    def files_to(self, user: str) -> list[tuple[str, bytes]]:
+        """(filename, bytes) of every file message/send delivered to this user."""
+        return [
+            self.uploads[b["file"]["media_id"]]
+            for b in self.sent()
+            if b.get("msgtype") == "file" and user in str(b.get("touser", "")).split("|")
+        ]
+
     def webhook_url(self, key: str = "hook") -> str:
         return f"{self.base}/cgi-bin/webhook/send?key={key}"
 
@@ -81,8 +92,12 @@ class FakeWeCom:
     # server ----------------------------------------------------------------------------------------------
     def _wsgi(self, environ, start_response):
         req = Request(environ)
-        body = req.get_data()
-        data = json.loads(body) if body else None
+        if req.mimetype == "multipart/form-data":  # media/upload
+            media = req.files.get("media")
+            data = {"media": (media.filename, media.read())} if media is not None else {}
+        else:
+            body = req.get_data()
+            data = json.loads(body) if body else None
         with self._lock:
             status = self.http_errors[req.path].popleft() if self.http_errors[req.path] else None
         if status is not None:
@@ -126,7 +141,18 @@ class FakeWeCom:
                 return {"errcode": 40014, "errmsg": "invalid access_token"}
             if self.scripted[path]:
                 return self.scripted[path].popleft()
+            if path == "/cgi-bin/media/upload":
+                if args.get("type") != "file" or "media" not in data:
+                    return {"errcode": 40004, "errmsg": "invalid media type"}
+                name, blob = data["media"]
+                if not name or not 5 < len(blob) <= 20 * 1024 * 1024:
+                    return {"errcode": 40006, "errmsg": "invalid media size"}
+                media_id = f"media{next(self._counter)}"
+                self.uploads[media_id] = (name, blob)
+                return {"errcode": 0, "errmsg": "", "type": "file", "media_id": media_id, "created_at": "1"}
             if path == "/cgi-bin/message/send":
+                if data.get("msgtype") == "file" and data.get("file", {}).get("media_id") not in self.uploads:
+                    return {"errcode": 40007, "errmsg": "invalid media_id"}
                 if self.scripted[f"message/send:{data.get('msgtype')}"]:
                     return self.scripted[f"message/send:{data.get('msgtype')}"].popleft()
                 users = set(str(data.get("touser", "")).split("|"))

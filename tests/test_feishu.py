@@ -13,7 +13,7 @@ from bot import outbox
 from bot.adapters import feishu, feishu_api
 from bot.adapters.feishu import Rejected, decrypt, signature, verify_request
 from bot.adapters.feishu_api import FeishuSender, prefetch_bot_open_id, render_card, uuid_for
-from bot.message import Button, Card, Text
+from bot.message import Button, Card, File, Text
 from models.feishu import FeishuState
 from models.member import Member, PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
@@ -1243,3 +1243,48 @@ def test_official_card_action_sample(sample_app):
     assert post(client, CARD_SAMPLE).get_json()["toast"]["type"] == "info"  # same event_id: handled once
     assert "发送“帮助”" in _replies(fake, bot, "ou_3c14f3a59eaf2825dbe25359f15*****")[0]
     app.extensions["db"].dispose()
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+def test_clerk_receives_the_monthly_birthday_list_as_a_real_xlsx(fbot, fake):
+    import io
+    from datetime import UTC, date, datetime
+
+    import time_machine
+    from openpyxl import load_workbook
+
+    from handlers.greetings import run_greetings
+
+    clerk = add_member(fbot, name="干事", roles=["clerk"])
+    add_member(fbot, name="八月甲", birthday=date(1990, 8, 3))
+    add_member(fbot, name="八月乙", birthday=date(1986, 8, 20), branch="外科分会", group="骨科小组")
+    add_member(fbot, name="七月", birthday=date(1990, 7, 30))
+    with fbot.db.transaction() as s:
+        link_identity(s, s.get(Member, clerk.id), "feishu", "ou_clerk")
+    with time_machine.travel(datetime(2026, 7, 25, 1, 0, tzinfo=UTC), tick=False):  # 09:00 in Shanghai
+        run_greetings(fbot, fbot.clock.now())
+        outbox.drain(fbot, platform="feishu")
+    text, file = fake.texts("ou_clerk")
+    assert "8月生日名单" in text and file == "[file] 2026年8月生日名单.xlsx"
+    ((name, data),) = fake.files_to("ou_clerk")
+    rows = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert {r[2] for r in rows[1:]} == {"八月甲", "八月乙"}
+    (upload,) = fake.calls_to("/im/v1/files")
+    assert upload["json"]["file_type"] == "xls" and upload["json"]["file_name"] == name
+    assert fake.delivered[-1]["uuid"] == uuid_for(f"monthly_list:2026-08:{clerk.id}:xlsx")
+
+
+def test_a_file_retried_after_a_lost_answer_uploads_again_and_arrives_once(fbot, fake):
+    _enqueue(fbot, File("名单.xlsx", b"PK-data"), key="f1")
+    row = _row(fbot, "f1")
+    sender = fbot.senders["feishu"]
+    assert sender.send(row).ok and sender.send(row).ok  # the same uuid: Feishu delivers it once
+    assert len(fake.calls_to("/im/v1/files")) == 2 and fake.files_to("ou_s") == [("名单.xlsx", b"PK-data")]
+
+
+def test_a_file_to_a_group_chat_goes_as_its_text(fbot, fake):
+    _enqueue(fbot, File("名单.xlsx", b"PK-data"), target="oc_g", kind="chat", key="f2")
+    outbox.drain(fbot, platform="feishu")
+    assert fake.texts("oc_g") == ["（文件：名单.xlsx，请到管理后台下载）"] and not fake.calls_to(
+        "/im/v1/files"
+    )

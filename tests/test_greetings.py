@@ -10,6 +10,7 @@ import time_machine
 from sqlalchemy import select
 
 from bot import outbox
+from bot.message import payload_to_outgoing
 from handlers.greetings import parse_lunar, preview_greetings, run_greetings
 from models.greeting import Festival, GreetingConfig, GreetingRun, delivery_report
 from models.member import Member, link_identity
@@ -167,7 +168,8 @@ def test_delivery_report_of_every_run_kind_counts_its_own_messages(bot):
         got = {(r.kind, r.day.isoformat()): delivery_report(s, r) for r in s.scalars(select(GreetingRun))}
     for kind, day in (("milestone_notice", "2026-07-26"), ("monthly_list", "2026-08-01"),
                       ("leader_note", "2026-07-26"), ("birthday", "2026-07-26")):  # fmt: skip
-        assert (got[kind, day]["queued"], got[kind, day]["pending"]) == (1, 1), kind
+        sent = 2 if kind == "monthly_list" else 1  # the list's text, then its .xlsx as a file
+        assert (got[kind, day]["queued"], got[kind, day]["pending"]) == (sent, sent), kind
 
 
 def test_unreachable_member_is_counted(bot):
@@ -619,11 +621,25 @@ def test_monthly_birthday_list_for_clerks_and_xlsx(bot):
     assert not keys(bot, "monthly_list:")
     run(bot, at(2026, 7, 27))  # down on the 25th and 26th: made up later in the month, once
     run(bot, at(2026, 7, 28))
-    (text,) = texts_to(bot, clerk, "monthly_list:")
+    text, file = [r.payload for r in rows(bot, "monthly_list:") if r.member_id == clerk.id]
+    text = text["text"]
     assert (
         "8月生日名单" in text and "八月甲（3日）" in text and "八月乙（20日）" in text and "七月" not in text
     )
-    assert "外科分会（1人）" in text
+    assert "外科分会（1人）" in text and "Excel文件随后发到这里" in text.splitlines()[-1]
+    # then the .xlsx of all branches itself, as a file (its own key, once)
+    assert keys(bot, "monthly_list:") == [
+        f"monthly_list:2026-08:{clerk.id}",
+        f"monthly_list:2026-08:{clerk.id}:xlsx",
+    ]
+    sent = payload_to_outgoing(file)
+    assert sent.name == "2026年8月生日名单.xlsx"
+    got = list(load_workbook(io.BytesIO(sent.data)).active.iter_rows(values_only=True))
+    assert {r[2] for r in got[1:]} == {"八月甲", "八月乙"}
+    outbox.drain(bot, platform="sandbox")
+    with bot.db.Session() as s:
+        report = delivery_report(s, s.scalar(select(GreetingRun).where(GreetingRun.kind == "monthly_list")))
+    assert report["sent"] == 2 and report["failed"] == 0
     with bot.db.Session() as s:
         data = birthday_list_xlsx(s, 2026, 8)
     ws = load_workbook(io.BytesIO(data)).active

@@ -52,6 +52,7 @@ def test_sandbox_is_gone_when_disabled(tmp_path):
     assert client.get("/sandbox/").status_code == 404
     assert client.post("/sandbox/send", json={"member": "20003", "text": "帮助"}).status_code == 404
     assert client.get("/sandbox/messages?chat_id=sb-20003").status_code == 404
+    assert client.get("/sandbox/file/1").status_code == 404
     assert "sandbox" not in app.extensions["bot"].senders  # no push can be delivered into the sandbox table
     assert client.get("/").headers["Location"].endswith("/admin/")
     app.extensions["db"].dispose()
@@ -98,7 +99,9 @@ def test_dev_server_runner_brings_a_scheduled_birthday_greeting_to_the_sandbox_p
         assert runner.schedule_step()  # took the scheduler lease and ran the minute scan
         assert runner.deliver_step() == 1  # delivered by the runner, not by the page's own poll
         pushed = sandbox.messages_since(bot, "sb-20005", seen)
-        assert [m["direction"] for m in pushed] == ["out"] and "钱芳，生日快乐" in pushed[0]["payload"]["text"]
+        assert [m["direction"] for m in pushed] == ["out"] and "钱芳，生日快乐" in pushed[0]["payload"][
+            "text"
+        ]
         page = client.get(f"/sandbox/messages?chat_id=sb-20005&since={seen}").get_json()["messages"]
         assert page == pushed
         assert runner.schedule_step() and runner.deliver_step() == 0  # once
@@ -135,3 +138,23 @@ def test_dev_server_warns_when_the_sandbox_listens_beyond_this_machine(app, capl
         assert warn_if_exposed(app, "127.0.0.1") is False
         assert warn_if_exposed(app, "0.0.0.0") is True
     assert "anyone who can reach it can act as any member" in caplog.text and "0.0.0.0" in caplog.text
+
+
+def test_a_file_from_the_bot_shows_as_a_download_link(client, bot):
+    from bot import outbox
+    from bot.message import File
+
+    add_member(bot, name="孙丽", employee_no="20009")
+    client.post("/sandbox/send", json={"member": "20009", "text": "帮助"})  # links the sandbox account
+    with bot.db.transaction() as s:
+        outbox.enqueue(s, platform="sandbox", target_kind="user", target_id="sb-20009",
+                       message=File("8月生日名单.xlsx", b"PK-xlsx-bytes"), key="f1", now=bot.clock.now())  # fmt: skip
+    (shown,) = [m for m in client.get("/sandbox/messages?chat_id=sb-20009").get_json()["messages"]
+                if m["payload"]["type"] == "file"]  # fmt: skip
+    assert (
+        shown["payload"]["name"] == "8月生日名单.xlsx" and "data" not in shown["payload"]
+    )  # no bytes in the poll
+    resp = client.get(shown["payload"]["url"])
+    assert resp.status_code == 200 and resp.data == b"PK-xlsx-bytes"
+    assert "attachment" in resp.headers["Content-Disposition"] and "spreadsheetml" in resp.mimetype
+    assert client.get(f"/sandbox/file/{shown['id'] - 1}").status_code == 404  # not a file message

@@ -17,7 +17,7 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from bot import outbox
 from bot.adapters import wecom
 from bot.adapters.wecom_api import CARD_HINT, button_labels, cut_bytes, failure_code, scrub
-from bot.message import Button, Card, Text
+from bot.message import Button, Card, File, Text
 from bot.observability import DELIVERY_FAILURES
 from models.member import PlatformIdentity, link_identity
 from models.messaging import Chat, InboundMessage, OutboxMessage
@@ -137,6 +137,9 @@ def texts_to(fake, user: str) -> list[str]:
     out = []
     for body in fake.sent():
         if body["touser"] == user:
+            if body["msgtype"] == "file":
+                out.append(f"[file] {fake.uploads[body['file']['media_id']][0]}")
+                continue
             out.append(
                 body["text"]["content"]
                 if body["msgtype"] == "text"
@@ -545,7 +548,9 @@ def test_two_workers_taking_slots_ahead_stay_under_the_cap_together(tmp_path, fa
             for _ in range(6):
                 for b in bots:
                     outbox.deliver_due(b, limit=4, platform="wecom")
-            assert len(fake.sent()) == 25 > 2 * SLOT_CHUNK  # both took chunks, then single slots up to the cap
+            assert (
+                len(fake.sent()) == 25 > 2 * SLOT_CHUNK
+            )  # both took chunks, then single slots up to the cap
         with time_machine.travel(start + 20, tick=False):
             for b in bots:
                 deliver(b)
@@ -659,7 +664,9 @@ def test_a_batch_that_outlives_its_lease_sends_nothing_twice(wbot, fake):
     sender = wbot.senders["wecom"]
     batch = outbox.claim(wbot)  # worker A leases all three ...
     wbot.clock.offset = outbox.LEASE + timedelta(minutes=1)  # ... and is slow: the leases have expired
-    assert outbox._still_ours(wbot, batch[0])  # A's delivery loop renews row 0's lease right before sending it
+    assert outbox._still_ours(
+        wbot, batch[0]
+    )  # A's delivery loop renews row 0's lease right before sending it
     assert sender.send(batch[0]).ok
     taken = outbox.claim(wbot)  # worker B takes over only the rows A has not started
     assert [r.id for r in taken] == [r.id for r in batch[1:]]
@@ -1069,3 +1076,67 @@ def test_used_response_url_falls_back_to_message_send(wbot, fake):
     enqueue(wbot, "u7", Text("私聊回复"), "reply:wecom:aibot:M9:0", context=ctx)
     deliver(wbot)
     assert texts_to(fake, "u7") == ["私聊回复"] and statuses(wbot)[0][0] == "sent"
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+def xlsx_names(data: bytes) -> set[str]:
+    """The names (third column) in an .xlsx the fake received."""
+    import io
+
+    from openpyxl import load_workbook
+
+    return {r[2] for r in list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))[1:]}
+
+
+def test_clerk_receives_the_monthly_birthday_list_as_a_real_xlsx(wbot, fake):
+    import time_machine
+
+    from handlers.greetings import run_greetings
+
+    clerk = add_member(wbot, name="干事", roles=["clerk"])
+    add_member(wbot, name="八月甲", birthday=datetime(1990, 8, 3).date())
+    add_member(
+        wbot, name="八月乙", birthday=datetime(1986, 8, 20).date(), branch="外科分会", group="骨科小组"
+    )
+    add_member(wbot, name="七月", birthday=datetime(1990, 7, 30).date())
+    with wbot.db.transaction() as s:
+        link_identity(s, s.get(type(clerk), clerk.id), "wecom", "clerk1")
+    with time_machine.travel(datetime(2026, 7, 25, 1, 0, tzinfo=UTC), tick=False):  # 09:00 in Shanghai
+        run_greetings(wbot, wbot.clock.now())
+        deliver(wbot)
+    text, file = texts_to(fake, "clerk1")
+    assert (
+        "8月生日名单" in text and "随后" in text.splitlines()[-1] and file == "[file] 2026年8月生日名单.xlsx"
+    )
+    ((name, data),) = fake.files_to("clerk1")
+    assert xlsx_names(data) == {"八月甲", "八月乙"}  # every branch
+    (upload,) = [c for c in fake.calls if c["path"] == "/cgi-bin/media/upload"]
+    assert upload["args"]["type"] == "file" and upload["json"]["media"][0] == name
+    assert [s for s, _ in statuses(wbot)] == ["sent", "sent"]
+
+
+def test_a_failed_file_send_uploads_again_and_arrives_once(wbot, fake):
+    enqueue(wbot, "u1", File("名单.xlsx", b"PK-not-really-a-workbook"), "f1")
+    fake.fail_next("/cgi-bin/media/upload", 45009, "api freq out of limit")
+    deliver(wbot)
+    assert statuses(wbot)[0][0] == "pending" and fake.files_to("u1") == []
+    fake.fail_next_of("file", 45009)
+    wbot.clock.offset = timedelta(seconds=61)
+    deliver(wbot)
+    assert fake.files_to("u1") == []
+    wbot.clock.offset = timedelta(seconds=122)
+    deliver(wbot)
+    assert fake.files_to("u1") == [("名单.xlsx", b"PK-not-really-a-workbook")]
+    assert fake.count("/cgi-bin/media/upload") == 3 and statuses(wbot)[0][0] == "sent"
+
+
+def test_files_to_group_chats_go_as_their_text(wbot, fake):
+    with wbot.db.transaction() as s:
+        s.add(Chat(platform="wecom", chat_id="wrHOOK", title="群", webhook_url=fake.webhook_url("h")))
+    enqueue(wbot, "wrHOOK", File("名单.xlsx", b"x" * 10), "f1", kind="chat")
+    enqueue(wbot, "wrAPP", File("名单.xlsx", b"x" * 10), "f2", kind="chat")
+    deliver(wbot)
+    fallback = "（文件：名单.xlsx，请到管理后台下载）"
+    assert [b["text"]["content"] for b in fake.sent("/cgi-bin/webhook/send")] == [fallback]
+    assert [b["text"]["content"] for b in fake.sent("/cgi-bin/appchat/send")] == [fallback]
+    assert fake.count("/cgi-bin/media/upload") == 0

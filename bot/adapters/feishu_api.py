@@ -4,6 +4,8 @@
   minutes before it expires and once when the API answers 99991663. It is never logged or put in errors.
 - `FeishuSender.send(row)` creates a message (or, in a group, replies to the message in context) with
   `uuid` = a hash of the outbox row's idempotency key, so a retried send is delivered at most once.
+- A file (`bot.message.File`) to a user is uploaded first (`im/v1/files`, file_type "xls", ≤ 30 MB) and sent
+  as msg_type "file" with the same `uuid`; a retry uploads again. In a group chat it is sent as its text.
 - Rate limits: a DB-backed fixed-window count per scope (app 50/s and 1000/min, one user or chat 5/s) answers
   `retry_after` before calling Feishu; HTTP 429 / 99991400 / IM throttling codes wait `x-ogw-ratelimit-reset`.
 - Users are addressed by open_id (`ou_…`), union_id (`on_…`) or else user_id (a roster's 飞书账号), chats by chat_id.
@@ -27,6 +29,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.adapters.feishu import PLATFORM, FeishuUnavailable, cut, inline_plan
+from bot.message import File, payload_to_outgoing
 from bot.outbox import SendResult
 from models.feishu import FeishuState, get_state, put_state
 from models.member import PlatformIdentity
@@ -50,6 +53,7 @@ LIMITS = (("app:s", 50, 1), ("app:m", 1000, 60))  # (scope, count, window second
 PER_TARGET = 5  # per second, to one user or one group
 PRIVATE_KEYS = {"_k": "kind", "_ob": "ob"}
 LABEL_MAX = 40  # characters on a button; longer labels end in …
+FILE_BYTES = 30 * 1024 * 1024  # im/v1/files: at most 30 MB, not empty
 
 
 @dataclass
@@ -155,22 +159,34 @@ class FeishuApi:
 
     # calls ---------------------------------------------------------------------------------------------------
     def call(
-        self, method: str, path: str, *, params=None, body=None, timeout: float = TIMEOUT, session=None
+        self,
+        method: str,
+        path: str,
+        *,
+        params=None,
+        body=None,
+        timeout: float = TIMEOUT,
+        session=None,
+        form=None,
+        files=None,
     ) -> ApiResult:
+        """`body` goes as JSON, or `form` + `files` as multipart (uploads)."""
         token = self.token(session)
-        res = self._raw(method, path, token, params, body, timeout)
+        res = self._raw(method, path, token, params, body, timeout, form, files)
         if res.code == EXPIRED_TOKEN:
             self.invalidate(token, session)
-            res = self._raw(method, path, self.token(session), params, body, timeout)
+            res = self._raw(method, path, self.token(session), params, body, timeout, form, files)
         return res
 
-    def _raw(self, method, path, token, params, body, timeout) -> ApiResult:
+    def _raw(self, method, path, token, params, body, timeout, form=None, files=None) -> ApiResult:
         try:
             r = self.http.request(
                 method,
                 self.base + path,
                 params=params,
                 json=body,
+                data=form,
+                files=files,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=timeout,
             )
@@ -300,7 +316,10 @@ def render_card(
 
 
 def render(row: OutboxMessage) -> tuple[str, dict[str, Any]]:
+    """msg_type and content; a file as its text (a file to a user is uploaded first: `FeishuSender.send`)."""
     payload = row.payload or {}
+    if payload.get("type") == "file":
+        return "text", {"text": safe_text(payload_to_outgoing(payload).as_text())}
     if payload.get("type") == "card":
         return "interactive", render_card(payload, {"kind": row.target_kind, "ob": row.id})
     return "text", {"text": safe_text(str(payload.get("text", "")))}
@@ -337,6 +356,14 @@ class FeishuSender:
             # not a failure: nothing was sent, so the outbox keeps the row's attempt and counts no failure
             return SendResult(False, "local rate limit", retry_after=wait, code="local_rate_limit", held=True)
         msg_type, content = render(row)
+        try:
+            if (row.payload or {}).get("type") == "file" and row.target_kind == "user":
+                uploaded = self._upload(payload_to_outgoing(row.payload))
+                if isinstance(uploaded, SendResult):
+                    return uploaded
+                msg_type, content = "file", {"file_key": uploaded}
+        except FeishuUnavailable as exc:
+            return SendResult(False, str(exc), code=exc.code)
         body = {
             "msg_type": msg_type,
             "content": json.dumps(content, ensure_ascii=False),
@@ -357,6 +384,29 @@ class FeishuSender:
         except FeishuUnavailable as exc:
             return SendResult(False, str(exc), code=exc.code)
         return self._result(row, res)
+
+    def _upload(self, file: File) -> str | SendResult:
+        """The file_key of the uploaded file, or why it could not be uploaded."""
+        if not 0 < len(file.data) <= FILE_BYTES:
+            reason = f"文件大小不符合飞书要求（不能为空，最大30MB）：{file.name}"
+            return SendResult(False, reason, permanent=True, code="file_size")
+        res = self.api.call(
+            "POST",
+            "/open-apis/im/v1/files",
+            form={
+                "file_type": "xls" if file.name.endswith((".xls", ".xlsx")) else "stream",
+                "file_name": file.name,
+            },
+            files={"file": (file.name, file.data)},
+            timeout=30.0,
+        )
+        key = (res.body.get("data") or {}).get("file_key") if res.ok else None
+        if isinstance(key, str) and key:
+            return key
+        failed = SendResult(False, res.describe(), code=res.error_code)
+        if res.rate_limited:
+            failed.retry_after = res.reset
+        return failed
 
     def _result(self, row: OutboxMessage, res: ApiResult) -> SendResult:
         if res.ok:

@@ -1,21 +1,23 @@
 """The sandbox 'platform': a local chat page that goes through the same router, handlers and outbox.
 
 A person picks a demo member (private chat) or a union group's chat, types, clicks card buttons and sees
-the bot's answers and scheduled pushes, with no WeCom or Feishu account.
+the bot's answers and scheduled pushes, with no WeCom or Feishu account. A file the bot sends is kept in its
+sandbox message and offered as a download link (`/sandbox/file/<id>`).
 """
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot import outbox
-from bot.message import ChatType, IncomingMessage
+from bot.message import ChatType, File, IncomingMessage, payload_to_outgoing
 from bot.normalize import normalize, typed_words
 from bot.outbox import SendResult
 from models.member import Group, Member, link_identity
@@ -113,11 +115,18 @@ def messages_since(bot, chat_id: str, since: int) -> list[dict[str, Any]]:
                 "id": r.id,
                 "direction": r.direction,
                 "sender": r.sender,
-                "payload": r.payload,
+                "payload": _shown(r),
                 "time": bot.clock.fmt(r.created_at),
             }
             for r in rows
         ]
+
+
+def _shown(r: SandboxMessage) -> dict[str, Any]:
+    """The payload for the page and the CLI: a file as its name and download link, without its bytes."""
+    if (r.payload or {}).get("type") != "file":
+        return r.payload
+    return {"type": "file", "name": r.payload.get("name", ""), "url": f"{bp.url_prefix}/file/{r.id}"}
 
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -190,3 +199,19 @@ def poll():
     chat_id = request.args.get("chat_id", "")
     since = request.args.get("since", "0")
     return jsonify(messages=messages_since(bot, chat_id, int(since) if since.isdigit() else 0))
+
+
+@bp.get("/file/<int:message_id>")
+def file(message_id: int):
+    """A file the bot sent in the sandbox, for download (only while the sandbox is enabled: `_enabled`)."""
+    bot = current_app.extensions["bot"]
+    with bot.db.Session() as s:
+        row = s.get(SandboxMessage, message_id)
+        out = (
+            payload_to_outgoing(row.payload)
+            if row is not None and row.payload.get("type") == "file"
+            else None
+        )
+    if not isinstance(out, File):
+        abort(404)
+    return send_file(io.BytesIO(out.data), download_name=out.name, as_attachment=True)

@@ -516,7 +516,7 @@ def welcome_reply(bot, msg: IncomingMessage) -> dict[str, Any] | None:
         card = card_json(outs[0][1], task_id(outs[0][0], 0))
         if card is not None:
             return {"msgtype": "template_card", "template_card": card}
-    text = "\n\n".join(o.as_text() if isinstance(o, Card) else o.text for _, o in outs)
+    text = "\n\n".join(o.text if isinstance(o, Text) else o.as_text() for _, o in outs)
     return {"msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}} if text else None
 
 

@@ -4,10 +4,11 @@
   before `expires_in`; on 40014 / 42001 / 41001 the token is dropped and fetched again ONCE, then the call is
   retried once. The token and the secret never appear in logs or in stored errors (`scrub`, and a filter on
   urllib3's logger, which would print request URLs at DEBUG).
-- Sender: private replies through `message/send` (text, or `template_card` button_interaction for cards),
+- Sender: private replies through `message/send` (text, or `template_card` button_interaction for cards; a
+  file is uploaded with `media/upload?type=file` (≤ 20 MB) and sent as msgtype "file"; a retry uploads again),
   AI-bot replies through the message's `response_url` (once, within the hour; several replies to one message
   are merged into that one use; cards only into single chats), group chats through the chat's webhook
-  (消息推送) or `appchat/send`. The enter_chat welcome is never sent from here (passive reply only).
+  (消息推送) or `appchat/send` (files as their text: `File.as_text`). The enter_chat welcome is never sent from here (passive reply only).
 - Limits: 30 messages per member per minute and 20 per webhook per minute (counted from the outbox's sent
   rows); per API (message/send, appchat/send) `WECOM_API_CALLS_PER_MINUTE` / `_PER_HOUR` for the whole app,
   counted in `models.rate` windows shared by every worker; 45009 / 45033 retried after a minute, `invaliduser` marks the identity unreachable (permanent).
@@ -37,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.adapters.wecom import PLATFORM, encode_key, task_id
-from bot.message import Button, Card, Text, payload_to_outgoing
+from bot.message import Button, Card, File, Text, payload_to_outgoing
 from bot.outbox import SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
@@ -54,6 +55,7 @@ PER_WEBHOOK_PER_MINUTE = 20
 PASSIVE_WAIT = timedelta(seconds=10)  # WeCom waits 5 s for a passive reply; the callback takes it sooner
 RESPONSE_URL_TTL = timedelta(minutes=55)  # WeCom says one hour; keep a margin for clocks and queues
 TEXT_BYTES = 2048
+FILE_BYTES = 20 * 1024 * 1024  # media/upload type=file: at most 20 MB
 MARKDOWN_BYTES = 4096
 TITLE_CHARS = 26
 SUBTITLE_CHARS = 112
@@ -239,6 +241,12 @@ class WeComClient:
     def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self.call("POST", path, payload=payload)
 
+    def upload(self, name: str, data: bytes) -> dict[str, Any]:
+        """`media/upload?type=file` (multipart field "media"): the answer carries the media_id (valid 3 days)."""
+        return self.call(
+            "POST", "/cgi-bin/media/upload", params={"type": "file"}, files={"media": (name, data)}
+        )
+
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         return self.call("GET", path, params=params)
 
@@ -248,6 +256,7 @@ class WeComClient:
         path: str,
         payload: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         """Call with the token; refreshed and retried exactly once when WeCom says it expired."""
         token = self.token()
@@ -257,6 +266,7 @@ class WeComClient:
                 self.base + path,
                 params={**(params or {}), "access_token": token},
                 json=payload,
+                files=files,
                 timeout=self.timeout,
             )
             resp.raise_for_status()
@@ -384,7 +394,7 @@ def card_json(card: Card, task_id: str) -> dict[str, Any] | None:
 
 def as_text(payload: dict[str, Any]) -> str:
     out = payload_to_outgoing(payload)
-    return out.as_text() if isinstance(out, Card) else out.text
+    return out.text if isinstance(out, Text) else out.as_text()
 
 
 class WeComSender:
@@ -491,6 +501,8 @@ class WeComSender:
                 )
         base: dict[str, Any] = {"touser": "|".join(users), "agentid": int(self.settings.WECOM_AGENT_ID or 0)}
         out = payload_to_outgoing(row.payload)
+        if isinstance(out, File):
+            return self._send_file(row, users, base, out)
         card = card_json(out, task_id(row.id, row.attempts)) if isinstance(out, Card) else None
         if card is not None and not card_fits(out) and not (row.context or {}).get(TEXT_SENT):
             # The full text first, then the compact card with the buttons; a retry sends only what is missing.
@@ -505,6 +517,28 @@ class WeComSender:
         text = out.as_text() if isinstance(out, Card) else out.text
         return self._message_send(
             row, users, {**base, "msgtype": "text", "text": {"content": cut_bytes(text, TEXT_BYTES)}}
+        )
+
+    def _send_file(
+        self, row: OutboxMessage, users: list[str], base: dict[str, Any], file: File
+    ) -> SendResult:
+        """Upload, then send the media_id; a retry uploads again (media ids are cheap, and one may have expired)."""
+        if not 5 < len(file.data) <= FILE_BYTES:
+            return SendResult(
+                False,
+                f"文件大小不符合企业微信要求（5字节到20MB）：{file.name}",
+                permanent=True,
+                code="file_size",
+            )
+        held = self._app_wait("media/upload")
+        if held is not None:
+            return held
+        data = self.client.upload(file.name, file.data)
+        code = int(data.get("errcode") or 0)
+        if code or not data.get("media_id"):
+            return self._from_code(code or -1, scrub(str(data.get("errmsg", "no media_id"))), row)
+        return self._message_send(
+            row, users, {**base, "msgtype": "file", "file": {"media_id": data["media_id"]}}
         )
 
     def _message_send(self, row: OutboxMessage, users: list[str], msg: dict[str, Any]) -> SendResult:
