@@ -116,6 +116,8 @@ def failed_inbound(s: Session) -> list[dict]:
 
 
 def _preview(payload: dict) -> str:
+    if payload.get("type") == "file":
+        return f"[文件] {payload.get('name', '')}"
     text = payload.get("text") or payload.get("title") or ""
     return text if len(text) <= 40 else text[:40] + "…"
 

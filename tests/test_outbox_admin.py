@@ -139,3 +139,16 @@ def test_messages_the_bot_failed_to_handle_are_listed_without_their_text(
     assert f"#{failed_id}" in html and "沙盒" in html and "私聊" in html and "ValueError" in html
     assert "卧床" not in html and "没有处理出错的消息" not in html
     assert f"handler failed for inbound #{failed_id}" in caplog.text
+
+
+def test_a_file_message_shows_its_name(bot, client):
+    from bot.message import File
+
+    with bot.db.transaction() as s:
+        outbox.enqueue(s, platform="sandbox", target_kind="user", target_id="sb-f", key="monthly_list:f",
+                       message=File("2026年12月生日名单.xlsx", b"PK\x03\x04 fake"), now=bot.clock.now())  # fmt: skip
+        s.execute(update(OutboxMessage).values(status="dead", last_error="81013 invalid touser"))
+    add_staff(bot)
+    login(client)
+    html = client.get("/admin/outbox/").get_data(as_text=True)
+    assert "[文件] 2026年12月生日名单.xlsx" in html and "UEsDB" not in html  # the name, never the base64
