@@ -23,9 +23,12 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database) if u.get_backend_name() == "sqlite" and u.database else None
 
 
-def _pg_url(url: str) -> str:
-    """pg_dump wants a libpq URL, without SQLAlchemy's +driver."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _pg_target(url: str) -> tuple[str, dict[str, str]]:
+    """pg_dump wants a libpq URL, without SQLAlchemy's +driver; the password goes in PGPASSWORD, not on the
+    command line where `ps` would show it."""
+    u = make_url(url).set(drivername="postgresql")
+    env = {**os.environ, "PGPASSWORD": u.password} if u.password else dict(os.environ)
+    return u._replace(password=None).render_as_string(hide_password=False), env
 
 
 @click.command("backup")
@@ -39,7 +42,8 @@ def backup(path: Path) -> None:
         with sqlite3.connect(src) as source, sqlite3.connect(path) as target:
             source.backup(target)  # SQLite's online backup API: safe during writes
     else:
-        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={path}", _pg_url(db.url)])
+        target, env = _pg_target(db.url)
+        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={path}", target], env)
     click.echo(f"已备份到 {path}（{path.stat().st_size // 1024} KB）")
 
 
@@ -66,14 +70,15 @@ def restore(path: Path, yes: bool) -> None:
         with sqlite3.connect(path) as source, sqlite3.connect(dst) as target:
             source.backup(target)
     else:
-        _run(["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={_pg_url(db.url)}", str(path)])
+        target, env = _pg_target(db.url)
+        _run(["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={target}", str(path)], env)
     click.echo("已恢复。")
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str], env: dict[str, str]) -> None:
     if shutil.which(cmd[0]) is None:
         raise click.ClickException(f"需要 {cmd[0]}（PostgreSQL 客户端工具），请先安装")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise click.ClickException(done.stderr.strip()[-500:] or f"{cmd[0]} failed")
 

@@ -364,3 +364,11 @@ def test_gunicorn_conf_reads_its_settings_from_the_environment(monkeypatch):
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (conf["bind"], conf["workers"], conf["threads"], conf["worker_class"]) == ("0.0.0.0:9000", 3, 2, "gthread")
     assert "logconfig_dict" not in conf  # plain logs outside production
+
+
+def test_pg_dump_gets_the_password_in_its_environment_not_on_the_command_line():
+    from cli.ops import _pg_target
+
+    target, env = _pg_target("postgresql+psycopg://unionbot:s3cret@db.example:5432/unionbot")
+    assert target == "postgresql://unionbot@db.example:5432/unionbot" and env["PGPASSWORD"] == "s3cret"
+    assert _pg_target("postgresql://postgres@127.0.0.1:5432/test")[0] == "postgresql://postgres@127.0.0.1:5432/test"
