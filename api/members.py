@@ -409,7 +409,7 @@ def create_member():
             out = member_json(member)
     except IntegrityError:
         raise _conflict(employee_no) from None
-    log.info("api: token %s created member %s", g.api_token.name, out["employee_no"])
+    log.info("api: token %s created member #%s", g.api_token.name, member.id)  # the row id: no 工号 in logs
     resp = jsonify(out)
     resp.status_code = 201
     resp.headers["Location"] = url_for("api.get_member", employee_no=out["employee_no"])
@@ -438,9 +438,7 @@ def update_member(employee_no: str):
             out = member_json(member)
     except IntegrityError:
         raise _conflict(new_no or employee_no) from None
-    log.info(
-        "api: token %s updated member %s (%s)", g.api_token.name, out["employee_no"], ", ".join(sorted(data))
-    )
+    log.info("api: token %s updated member #%s (%s)", g.api_token.name, member.id, ", ".join(sorted(data)))
     return jsonify(out)
 
 

@@ -155,7 +155,7 @@ def test_metrics_have_no_personal_labels(client, bot, chat_with):
     chat_with(add_member(bot, name="秘密姓名", employee_no="S0001")).ask("我的信息")
     body = client.get("/metrics").get_data(as_text=True)
     assert 'unionbot_messages_received_total{handler="my_info",platform="sandbox"}' in body
-    assert 'unionbot_outbox_depth{status="sent"}' in body
+    assert 'unionbot_outbox_depth{status="pending"} 0.0' in body and 'status="sent"' not in body
     assert "秘密姓名" not in body and "S0001" not in body and "sb-" not in body
 
 
