@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(minutes=3)
+RENEW_EVERY = 30  # seconds: the holder renews its lease, a standby tries to take an expired one
 GREETING_GRACE = 4 * 3600  # seconds: a 09:00 run may still start at 13:00 (the job itself stops at 20:00)
 SCAN_GRACE = 10 * 60
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -57,9 +58,9 @@ class Lease:
     """A named lease row: `acquire(now)` takes it if free/expired or renews it if ours; atomically."""
 
     def __init__(
-        self, db: Database, holder: str | None = None, name: str = LEASE_NAME, ttl: timedelta = LEASE_TTL
+        self, db: Database, holder: str | None = None, name: str = LEASE_NAME, ttl: timedelta | None = None
     ):
-        self.db, self.holder, self.name, self.ttl = db, holder or default_holder(), name, ttl
+        self.db, self.holder, self.name, self.ttl = db, holder or default_holder(), name, ttl or LEASE_TTL
 
     def acquire(self, now: datetime) -> bool:
         with self.db.transaction() as s:
@@ -280,7 +281,7 @@ def build_scheduler(app: Flask, holder: str | None = None, blocking: bool = True
         )
     sched.add_job(
         runner.renew,
-        IntervalTrigger(seconds=30, timezone=tz),
+        IntervalTrigger(seconds=RENEW_EVERY, timezone=tz),
         id="lease",
         name="lease renewal",
         misfire_grace_time=60,

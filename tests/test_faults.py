@@ -1,4 +1,5 @@
-"""Fault tests (issue 10): killed workers, a misbehaving platform, a database restart, two schedulers at once.
+"""Fault tests (issue 10): killed workers, a misbehaving platform, a database restart, two schedulers at once, a
+killed scheduler replaced by its standby.
 
 Everything runs on 127.0.0.1: fake WeCom / Feishu servers from tests/, real subprocesses for the delivery worker
 and the scheduler, and (for the restart) a throwaway PostgreSQL cluster of the test's own — never the shared
@@ -18,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -425,6 +427,52 @@ def test_two_scheduler_processes_started_at_once_run_each_job_once(database, tmp
         runs = list(s.scalars(select(GreetingRun).where(GreetingRun.kind == "birthday")))
     assert [(r.queued, r.already) for r in runs] == [(5, 0)]  # one pass: nothing found already queued
     assert "Traceback" not in "".join(texts), texts
+    bot.db.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_killed_scheduler_is_replaced_by_the_standby(database, tmp_path):
+    """kill -9 of the scheduler holding the lease: the standby takes the lease over once it has expired (3 s here,
+    3 minutes in production) and runs the jobs; what the first one queued is not queued again."""
+    if database == "postgres" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    from models.greeting import GreetingConfig
+
+    url = POSTGRES_URL if database == "postgres" else f"sqlite:///{tmp_path / 'takeover.db'}"
+    app = make_app(url)
+    bot = app.extensions["bot"]
+    local = bot.clock.local_now()
+    if local.strftime("%H:%M") >= "23:58" or (local.month, local.day) == (2, 29):
+        pytest.skip("too close to midnight (or 29 Feb) for a same-day greeting window")
+    born = [add_member(bot, name=f"寿星{i}", birthday=date(1980 + i, local.month, local.day)) for i in range(3)]
+    with bot.db.transaction() as s:
+        s.add(GreetingConfig(id=1, send_time="00:00", catchup_until="23:59"))
+        for m in born:
+            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    env = subprocess_env(DATABASE_URL=url, LOG_LEVEL="INFO", FAULTS_LEASE_SECONDS="3", FAULTS_RENEW_SECONDS="0.5")
+    logs = {name: tmp_path / f"sched-{name}.log" for name in "AB"}
+
+    def start(name: str) -> subprocess.Popen:
+        cmd = [sys.executable, str(ROOT / "tests" / "faults_scheduler.py"), "--holder", name]
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(logs[name], "wb"),  # noqa: SIM115
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+    leading, standing = "holds the lease, running jobs", "another scheduler holds the lease, standing by"
+    a = start("A")
+    procs = [a]
+    try:
+        wait_for(lambda: outbox_keys(bot.db, "birthday:") == 3, 60, "A to queue the birthday greetings")
+        procs.append(start("B"))
+        wait_for(lambda: standing in logs["B"].read_text(), 60, "B to stand by")
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        wait_for(lambda: leading in logs["B"].read_text(), 60, "B to take the lease over")
+        assert procs[1].poll() is None, logs["B"].read_text()[-2000:]
+    finally:
+        for p in procs:
+            stop(p)
+    assert outbox_keys(bot.db, "birthday:") == 3  # nothing queued twice
+    assert "Traceback" not in logs["B"].read_text()
     bot.db.dispose()
 
 
