@@ -40,9 +40,8 @@ class SendResult:
     retry_after: float | None = None  # seconds the platform asked us to wait (rate limits)
     permanent: bool = False  # the target can never receive it (left the company, bot removed ...)
     code: str | None = None  # the platform's error code, for metrics
-    held: bool = (
-        False  # our own rate limit kept it back: nothing reached the platform, so no failure, no attempt
-    )
+    # our own rate limit kept it back: nothing reached the platform, so no failure, no attempt
+    held: bool = False
 
 
 class Sender(Protocol):

@@ -3,6 +3,8 @@ limits, Feishu's per-recipient one)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Integer, String, case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -31,3 +33,20 @@ def take_slot(s: Session, scope: str, win: int, n: int = 1) -> int:
         set_={"win": win, "count": case((SendRate.win == win, SendRate.count + n), else_=n)},
     ).returning(SendRate.count)
     return int(s.execute(stmt).scalar_one())
+
+
+def take_slots(s: Session, now: float, windows: Sequence[tuple[str, float, int]], n: int = 1) -> float:
+    """Take `n` slots in each (scope, window seconds, limit) at epoch time `now`, all or none: 0.0 when taken,
+    else the seconds until the fullest window ends. A refused try takes no slot, or waiting rows would eat the
+    window's budget."""
+    slots = s.begin_nested()
+    over = [
+        size - now % size
+        for scope, size, limit in windows
+        if take_slot(s, scope, int(now // size), n) > limit
+    ]
+    if over:
+        slots.rollback()
+        return max(over)
+    slots.commit()
+    return 0.0

@@ -34,7 +34,7 @@ from bot.outbox import SendResult
 from models.feishu import FeishuState, get_state, put_state
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
-from models.rate import take_slot
+from models.rate import take_slots
 
 log = logging.getLogger(__name__)
 
@@ -442,22 +442,11 @@ class FeishuSender:
 
     def _rate_wait(self, row: OutboxMessage) -> float:
         """Count this send in the app's and the recipient's windows; seconds to wait if over a limit."""
-        now = self.bot.clock.now().timestamp()
+        windows = [(scope, size, limit) for scope, limit, size in LIMITS]
+        windows.append((f"to:{row.target_kind}:{row.target_id}", 1, PER_TARGET))
         with self.bot.db.transaction() as s:
-            slots = s.begin_nested()
-            over = [
-                size - now % size
-                for scope, limit, size in LIMITS
-                if take_slot(s, scope, int(now // size)) > limit
-            ]
-            target = f"to:{row.target_kind}:{row.target_id}"
-            if take_slot(s, target, int(now)) > PER_TARGET:
-                over.append(1 - now % 1)
-            if over:
-                slots.rollback()  # a send held back takes no slot, or waiting rows would eat the minute's budget
-            else:
-                slots.commit()
-        return max((max(over, default=0.0), 0.5)) if over else 0.0
+            wait = take_slots(s, self.bot.clock.now().timestamp(), windows)
+        return max(wait, 0.5) if wait else 0.0
 
     def _shown_inline(self, row: OutboxMessage) -> bool:
         """The click's answer showed the first card of its replies; the same rule as `inline_plan`."""

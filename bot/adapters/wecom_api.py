@@ -42,7 +42,7 @@ from bot.message import Button, Card, File, Text, payload_to_outgoing
 from bot.outbox import SendResult
 from models.member import PlatformIdentity
 from models.messaging import Chat, OutboxMessage
-from models.rate import take_slot
+from models.rate import take_slots
 from models.wecom import ALERT_IP_NOT_TRUSTED, WecomAccessToken, WecomAlert, clear_alert, raise_alert
 
 log = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ class WeComSender:
         self._slot_lock = threading.Lock()
 
     def send(self, row: OutboxMessage) -> SendResult:
-        lost = self._renew_lease(row)
+        lost = self._check_still_ours(row)
         if lost is not None:
             return lost
         try:
@@ -446,7 +446,7 @@ class WeComSender:
                 )
             )
 
-    def _renew_lease(self, row: OutboxMessage) -> SendResult | None:
+    def _check_still_ours(self, row: OutboxMessage) -> SendResult | None:
         """Check this row is still ours right before sending it, or say why not to send it (None: go ahead).
 
         WeCom has no idempotency key, so a row must never be sent by two workers: the outbox leases a whole
@@ -704,36 +704,26 @@ class WeComSender:
         sender while their windows last; near the cap, one at a time. Slots left when a window ends are
         simply not used: all workers together still stay under the cap."""
         now = self.bot.clock.now().timestamp()
-        limits = (
-            ("m", self.settings.WECOM_API_CALLS_PER_MINUTE, 60),
-            ("h", self.settings.WECOM_API_CALLS_PER_HOUR, 3600),
+        windows = (
+            (f"wecom:{api}:m", 60, self.settings.WECOM_API_CALLS_PER_MINUTE),
+            (f"wecom:{api}:h", 3600, self.settings.WECOM_API_CALLS_PER_HOUR),
         )
-        wins = tuple(int(now // size) for _, _, size in limits)
+        wins = tuple(int(now // size) for _, size, _ in windows)
         with self._slot_lock:
             taken_wins, left = self._slots.get(api, ((), 0))
             if taken_wins == wins and left > 0:
                 self._slots[api] = (wins, left - 1)
                 return None
-            over: list[float] = []
             for n in (SLOT_CHUNK, 1):
                 with self.db.transaction() as s:
-                    slots = s.begin_nested()
-                    over = [
-                        size - now % size
-                        for (name, limit, size), win in zip(limits, wins, strict=True)
-                        if take_slot(s, f"wecom:{api}:{name}", win, n) > limit
-                    ]
-                    if over:
-                        slots.rollback()
-                    else:
-                        slots.commit()
-                if not over:
+                    wait = take_slots(s, now, windows, n)
+                if not wait:
                     self._slots[api] = (wins, n - 1)
                     return None
         return SendResult(
             False,
             "企业微信每分钟/每小时调用上限将到，稍后发送",
-            retry_after=max(max(over), 0.5),
+            retry_after=max(wait, 0.5),
             code=RATE_WAIT,
             held=True,
         )
