@@ -8,6 +8,8 @@ reason code; they cannot be resent once scrubbed.
 
 from __future__ import annotations
 
+import re
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -106,13 +108,16 @@ def failed_inbound(s: Session) -> list[dict]:
             "id": r.id,
             "platform_label": PLATFORM_LABELS.get(r.platform, r.platform),
             "chat": "群聊" if r.chat_type == "group" else "私聊",
-            "error": (r.error or "")
-            .split(":", 1)[0]
-            .split(" ", 1)[0],  # the kind only: a message may quote data
+            "error": error_kind(r.error),
             "at": r.received_at,
         }
         for r in rows
     ]
+
+
+def error_kind(error: str | None) -> str:
+    """"ValueError: …" or "ValueError (handler raised)" -> "ValueError": an exception's message may quote data."""
+    return re.split(r"[:\s]", error or "", maxsplit=1)[0]
 
 
 def _preview(payload: dict) -> str:

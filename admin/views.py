@@ -36,6 +36,7 @@ from admin import (
     require,
 )
 from admin.models import StaffLoginFailure
+from admin.outbox import PLATFORM_LABELS
 from admin.outbox import describe as describe_outbox
 from bot.permissions import can
 from models.member import ROLE_LABELS, ROLES, Branch, Group, Member, PlatformIdentity
@@ -62,7 +63,6 @@ THROTTLE_MAX = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 PAGE_SIZE = 20
 LOGIN_FAILED = "用户名或密码错误"
-PLATFORM_LABELS = {"wecom": "企业微信", "feishu": "飞书", "sandbox": "沙盒"}
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
