@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Table, Text, select, type_coerce, update
+from sqlalchemy import JSON, Table, Text, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
@@ -199,9 +199,7 @@ def rotate(session: Session, metadata=None, batch: int = 500) -> dict[str, tuple
 
 def _reseal_outbox(session: Session) -> tuple[int, int]:
     """Sensitive messages still waiting in the outbox are sealed too (models.messaging.seal)."""
-    from sqlalchemy import JSON
-
-    from models.messaging import OutboxMessage
+    from models.messaging import OutboxMessage, is_sealed
 
     raw = type_coerce(OutboxMessage.payload, JSON)
     changed = seen = 0
@@ -211,7 +209,7 @@ def _reseal_outbox(session: Session) -> tuple[int, int]:
         )
     ).all()
     for ident, payload in rows:
-        if not (isinstance(payload, dict) and set(payload) == {"sealed"}):
+        if not is_sealed(payload):
             continue
         seen += 1
         new = reencrypt(payload["sealed"])

@@ -22,6 +22,10 @@ def seal(payload: dict[str, Any]) -> dict[str, Any]:
     return {"sealed": crypto.encrypt(json.dumps(payload, ensure_ascii=False))}
 
 
+def is_sealed(payload: Any) -> bool:
+    return isinstance(payload, dict) and set(payload) == {"sealed"}
+
+
 class SealableJSON(TypeDecorator):
     """JSON that hands back sealed payloads opened: every reader (senders, adapters) sees the message itself."""
 
@@ -29,7 +33,7 @@ class SealableJSON(TypeDecorator):
     cache_ok = True
 
     def process_result_value(self, value: Any, dialect) -> Any:
-        if isinstance(value, dict) and set(value) == {"sealed"}:
+        if is_sealed(value):
             try:
                 return json.loads(crypto.decrypt(value["sealed"]))
             except crypto.DataKeyError:
