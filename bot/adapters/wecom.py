@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from wechatpy.crypto import _get_signature
@@ -459,6 +459,19 @@ def task_id(row_id: int, attempt: int) -> str:
     return f"ub_{row_id}_{attempt}"
 
 
+def queued_replies(message_id: str, statuses: tuple[str, ...]) -> Select:
+    """The replies to `message_id` still in the outbox with one of `statuses`, in reply order."""
+    return (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.platform == PLATFORM,
+            OutboxMessage.idempotency_key.startswith(f"reply:{PLATFORM}:{message_id}:", autoescape=True),
+            OutboxMessage.status.in_(statuses),
+        )
+        .order_by(OutboxMessage.id)
+    )
+
+
 def take_replies(
     bot, message_id: str, want: Callable[[dict[str, Any]], bool], limit: int = 50
 ) -> list[tuple[int, dict]]:
@@ -469,19 +482,10 @@ def take_replies(
     twice. Rows marked passive (the welcome) are never sent by the loop, so they are taken even then.
     Returns (row id, payload) in reply order.
     """
-    prefix = f"reply:{PLATFORM}:{message_id}:"
     now = bot.clock.now()
     taken: list[tuple[int, dict]] = []
     with bot.db.transaction() as s:
-        rows = s.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.platform == PLATFORM,
-                OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
-                OutboxMessage.status.in_(("pending", "sending")),
-            )
-            .order_by(OutboxMessage.id)
-        ).all()
+        rows = s.scalars(queued_replies(message_id, ("pending", "sending"))).all()
         for row in rows:
             if not want(row.payload):
                 continue
@@ -540,17 +544,8 @@ def _queue_card_text(bot, message_id: str) -> None:
     beside it as a reply of its own (idempotent by key), to go out through response_url."""
     from bot.adapters.wecom_api import card_fits, card_text
 
-    prefix = f"reply:{PLATFORM}:{message_id}:"
     with bot.db.transaction() as s:
-        rows = s.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.platform == PLATFORM,
-                OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
-                OutboxMessage.status == "pending",
-            )
-            .order_by(OutboxMessage.id)
-        )
+        rows = s.scalars(queued_replies(message_id, ("pending",)))
         row = next((r for r in rows if _has_card(r.payload)), None)
         out = payload_to_outgoing(row.payload) if row is not None else None
         if row is None or not isinstance(out, Card) or card_fits(out):

@@ -37,7 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.adapters.wecom import PLATFORM, encode_key, task_id
+from bot.adapters.wecom import PLATFORM, encode_key, queued_replies, task_id
 from bot.message import Button, Card, File, Text, payload_to_outgoing
 from bot.outbox import SendResult
 from models.member import PlatformIdentity
@@ -646,20 +646,9 @@ class WeComSender:
         in_reply_to = (row.context or {}).get("in_reply_to")
         siblings: list[OutboxMessage] = []
         if in_reply_to:
-            prefix = f"reply:{PLATFORM}:{in_reply_to}:"
+            siblings_q = queued_replies(in_reply_to, ("pending", "sending")).where(OutboxMessage.id != row.id)
             with self.db.Session() as s:
-                siblings = list(
-                    s.scalars(
-                        select(OutboxMessage)
-                        .where(
-                            OutboxMessage.platform == PLATFORM,
-                            OutboxMessage.id != row.id,
-                            OutboxMessage.status.in_(("pending", "sending")),
-                            OutboxMessage.idempotency_key.startswith(prefix, autoescape=True),
-                        )
-                        .order_by(OutboxMessage.id)
-                    )
-                )
+                siblings = list(s.scalars(siblings_q))
         out = payload_to_outgoing(row.payload)
         # response_url is good for one message and carries template cards into single chats only: a group, or a
         # card whose text does not fit the card (`card_fits`), gets the full text as markdown.
