@@ -382,6 +382,20 @@ def test_database_restart_webhooks_answer_5xx_then_recover_without_restart(clust
         bot.db.dispose()
 
 
+def birthdays_today(bot, n: int) -> None:
+    """`n` members with a sandbox account whose birthday is today, and the greeting window open now."""
+    from models.greeting import GreetingConfig
+
+    local = bot.clock.local_now()
+    if local.strftime("%H:%M") >= "23:58" or (local.month, local.day) == (2, 29):
+        pytest.skip("too close to midnight (or 29 Feb) for a same-day greeting window")
+    born = [add_member(bot, name=f"寿星{i}", birthday=date(1980 + i, local.month, local.day)) for i in range(n)]
+    with bot.db.transaction() as s:
+        s.add(GreetingConfig(id=1, send_time="00:00", catchup_until="23:59"))
+        for m in born:
+            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+
+
 # --- 4. two scheduler processes started at once ----------------------------------------------------------------
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_two_scheduler_processes_started_at_once_run_each_job_once(database, tmp_path):
@@ -391,19 +405,12 @@ def test_two_scheduler_processes_started_at_once_run_each_job_once(database, tmp
     version of this race is in test_scheduler.py; this one has separate processes, engines and connections."""
     if database == "postgres" and not POSTGRES_URL:
         pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
-    from models.greeting import GreetingConfig, GreetingRun
+    from models.greeting import GreetingRun
 
     url = POSTGRES_URL if database == "postgres" else f"sqlite:///{tmp_path / 'sched.db'}"
     app = make_app(url)
     bot = app.extensions["bot"]
-    local = bot.clock.local_now()
-    if local.strftime("%H:%M") >= "23:58" or (local.month, local.day) == (2, 29):
-        pytest.skip("too close to midnight (or 29 Feb) for a same-day greeting window")
-    born = [add_member(bot, name=f"寿星{i}", birthday=date(1980 + i, local.month, local.day)) for i in range(5)]
-    with bot.db.transaction() as s:
-        s.add(GreetingConfig(id=1, send_time="00:00", catchup_until="23:59"))  # the window is open now
-        for m in born:
-            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    birthdays_today(bot, 5)
     env = subprocess_env(DATABASE_URL=url, LOG_LEVEL="INFO")
     logs = [tmp_path / f"sched-{name}.log" for name in "AB"]
     procs = [
@@ -436,19 +443,11 @@ def test_a_killed_scheduler_is_replaced_by_the_standby(database, tmp_path):
     3 minutes in production) and runs the jobs; what the first one queued is not queued again."""
     if database == "postgres" and not POSTGRES_URL:
         pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
-    from models.greeting import GreetingConfig
 
     url = POSTGRES_URL if database == "postgres" else f"sqlite:///{tmp_path / 'takeover.db'}"
     app = make_app(url)
     bot = app.extensions["bot"]
-    local = bot.clock.local_now()
-    if local.strftime("%H:%M") >= "23:58" or (local.month, local.day) == (2, 29):
-        pytest.skip("too close to midnight (or 29 Feb) for a same-day greeting window")
-    born = [add_member(bot, name=f"寿星{i}", birthday=date(1980 + i, local.month, local.day)) for i in range(3)]
-    with bot.db.transaction() as s:
-        s.add(GreetingConfig(id=1, send_time="00:00", catchup_until="23:59"))
-        for m in born:
-            link_identity(s, s.get(Member, m.id), "sandbox", f"sb-{m.id}")
+    birthdays_today(bot, 3)
     env = subprocess_env(DATABASE_URL=url, LOG_LEVEL="INFO", FAULTS_LEASE_SECONDS="3", FAULTS_RENEW_SECONDS="0.5")
     logs = {name: tmp_path / f"sched-{name}.log" for name in "AB"}
 
